@@ -1,0 +1,184 @@
+package crdt
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/convergedb/converge/internal/mp"
+)
+
+// ErrNotFound is returned by [Record.Prepare] for an update or delete of a
+// record that does not exist (absent or deleted).
+var ErrNotFound = errors.New("not found")
+
+// ErrCounterOverflow is returned by [Record.Prepare] when an increment would
+// overflow a counter's totals.
+var ErrCounterOverflow = errors.New("crdt: counter overflow")
+
+// Intent is what a local write means to do to its record.
+type Intent uint8
+
+const (
+	// IntentPut creates the record if it is absent or deleted, and
+	// otherwise updates it.
+	IntentPut Intent = iota + 1
+	// IntentUpdate updates an existing record; ErrNotFound otherwise.
+	IntentUpdate
+	// IntentDelete deletes an existing record; ErrNotFound otherwise.
+	IntentDelete
+)
+
+// ChangeType is the type of a local field change.
+type ChangeType uint8
+
+// Local field changes, turned into field ops by [Record.Prepare].
+const (
+	Set       ChangeType = iota + 1 // assign Value to a register
+	Unset                           // unset a register
+	AddElem                         // add Value to a set
+	RemoveElem                      // remove Value from a set (the adds observed)
+	Increment                       // add Delta to a counter
+	OfferMax                        // offer Value to a max register
+	OfferMin                        // offer Value to a min register
+)
+
+// Change is one field change of a local write.
+type Change struct {
+	Name  string
+	Type  ChangeType
+	Value []byte // msgpack-encoded
+	Delta int64  // for Increment
+}
+
+// Prepare turns a local write on r into the op's causal length and field
+// ops, as replica self would write it: a register write records the HLC it
+// replaces, a remove lists the adds it observed, an increment carries self's
+// new totals. It does not modify r. Prepare returns ErrNotFound for an
+// IntentUpdate or IntentDelete of a record that does not exist; a Put on a
+// deleted record re-creates it empty but for the changes.
+func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl uint64, fields []FieldOp, err error) {
+	switch intent {
+	case IntentDelete:
+		if !r.Exists() {
+			return 0, nil, ErrNotFound
+		}
+		return r.CL + 1, nil, nil
+	case IntentUpdate:
+		if !r.Exists() {
+			return 0, nil, ErrNotFound
+		}
+		cl = r.CL
+	case IntentPut:
+		cl = r.CL
+		if !r.Exists() {
+			cl = r.CL + 1
+		}
+	default:
+		return 0, nil, fmt.Errorf("crdt: unknown intent %d", intent)
+	}
+	// After a (re-)create, nothing of the old state is visible.
+	view := r
+	if cl != r.CL {
+		view = &Record{CL: cl}
+	}
+	fields = make([]FieldOp, 0, len(changes))
+	for _, c := range changes {
+		switch c.Type {
+		case Set, Unset:
+			fo := FieldOp{Name: c.Name, Type: Assign}
+			if c.Type == Set && !isNil(c.Value) {
+				fo.Value = c.Value
+			}
+			if f := view.current(c.Name); f != nil {
+				fo.Seen = f.At.HLC
+			}
+			fields = append(fields, fo)
+		case AddElem:
+			fields = append(fields, FieldOp{Name: c.Name, Type: Add, Value: c.Value})
+		case RemoveElem:
+			dots := view.observedAdds(c.Name, c.Value)
+			if len(dots) > 0 {
+				fields = append(fields, FieldOp{Name: c.Name, Type: Remove, Value: c.Value, Dots: dots})
+			}
+		case Increment:
+			if c.Delta == 0 {
+				continue
+			}
+			var t Tally
+			if f := view.component(c.Name, KindCounter); f != nil {
+				if i, ok := slices.BinarySearchFunc(f.Counts, self, func(t Tally, o ReplicaID) int { return t.Origin.Compare(o) }); ok && f.Counts[i].CL == cl {
+					t = f.Counts[i]
+				}
+			}
+			if c.Delta > 0 {
+				if t.P > math.MaxUint64-uint64(c.Delta) {
+					return 0, nil, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
+				}
+				t.P += uint64(c.Delta)
+			} else {
+				d := uint64(-(c.Delta + 1)) + 1 // |Delta| without overflowing MinInt64
+				if t.N > math.MaxUint64-d {
+					return 0, nil, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
+				}
+				t.N += d
+			}
+			fields = append(fields, FieldOp{Name: c.Name, Type: Count, P: t.P, N: t.N})
+		case OfferMax:
+			fields = append(fields, FieldOp{Name: c.Name, Type: WriteMax, Value: c.Value})
+		case OfferMin:
+			fields = append(fields, FieldOp{Name: c.Name, Type: WriteMin, Value: c.Value})
+		default:
+			return 0, nil, fmt.Errorf("crdt: field %q: unknown change type %d", c.Name, c.Type)
+		}
+	}
+	return cl, fields, nil
+}
+
+// component returns the field entry of (name, kind), or nil.
+func (r *Record) component(name string, kind Kind) *Field {
+	i, ok := slices.BinarySearchFunc(r.Fields, Field{Name: name, Kind: kind}, func(a, b Field) int { return compareFieldKey(&a, &b) })
+	if !ok {
+		return nil
+	}
+	return &r.Fields[i]
+}
+
+// observedAdds returns the live adds of element v in set field name.
+func (r *Record) observedAdds(name string, v []byte) []Dot {
+	f := r.component(name, KindSet)
+	if f == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(f.Elems, v, func(e Elem, v []byte) int { return compareBytes(e.Value, v) })
+	if !ok {
+		return nil
+	}
+	dots := make([]Dot, len(f.Elems[i].Adds))
+	for j, t := range f.Elems[i].Adds {
+		dots[j] = t.Dot
+	}
+	return dots
+}
+
+// SetElems returns the visible elements of set field name, each
+// msgpack-encoded, sorted by encoding.
+func (r *Record) SetElems(name string) [][]byte {
+	f := r.current(name)
+	if f == nil || f.Kind != KindSet {
+		return nil
+	}
+	elems := r.visibleElems(f)
+	out := make([][]byte, len(elems))
+	for i, e := range elems {
+		out[i] = e.Value
+	}
+	return out
+}
+
+// EncodeInt returns the msgpack encoding of an integer, as field values hold it.
+func EncodeInt(v int64) []byte { return mp.AppendInt(nil, v) }
+
+// EncodeString returns the msgpack encoding of a string.
+func EncodeString(s string) []byte { return mp.AppendString(nil, s) }

@@ -1,0 +1,477 @@
+package crdt
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/convergedb/converge/hlc"
+	"github.com/convergedb/converge/internal/mp"
+)
+
+// Record is the merged state of one record. The zero Record is the state of
+// a record no op has touched (CL 0: absent).
+//
+// A Record is normalized: Fields sorted by (Name, Kind) with one entry per
+// pair, set elements sorted by value, dots and counts sorted, and no add
+// whose dot was removed. Every method keeps it so, which is what makes its
+// encoding canonical.
+type Record struct {
+	// CL is the causal length: odd while the record exists.
+	CL uint64
+	// Created and Updated are the least and greatest stamps of the ops
+	// at the current CL.
+	Created, Updated Stamp
+	Fields           []Field
+}
+
+// Field is the state of one component of a field: the writes of one kind to
+// one field name.
+type Field struct {
+	Name string
+	Kind Kind
+	// At is the version of the latest write to this component (for a
+	// register, the winning write).
+	At Version
+	// Seen is, for a register, the HLC the winning write replaced.
+	Seen hlc.Timestamp
+	// Value is the register's, max's or min's value; empty means unset.
+	Value []byte
+	// Elems are a set's elements.
+	Elems []Elem
+	// Counts are a counter's per-origin totals.
+	Counts []Tally
+}
+
+// Elem is one value of a set field with its live adds and the removed dots.
+type Elem struct {
+	Value   []byte
+	Adds    []Tag // sorted by dot; none of their dots is in Removed
+	Removed []Dot // sorted
+}
+
+// Tag is one add of a set element: its dot and the CL it was made at.
+type Tag struct {
+	Dot Dot
+	CL  uint64
+}
+
+// Tally is one origin's totals in a counter, at causal length CL.
+type Tally struct {
+	Origin ReplicaID
+	CL     uint64
+	P, N   uint64
+}
+
+// Exists reports whether the record exists (odd causal length).
+func (r *Record) Exists() bool { return r.CL%2 == 1 }
+
+// Clone returns a deep copy of r.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Fields = make([]Field, len(r.Fields))
+	for i, f := range r.Fields {
+		f.Value = bytes.Clone(f.Value)
+		f.Counts = slices.Clone(f.Counts)
+		if f.Elems != nil {
+			elems := make([]Elem, len(f.Elems))
+			for j, e := range f.Elems {
+				elems[j] = Elem{Value: bytes.Clone(e.Value), Adds: slices.Clone(e.Adds), Removed: slices.Clone(e.Removed)}
+			}
+			f.Elems = elems
+		}
+		c.Fields[i] = f
+	}
+	return &c
+}
+
+func compareFieldKey(a, b *Field) int {
+	if c := compareStrings(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return cmpInt(int(a.Kind), int(b.Kind))
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Merge joins o into r: afterwards r is the least upper bound of both.
+// Merge is commutative, associative and idempotent. r may alias parts of o;
+// o is not modified.
+func (r *Record) Merge(o *Record) {
+	switch {
+	case o.CL > r.CL:
+		r.CL, r.Created, r.Updated = o.CL, o.Created, o.Updated
+	case o.CL == r.CL:
+		if o.Created.Compare(r.Created) < 0 {
+			r.Created = o.Created
+		}
+		if o.Updated.Compare(r.Updated) > 0 {
+			r.Updated = o.Updated
+		}
+	}
+	if len(o.Fields) == 0 {
+		return
+	}
+	out := make([]Field, 0, len(r.Fields)+len(o.Fields))
+	i, j := 0, 0
+	for i < len(r.Fields) || j < len(o.Fields) {
+		switch {
+		case j == len(o.Fields):
+			out = append(out, r.Fields[i])
+			i++
+		case i == len(r.Fields):
+			out = append(out, o.Fields[j])
+			j++
+		default:
+			switch c := compareFieldKey(&r.Fields[i], &o.Fields[j]); {
+			case c < 0:
+				out = append(out, r.Fields[i])
+				i++
+			case c > 0:
+				out = append(out, o.Fields[j])
+				j++
+			default:
+				f := r.Fields[i]
+				f.merge(&o.Fields[j])
+				out = append(out, f)
+				i++
+				j++
+			}
+		}
+	}
+	r.Fields = out
+}
+
+func (f *Field) merge(o *Field) {
+	switch f.Kind {
+	case KindRegister:
+		if o.At.Compare(f.At) > 0 {
+			f.At, f.Seen, f.Value = o.At, o.Seen, o.Value
+		}
+		return
+	case KindMax, KindMin:
+		switch {
+		case o.At.CL > f.At.CL:
+			f.Value = o.Value
+		case o.At.CL == f.At.CL:
+			c := orderValues(o.Value, f.Value)
+			if (f.Kind == KindMax && c > 0) || (f.Kind == KindMin && c < 0) {
+				f.Value = o.Value
+			}
+		}
+	case KindSet:
+		f.Elems = mergeElems(f.Elems, o.Elems)
+	case KindCounter:
+		f.Counts = mergeCounts(f.Counts, o.Counts)
+	}
+	if o.At.Compare(f.At) > 0 {
+		f.At = o.At
+	}
+}
+
+func mergeElems(a, b []Elem) []Elem {
+	out := make([]Elem, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var c int
+		switch {
+		case j == len(b):
+			c = -1
+		case i == len(a):
+			c = 1
+		default:
+			c = bytes.Compare(a[i].Value, b[j].Value)
+		}
+		switch {
+		case c < 0:
+			out = append(out, a[i])
+			i++
+		case c > 0:
+			out = append(out, b[j])
+			j++
+		default:
+			removed := unionDots(a[i].Removed, b[j].Removed)
+			adds := unionTags(a[i].Adds, b[j].Adds, removed)
+			out = append(out, Elem{Value: a[i].Value, Adds: adds, Removed: removed})
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func unionDots(a, b []Dot) []Dot {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := make([]Dot, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b):
+			out = append(out, a[i])
+			i++
+		case i == len(a):
+			out = append(out, b[j])
+			j++
+		default:
+			switch c := a[i].Compare(b[j]); {
+			case c < 0:
+				out = append(out, a[i])
+				i++
+			case c > 0:
+				out = append(out, b[j])
+				j++
+			default:
+				out = append(out, a[i])
+				i++
+				j++
+			}
+		}
+	}
+	return out
+}
+
+// unionTags returns the union of a and b, by dot, without the removed dots.
+// A dot is one op, so one dot has one CL in honest input; if hostile input
+// gives two, the larger wins, which keeps the union a join.
+func unionTags(a, b []Tag, removed []Dot) []Tag {
+	out := make([]Tag, 0, len(a)+len(b))
+	add := func(t Tag) {
+		if _, gone := slices.BinarySearchFunc(removed, t.Dot, Dot.Compare); gone {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].Dot == t.Dot {
+			out[n-1].CL = max(out[n-1].CL, t.CL)
+			return
+		}
+		out = append(out, t)
+	}
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b):
+			add(a[i])
+			i++
+		case i == len(a):
+			add(b[j])
+			j++
+		case a[i].Dot.Compare(b[j].Dot) <= 0:
+			add(a[i])
+			i++
+		default:
+			add(b[j])
+			j++
+		}
+	}
+	return out
+}
+
+func mergeCounts(a, b []Tally) []Tally {
+	out := make([]Tally, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var c int
+		switch {
+		case j == len(b):
+			c = -1
+		case i == len(a):
+			c = 1
+		default:
+			c = a[i].Origin.Compare(b[j].Origin)
+		}
+		switch {
+		case c < 0:
+			out = append(out, a[i])
+			i++
+		case c > 0:
+			out = append(out, b[j])
+			j++
+		default:
+			x, y := a[i], b[j]
+			switch {
+			case y.CL > x.CL:
+				x = y
+			case y.CL == x.CL:
+				x.P, x.N = max(x.P, y.P), max(x.N, y.N)
+			}
+			out = append(out, x)
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+// isNil reports whether v is empty or the msgpack nil: both mean unset.
+func isNil(v []byte) bool { return len(v) == 0 || (len(v) == 1 && v[0] == 0xc0) }
+
+// Delta returns the state that op alone produces: applying op to a record
+// is r.Merge(Delta(op)). The result aliases op's values. op should be valid
+// ([Op.Validate]); an invalid op still yields a normalized record.
+func Delta(op *Op) *Record {
+	st := op.Stamp()
+	at := Version{CL: op.CL, Stamp: st}
+	r := &Record{CL: op.CL, Created: st, Updated: st}
+	if len(op.Fields) == 0 {
+		return r
+	}
+	fields := make([]Field, 0, len(op.Fields))
+	for i := range op.Fields {
+		fo := &op.Fields[i]
+		f := Field{Name: fo.Name, Kind: fo.Type.Kind(), At: at}
+		switch fo.Type {
+		case Assign:
+			f.Seen = fo.Seen
+			if !isNil(fo.Value) {
+				f.Value = fo.Value
+			}
+		case WriteMax, WriteMin:
+			f.Value = fo.Value
+		case Add:
+			f.Elems = []Elem{{Value: fo.Value, Adds: []Tag{{Dot: op.Dot, CL: op.CL}}}}
+		case Remove:
+			dots := slices.Clone(fo.Dots)
+			slices.SortFunc(dots, Dot.Compare)
+			f.Elems = []Elem{{Value: fo.Value, Removed: slices.Compact(dots)}}
+		case Count:
+			f.Counts = []Tally{{Origin: op.Dot.Origin, CL: op.CL, P: fo.P, N: fo.N}}
+		default:
+			continue
+		}
+		fields = append(fields, f)
+	}
+	slices.SortStableFunc(fields, func(a, b Field) int { return compareFieldKey(&a, &b) })
+	// Combine the entries of one component (a set's several adds and
+	// removes), and normalize the elements: the one-field records merged
+	// here are each normalized.
+	for _, f := range fields {
+		n := len(r.Fields)
+		if n > 0 && compareFieldKey(&r.Fields[n-1], &f) == 0 {
+			r.Fields[n-1].merge(&f)
+			continue
+		}
+		if f.Kind == KindSet {
+			f.Elems = mergeElems(nil, f.Elems)
+		}
+		r.Fields = append(r.Fields, f)
+	}
+	return r
+}
+
+// Apply applies op to r: r.Merge(Delta(op)).
+func (r *Record) Apply(op *Op) { r.Merge(Delta(op)) }
+
+// current returns the component of field name that is visible: the one
+// written last, if written at the record's current CL. It returns nil when
+// the field has no visible component.
+func (r *Record) current(name string) *Field {
+	var best *Field
+	lo, _ := slices.BinarySearchFunc(r.Fields, name, func(f Field, n string) int { return compareStrings(f.Name, n) })
+	for i := lo; i < len(r.Fields) && r.Fields[i].Name == name; i++ {
+		if best == nil || r.Fields[i].At.Compare(best.At) > 0 {
+			best = &r.Fields[i]
+		}
+	}
+	if best == nil || best.At.CL != r.CL || !r.Exists() {
+		return nil
+	}
+	return best
+}
+
+// FieldValue is a visible field: its name, kind and msgpack-encoded value.
+type FieldValue struct {
+	Name  string
+	Kind  Kind
+	Value []byte
+}
+
+// Get returns the visible value of field name, msgpack-encoded: a register's,
+// max's or min's value, a set's elements as an array sorted by their
+// encoding, or a counter's total as an integer. ok is false when the record
+// does not exist or the field has no visible value.
+func (r *Record) Get(name string) (v FieldValue, ok bool) {
+	f := r.current(name)
+	if f == nil {
+		return FieldValue{}, false
+	}
+	return r.visible(f)
+}
+
+func (r *Record) visible(f *Field) (FieldValue, bool) {
+	v := FieldValue{Name: f.Name, Kind: f.Kind}
+	switch f.Kind {
+	case KindRegister, KindMax, KindMin:
+		if isNil(f.Value) {
+			return FieldValue{}, false
+		}
+		v.Value = f.Value
+	case KindSet:
+		elems := r.visibleElems(f)
+		b := mp.AppendArrayHeader(nil, len(elems))
+		for _, e := range elems {
+			b = append(b, e.Value...)
+		}
+		v.Value = b
+	case KindCounter:
+		v.Value = mp.AppendInt(nil, r.counterTotal(f))
+	}
+	return v, true
+}
+
+// Visible returns the record's visible fields, sorted by name. It returns
+// nil for a record that does not exist.
+func (r *Record) Visible() []FieldValue {
+	if !r.Exists() {
+		return nil
+	}
+	var out []FieldValue
+	for i := 0; i < len(r.Fields); {
+		name := r.Fields[i].Name
+		if f := r.current(name); f != nil {
+			if v, ok := r.visible(f); ok {
+				out = append(out, v)
+			}
+		}
+		for i < len(r.Fields) && r.Fields[i].Name == name {
+			i++
+		}
+	}
+	return out
+}
+
+// visibleElems returns the elements of set f with an add at the record's CL.
+func (r *Record) visibleElems(f *Field) []*Elem {
+	var out []*Elem
+	for i := range f.Elems {
+		e := &f.Elems[i]
+		for _, t := range e.Adds {
+			if t.CL == r.CL {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (r *Record) counterTotal(f *Field) int64 {
+	var total int64
+	for _, c := range f.Counts {
+		if c.CL == r.CL {
+			// Totals wrap on overflow, identically on every replica.
+			total += int64(c.P - c.N)
+		}
+	}
+	return total
+}
