@@ -235,7 +235,9 @@ func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 func (c *Clock) Check(remote Timestamp) error { return c.check(c.physical(), remote) }
 
 func (c *Clock) check(pt int64, remote Timestamp) error {
-	if remote.Wall() > pt && time.Duration(remote.Wall()-pt)*time.Millisecond > c.maxDrift {
+	// Compare in milliseconds: the distance in nanoseconds overflows an
+	// int64 for remotes more than 292 years ahead.
+	if remote.Wall() > pt && remote.Wall()-pt > c.maxDrift.Milliseconds() {
 		return &DriftError{Remote: remote, Physical: pt, MaxDrift: c.maxDrift}
 	}
 	return nil

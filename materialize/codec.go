@@ -1,0 +1,93 @@
+package materialize
+
+import (
+	"fmt"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/hlc"
+	"github.com/convergedb/converge/internal/mp"
+)
+
+// # Encoding
+//
+// A stored conflict is one msgpack array:
+//
+//	[ version=1, namespace, collection, key, field,
+//	  winner-cl, winner-hlc, winner-replica bin(16), winner-value|nil,
+//	  loser-cl,  loser-hlc,  loser-replica bin(16),  loser-value|nil ]
+
+// AppendConflict appends the encoding of c to b.
+func AppendConflict(b []byte, c *Conflict) []byte {
+	b = mp.AppendArrayHeader(b, 13)
+	b = mp.AppendUint(b, 1)
+	for _, s := range [...]string{c.Namespace, c.Collection, c.Key, c.Field} {
+		b = mp.AppendString(b, s)
+	}
+	for _, w := range [...]*Write{&c.Winner, &c.Loser} {
+		b = mp.AppendUint(b, w.Version.CL)
+		b = mp.AppendUint(b, uint64(w.Version.HLC))
+		b = mp.AppendBytes(b, w.Version.Replica[:])
+		if len(w.Value) == 0 {
+			b = mp.AppendNil(b)
+		} else {
+			b = append(b, w.Value...)
+		}
+	}
+	return b
+}
+
+// DecodeConflict decodes a conflict written by AppendConflict. The result
+// aliases b.
+func DecodeConflict(b []byte) (Conflict, error) {
+	var c Conflict
+	r := mp.NewReader(b)
+	fail := func(err error) (Conflict, error) {
+		return Conflict{}, fmt.Errorf("materialize: decode conflict: %w", err)
+	}
+	n, err := r.ArrayHeader()
+	if err != nil {
+		return fail(err)
+	}
+	if n != 13 {
+		return fail(fmt.Errorf("%w: %d elements, want 13", mp.ErrMalformed, n))
+	}
+	v, err := r.Uint()
+	if err != nil {
+		return fail(err)
+	}
+	if v != 1 {
+		return fail(fmt.Errorf("%w: conflict version %d", crdt.ErrUnknownVersion, v))
+	}
+	for _, s := range [...]*string{&c.Namespace, &c.Collection, &c.Key, &c.Field} {
+		if *s, err = r.String(); err != nil {
+			return fail(err)
+		}
+	}
+	for _, w := range [...]*Write{&c.Winner, &c.Loser} {
+		if w.Version.CL, err = r.Uint(); err != nil {
+			return fail(err)
+		}
+		h, err := r.Uint()
+		if err != nil {
+			return fail(err)
+		}
+		w.Version.HLC = hlc.Timestamp(h)
+		id, err := r.Bytes()
+		if err != nil {
+			return fail(err)
+		}
+		if len(id) != 16 {
+			return fail(fmt.Errorf("%w: replica id of %d bytes", mp.ErrMalformed, len(id)))
+		}
+		w.Version.Replica = crdt.ReplicaID(id)
+		if !r.IsNil() {
+			if w.Value, err = r.Raw(); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if r.Len() != 0 {
+		return fail(fmt.Errorf("%w: %d trailing bytes", mp.ErrMalformed, r.Len()))
+	}
+	return c, nil
+}

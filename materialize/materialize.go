@@ -1,0 +1,174 @@
+// Package materialize folds ops into record state and returns the effects
+// as values: the new state, the change a reader would see, and the
+// conflicts the op revealed. It is pure and deterministic, like the rest of
+// the core; the store ([github.com/convergedb/converge/oplog]) reads a
+// record's state, calls [Fold], and writes what comes back in one batch.
+//
+// Usage:
+//
+//	eff := materialize.Fold(prev, &op) // prev is nil for an untouched record
+//	// write eff.State, record eff.Conflicts, publish eff.Change
+package materialize
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/hlc"
+)
+
+// ChangeKind says how an op changed what readers of a record see.
+type ChangeKind uint8
+
+const (
+	// Unchanged: the op changed nothing visible (it lost every merge, or
+	// touched a deleted record).
+	Unchanged ChangeKind = iota
+	// Created: the record did not exist and now does.
+	Created
+	// Updated: the record existed and still does, with other field values.
+	Updated
+	// Deleted: the record existed and no longer does.
+	Deleted
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Unchanged:
+		return "unchanged"
+	case Created:
+		return "created"
+	case Updated:
+		return "updated"
+	case Deleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("change(%d)", uint8(k))
+}
+
+// Change is what one op did to a record, as a reader sees it.
+type Change struct {
+	Namespace, Collection, Key string
+	Kind                       ChangeKind
+	// Fields names the fields whose visible value changed, sorted.
+	Fields []string
+	// Dot and HLC identify the op; Dot.Origin is the replica that wrote it.
+	Dot crdt.Dot
+	HLC hlc.Timestamp
+}
+
+// Conflict is a pair of concurrent writes to one register: neither writer
+// saw the other's value. The merge already chose the winner; a conflict is
+// a report, for a conflict feed or a resolution policy.
+type Conflict struct {
+	Namespace, Collection, Key, Field string
+	Winner, Loser                     Write
+}
+
+// Write is one side of a [Conflict].
+type Write struct {
+	Version crdt.Version // (CL, HLC, replica) of the write
+	Value   []byte       // msgpack-encoded; empty for an unset
+}
+
+// Effect is the result of folding one op into a record.
+type Effect struct {
+	// State is the record's new state. Fold never modifies the state it
+	// was given; State is a new value.
+	State     *crdt.Record
+	Change    Change
+	Conflicts []Conflict
+}
+
+// Fold applies op to prev (nil for a record no op has touched yet) and
+// returns the effects. Folding an op a second time yields the same State
+// and an Unchanged change.
+func Fold(prev *crdt.Record, op *crdt.Op) Effect {
+	if prev == nil {
+		prev = &crdt.Record{}
+	}
+	next := prev.Clone()
+	next.Apply(op)
+	eff := Effect{State: next}
+	eff.Conflicts = conflicts(prev, op)
+	eff.Change = diff(prev, next)
+	eff.Change.Namespace, eff.Change.Collection, eff.Change.Key = op.Namespace, op.Collection, op.Key
+	eff.Change.Dot, eff.Change.HLC = op.Dot, op.HLC
+	return eff
+}
+
+// conflicts finds the register writes of op concurrent with prev's values.
+func conflicts(prev *crdt.Record, op *crdt.Op) []Conflict {
+	var out []Conflict
+	ver := op.Version()
+	for i := range op.Fields {
+		fo := &op.Fields[i]
+		if fo.Type != crdt.Assign {
+			continue
+		}
+		cur := registerOf(prev, fo.Name)
+		if cur == nil || cur.At.CL != op.CL || cur.At == ver {
+			continue
+		}
+		in := Write{Version: ver, Value: fo.Value}
+		have := Write{Version: cur.At, Value: cur.Value}
+		if ver.Compare(cur.At) > 0 {
+			if fo.Seen < cur.At.HLC {
+				out = append(out, newConflict(op, fo.Name, in, have))
+			}
+		} else if cur.Seen < op.HLC {
+			out = append(out, newConflict(op, fo.Name, have, in))
+		}
+	}
+	return out
+}
+
+func newConflict(op *crdt.Op, field string, winner, loser Write) Conflict {
+	return Conflict{Namespace: op.Namespace, Collection: op.Collection, Key: op.Key, Field: field, Winner: winner, Loser: loser}
+}
+
+func registerOf(r *crdt.Record, name string) *crdt.Field {
+	for i := range r.Fields {
+		if f := &r.Fields[i]; f.Name == name && f.Kind == crdt.KindRegister {
+			return f
+		}
+	}
+	return nil
+}
+
+// diff compares what readers see of two states of one record.
+func diff(prev, next *crdt.Record) Change {
+	was, is := prev.Exists(), next.Exists()
+	var c Change
+	switch {
+	case !was && is:
+		c.Kind = Created
+	case was && !is:
+		c.Kind = Deleted
+	case !was && !is:
+		return c
+	}
+	a, b := prev.Visible(), next.Visible()
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i].Name < b[j].Name):
+			c.Fields = append(c.Fields, a[i].Name)
+			i++
+		case i == len(a) || b[j].Name < a[i].Name:
+			c.Fields = append(c.Fields, b[j].Name)
+			j++
+		default:
+			if a[i].Kind != b[j].Kind || !bytes.Equal(a[i].Value, b[j].Value) {
+				c.Fields = append(c.Fields, a[i].Name)
+			}
+			i++
+			j++
+		}
+	}
+	if c.Kind == Unchanged && len(c.Fields) > 0 {
+		c.Kind = Updated
+	}
+	return c
+}

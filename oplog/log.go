@@ -1,0 +1,361 @@
+package oplog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/hlc"
+	"github.com/convergedb/converge/materialize"
+	"github.com/oklog/ulid/v2"
+)
+
+// Sentinel errors. Errors returned by the Log wrap one of these, or
+// a crdt or hlc sentinel, with context.
+var (
+	// ErrClosed is returned by every method of a closed Log.
+	ErrClosed = errors.New("oplog: closed")
+	// ErrNotFound is returned for a record that does not exist.
+	ErrNotFound = crdt.ErrNotFound
+	// ErrCorrupt is returned when stored bytes fail to decode or a stored
+	// invariant does not hold. The store must be repaired or resynced
+	// from a peer; it is never read past silently.
+	ErrCorrupt = errors.New("oplog: store corrupt")
+	// ErrTooLarge is returned for a local op whose encoding exceeds
+	// crdt.MaxOpSize.
+	ErrTooLarge = errors.New("oplog: op too large")
+	// ErrNamespace is returned for an empty or oversized namespace name,
+	// or an op ingested under a namespace it does not carry.
+	ErrNamespace = errors.New("oplog: bad namespace")
+)
+
+// Durability says when a commit reaches stable storage.
+type Durability uint8
+
+const (
+	// SyncEveryCommit fsyncs the WAL before each commit returns (the
+	// default): an acknowledged write survives a crash.
+	SyncEveryCommit Durability = iota
+	// GroupCommit makes each commit wait for an fsync shared with the
+	// commits around it: as durable as SyncEveryCommit, fewer fsyncs
+	// under concurrency. Readers may see a commit before it is durable.
+	GroupCommit
+	// NoSync leaves fsync to the OS: a crash may lose the latest commits
+	// (never part of one).
+	NoSync
+)
+
+func (d Durability) String() string {
+	switch d {
+	case SyncEveryCommit:
+		return "sync"
+	case GroupCommit:
+		return "group"
+	case NoSync:
+		return "nosync"
+	}
+	return fmt.Sprintf("durability(%d)", uint8(d))
+}
+
+// Options configure a Log. The zero value is valid.
+type Options struct {
+	// Durability of commits. Zero means SyncEveryCommit.
+	Durability Durability
+	// MaxClockDrift bounds how far ahead of local physical time a remote
+	// op's HLC may be. Zero means hlc.DefaultMaxDrift.
+	MaxClockDrift time.Duration
+	// Clock is the physical time source, Unix milliseconds. Nil means
+	// the system clock.
+	Clock func() int64
+	// ConflictLogSize is how many conflicts are kept per namespace. Zero
+	// means 1000.
+	ConflictLogSize int
+	// CacheSize is the Pebble block cache size in bytes. Zero means 64 MiB.
+	CacheSize int64
+	// FS is the file system Pebble uses. Nil means the OS file system;
+	// tests pass vfs.NewCrashableMem().
+	FS vfs.FS
+	// Logger receives recovery and storage events. Nil means slog.Default().
+	Logger *slog.Logger
+	// OnCommit, if set, is called after each successful commit, in commit
+	// order, while the write lock is held: it must return quickly and
+	// must not call the Log's methods. With GroupCommit it runs before
+	// the commit's fsync.
+	OnCommit func(*Commit)
+}
+
+// Commit is what one commit changed.
+type Commit struct {
+	Namespace string
+	Local     bool                 // written by this replica through Write
+	Ops       []crdt.Op            // the ops applied, in the order applied
+	Changes   []materialize.Change // visible changes, one per op that made any
+	Conflicts []materialize.Conflict
+}
+
+// Log is the store. See the package documentation.
+type Log struct {
+	db      *pebble.DB
+	cache   interface{ Unref() }
+	opts    Options
+	logger  *slog.Logger
+	replica crdt.ReplicaID
+	syncer  *groupSyncer
+
+	mu struct {
+		sync.Mutex
+		closed    bool
+		clock     *hlc.Clock
+		vectors   map[string]crdt.VersionVector // loaded lazily per namespace
+		conflicts map[string]uint64             // next conflict number, per namespace
+		known     map[string]bool               // namespaces registered
+	}
+}
+
+// Open opens (creating if needed) the store in dir. On first open it
+// assigns the replica a new id; on every open it restores the HLC
+// high-water mark, so timestamps never go backwards across restarts.
+func Open(dir string, opts Options) (*Log, error) {
+	if opts.Clock == nil {
+		opts.Clock = hlc.WallClock
+	}
+	if opts.ConflictLogSize <= 0 {
+		opts.ConflictLogSize = 1000
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Durability > NoSync {
+		return nil, fmt.Errorf("oplog: open %s: unknown durability %d", dir, opts.Durability)
+	}
+	logger := opts.Logger.With("component", "oplog", "dir", dir)
+	cache := pebble.NewCache(opts.CacheSize)
+	popts := &pebble.Options{
+		Cache:              cache,
+		FS:                 opts.FS,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{logger},
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
+	}
+	l := &Log{db: db, cache: cache, opts: opts, logger: logger}
+	l.mu.clock = hlc.NewClock(opts.Clock, opts.MaxClockDrift)
+	l.mu.vectors = make(map[string]crdt.VersionVector)
+	l.mu.conflicts = make(map[string]uint64)
+	l.mu.known = make(map[string]bool)
+	if err := l.loadMeta(); err != nil {
+		_ = db.Close() // the load error is the one to report
+		cache.Unref()
+		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
+	}
+	if opts.Durability == GroupCommit {
+		l.syncer = startGroupSyncer(db)
+	}
+	logger.Debug("opened", "replica", l.replica, "hlc", l.mu.clock.Last())
+	return l, nil
+}
+
+func (l *Log) loadMeta() error {
+	v, closer, err := l.db.Get(metaReplica)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		l.replica = crdt.ReplicaID(ulid.Make())
+		if err := l.db.Set(metaReplica, l.replica[:], pebble.Sync); err != nil {
+			return fmt.Errorf("write replica id: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read replica id: %w", err)
+	default:
+		if len(v) != len(l.replica) {
+			closer.Close()
+			return fmt.Errorf("%w: replica id of %d bytes", ErrCorrupt, len(v))
+		}
+		copy(l.replica[:], v)
+		closer.Close()
+	}
+	v, closer, err = l.db.Get(metaHLC)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read hlc high-water: %w", err)
+	default:
+		t, derr := hlc.Decode(v)
+		closer.Close()
+		if derr != nil {
+			return fmt.Errorf("%w: hlc high-water: %w", ErrCorrupt, derr)
+		}
+		l.mu.clock.Observe(t)
+	}
+	return nil
+}
+
+// ReplicaID returns the replica's id, assigned on first open.
+func (l *Log) ReplicaID() crdt.ReplicaID { return l.replica }
+
+// Close closes the store. Commits that returned are durable as their
+// durability mode promised. Close is idempotent.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.mu.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.closed = true
+	l.mu.Unlock()
+	if l.syncer != nil {
+		l.syncer.stop()
+	}
+	err := l.db.Close()
+	l.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("oplog: close: %w", err)
+	}
+	return nil
+}
+
+// Now returns a fresh timestamp from the replica's clock.
+func (l *Log) Now() hlc.Timestamp {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.clock.Now()
+}
+
+// vectorLocked returns the cached version vector of ns, loading it on
+// first use. Callers must not modify it.
+func (l *Log) vectorLocked(ns string) (crdt.VersionVector, error) {
+	if vv, ok := l.mu.vectors[ns]; ok {
+		return vv, nil
+	}
+	vv := crdt.VersionVector{}
+	prefix := nsKey(tagVector, ns)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(prefix)+16 || len(v) != 8 {
+			it.Close()
+			return nil, fmt.Errorf("%w: vector entry %q", ErrCorrupt, k)
+		}
+		vv[crdt.ReplicaID(k[len(prefix):])] = binary.BigEndian.Uint64(v)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, err)
+	}
+	l.mu.vectors[ns] = vv
+	return vv, nil
+}
+
+// Vector returns a copy of the version vector of ns: the ops the replica
+// holds.
+func (l *Log) Vector(ctx context.Context, ns string) (crdt.VersionVector, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("oplog: vector: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil, ErrClosed
+	}
+	vv, err := l.vectorLocked(ns)
+	if err != nil {
+		return nil, err
+	}
+	return vv.Clone(), nil
+}
+
+// Namespaces returns the namespaces the store holds, sorted.
+func (l *Log) Namespaces(ctx context.Context) ([]string, error) {
+	if err := l.checkOpen(ctx); err != nil {
+		return nil, err
+	}
+	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagNamespace}, UpperBound: []byte{tagNamespace + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("oplog: namespaces: %w", err)
+	}
+	defer it.Close()
+	var out []string
+	for it.First(); it.Valid(); it.Next() {
+		ns, rest, err := readString(it.Key()[1:])
+		if err != nil || len(rest) != 0 {
+			return nil, fmt.Errorf("%w: namespace key %q", ErrCorrupt, it.Key())
+		}
+		out = append(out, ns)
+	}
+	return out, it.Error()
+}
+
+func (l *Log) checkOpen(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("oplog: %w", err)
+	}
+	l.mu.Lock()
+	closed := l.mu.closed
+	l.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+func checkNamespace(ns string) error {
+	if ns == "" || len(ns) > crdt.MaxNameLen {
+		return fmt.Errorf("%w: %q must be 1 to %d bytes", ErrNamespace, ns, crdt.MaxNameLen)
+	}
+	return nil
+}
+
+// Get returns the state of a record, or a zero Record (CL 0) if no op has
+// touched it. Use Record.Exists to tell whether it exists.
+func (l *Log) Get(ctx context.Context, ns, coll, key string) (*crdt.Record, error) {
+	if err := l.checkOpen(ctx); err != nil {
+		return nil, err
+	}
+	return l.readState(stateKey(ns, coll, key))
+}
+
+func (l *Log) readState(k []byte) (*crdt.Record, error) {
+	v, closer, err := l.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return &crdt.Record{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oplog: read state %q: %w", k, err)
+	}
+	defer closer.Close()
+	r, err := crdt.DecodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state %q: %w", ErrCorrupt, k, err)
+	}
+	return r, nil
+}
+
+// pebbleLogger sends Pebble's log lines to slog: its chatter at Debug.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "source", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "source", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "source", "pebble", "fatal", true)
+	pebble.DefaultLogger.Fatalf(format, args...)
+}

@@ -1,0 +1,398 @@
+package oplog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/materialize"
+)
+
+// Tx is a local transaction on one namespace, open for the duration of the
+// function passed to [Log.Write]. Its reads see its own writes. A Tx must
+// not be used after that function returns, nor from other goroutines.
+type Tx struct {
+	l      *Log
+	ns     string
+	next   uint64 // the sequence number of the next op
+	batch  *batch
+	ctx    context.Context
+	failed error
+}
+
+// Namespace returns the transaction's namespace.
+func (tx *Tx) Namespace() string { return tx.ns }
+
+// Get returns the state of a record as the transaction sees it: a zero
+// Record (CL 0) if no op has touched it. The caller must not modify it.
+func (tx *Tx) Get(coll, key string) (*crdt.Record, error) {
+	if err := tx.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("oplog: tx get: %w", err)
+	}
+	return tx.batch.state(coll, key)
+}
+
+// Mutate writes one op to a record: intent and changes as in
+// [crdt.Record.Prepare], which decides the op's CL and field ops from the
+// record's state. It returns the op, or nil when there is nothing to write
+// (an update that changes no field). It returns ErrNotFound for an update or
+// delete of a record that does not exist.
+func (tx *Tx) Mutate(coll, key string, intent crdt.Intent, changes []crdt.Change) (*crdt.Op, error) {
+	if err := tx.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("oplog: mutate: %w", err)
+	}
+	if tx.failed != nil {
+		return nil, tx.failed
+	}
+	prev, err := tx.batch.state(coll, key)
+	if err != nil {
+		return nil, err
+	}
+	cl, fields, err := prev.Prepare(tx.l.replica, intent, changes)
+	if err != nil {
+		return nil, fmt.Errorf("oplog: %s/%s/%s: %w", tx.ns, coll, key, err)
+	}
+	if cl == prev.CL && len(fields) == 0 {
+		return nil, nil
+	}
+	op := crdt.Op{
+		Namespace:  tx.ns,
+		Collection: coll,
+		Key:        key,
+		Dot:        crdt.Dot{Origin: tx.l.replica, Seq: tx.next},
+		HLC:        tx.l.mu.clock.Now(),
+		CL:         cl,
+		Fields:     fields,
+	}
+	if err := op.Validate(); err != nil {
+		return nil, fmt.Errorf("oplog: %s/%s/%s: %w", tx.ns, coll, key, err)
+	}
+	if err := tx.batch.apply(&op); err != nil {
+		// The batch may hold part of the op: fail the transaction.
+		tx.failed = err
+		return nil, err
+	}
+	tx.next++
+	return &tx.batch.commit.Ops[len(tx.batch.commit.Ops)-1], nil
+}
+
+// Write runs fn in a local transaction on namespace ns and commits the ops
+// it made in one batch: they get consecutive sequence numbers, the last
+// marked as the transaction's end, so replicas apply all of them or none.
+// If fn returns an error nothing is written and Write returns it. fn runs
+// with the store's write lock held: it must not block, nor call Write.
+func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Commit, error) {
+	if err := checkNamespace(ns); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("oplog: write: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil, ErrClosed
+	}
+	vv, err := l.vectorLocked(ns)
+	if err != nil {
+		return nil, err
+	}
+	b := l.newBatch(ns, true)
+	defer b.close()
+	tx := &Tx{l: l, ns: ns, next: vv[l.replica] + 1, batch: b, ctx: ctx}
+	if err := fn(tx); err != nil {
+		return nil, err
+	}
+	if tx.failed != nil {
+		return nil, tx.failed
+	}
+	if len(b.commit.Ops) == 0 {
+		return b.commit, nil
+	}
+	ops := b.commit.Ops
+	ops[len(ops)-1].TxEnd = true
+	for i := range ops {
+		enc := crdt.AppendOp(b.scratch[:0], &ops[i])
+		if len(enc) > crdt.MaxOpSize {
+			return nil, fmt.Errorf("%w: %s/%s/%s: %d bytes, limit %d", ErrTooLarge, ns, ops[i].Collection, ops[i].Key, len(enc), crdt.MaxOpSize)
+		}
+		b.scratch = enc
+		if err := b.pb.Set(logKey(ns, ops[i].Dot), enc, nil); err != nil {
+			return nil, fmt.Errorf("oplog: write: %w", err)
+		}
+	}
+	if err := l.commitLocked(ctx, b); err != nil {
+		return nil, err
+	}
+	return b.commit, nil
+}
+
+// Gap reports ops of one origin that could not be applied because an
+// earlier op of that origin is missing: the replica holds up to Have, and
+// the next op offered was Next (> Have+1).
+type Gap struct {
+	Origin     crdt.ReplicaID
+	Have, Next uint64
+}
+
+// Refusal is an op that was not applied, and why. An op refused for clock
+// drift can be offered again later; the ops after it from the same origin
+// wait for it.
+type Refusal struct {
+	Dot crdt.Dot
+	Err error
+}
+
+// IngestResult reports what [Log.Ingest] did with each op it was given.
+type IngestResult struct {
+	Applied    int // ops applied
+	Duplicates int // ops already held, skipped
+	// Incomplete counts ops held back because their transaction's end
+	// was not among the ops given; they are not applied.
+	Incomplete int
+	Gaps       []Gap
+	Refused    []Refusal
+	Commit     *Commit // what was applied
+}
+
+// Ingest applies ops received from peers to namespace ns, in one batch.
+// It is idempotent: ops already held are skipped. Each origin's ops are
+// applied in sequence order and in whole transactions: an op beyond a gap
+// in its origin's sequence, or in a transaction whose end is missing, is not
+// applied and is reported in the result, as is an op that fails validation
+// or whose HLC is beyond the clock's drift bound (with the ops of its origin
+// after it). Ingest returns an error only when nothing could be applied for
+// a reason other than the ops themselves (a closed store, an I/O error).
+func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResult, error) {
+	if err := checkNamespace(ns); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("oplog: ingest: %w", err)
+	}
+	res := &IngestResult{}
+	// Sort a copy by (origin, seq): the caller's slice is left alone.
+	sorted := make([]*crdt.Op, 0, len(ops))
+	for i := range ops {
+		op := &ops[i]
+		if op.Namespace != ns {
+			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: fmt.Errorf("%w: op of namespace %q ingested into %q", ErrNamespace, op.Namespace, ns)})
+			continue
+		}
+		sorted = append(sorted, op)
+	}
+	slices.SortStableFunc(sorted, func(a, b *crdt.Op) int { return a.Dot.Compare(b.Dot) })
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil, ErrClosed
+	}
+	vv, err := l.vectorLocked(ns)
+	if err != nil {
+		return nil, err
+	}
+	b := l.newBatch(ns, false)
+	defer b.close()
+	for i := 0; i < len(sorted); {
+		j := i
+		for j < len(sorted) && sorted[j].Dot.Origin == sorted[i].Dot.Origin {
+			j++
+		}
+		if err := l.ingestOriginLocked(b, vv[sorted[i].Dot.Origin], sorted[i:j], res); err != nil {
+			return nil, err
+		}
+		i = j
+	}
+	res.Commit = b.commit
+	if len(b.commit.Ops) == 0 {
+		return res, nil
+	}
+	if err := l.commitLocked(ctx, b); err != nil {
+		return nil, err
+	}
+	res.Applied = len(b.commit.Ops)
+	return res, nil
+}
+
+// ingestOriginLocked applies the ops of one origin, sorted by seq, beyond
+// have, in whole transactions.
+func (l *Log) ingestOriginLocked(b *batch, have uint64, ops []*crdt.Op, res *IngestResult) error {
+	var pending []*crdt.Op // the open transaction
+	next := have + 1
+	for _, op := range ops {
+		if op.Dot.Seq < next {
+			res.Duplicates++
+			continue
+		}
+		if op.Dot.Seq > next {
+			res.Gaps = append(res.Gaps, Gap{Origin: op.Dot.Origin, Have: next - 1, Next: op.Dot.Seq})
+			res.Incomplete += len(pending)
+			return nil
+		}
+		if err := op.Validate(); err != nil {
+			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: err})
+			res.Incomplete += len(pending)
+			return nil
+		}
+		if err := l.mu.clock.Check(op.HLC); err != nil {
+			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: err})
+			res.Incomplete += len(pending)
+			return nil
+		}
+		pending = append(pending, op)
+		next++
+		if !op.TxEnd {
+			continue
+		}
+		for _, p := range pending {
+			if _, err := l.mu.clock.Update(p.HLC); err != nil {
+				return fmt.Errorf("oplog: ingest %v: %w", p.Dot, err) // checked above: unreachable
+			}
+			enc := crdt.AppendOp(b.scratch[:0], p)
+			b.scratch = enc
+			if err := b.pb.Set(logKey(b.ns, p.Dot), enc, nil); err != nil {
+				return fmt.Errorf("oplog: ingest: %w", err)
+			}
+			if err := b.apply(p); err != nil {
+				return err
+			}
+		}
+		pending = pending[:0]
+	}
+	res.Incomplete += len(pending)
+	return nil
+}
+
+// batch accumulates one commit: the Pebble batch, the states it touched,
+// and the Commit describing it.
+type batch struct {
+	l       *Log
+	ns      string
+	pb      *pebble.Batch
+	states  map[stateID]*crdt.Record
+	order   []stateID // first-touch order, for deterministic writes
+	commit  *Commit
+	scratch []byte
+}
+
+type stateID struct{ coll, key string }
+
+func (l *Log) newBatch(ns string, local bool) *batch {
+	return &batch{
+		l:      l,
+		ns:     ns,
+		pb:     l.db.NewBatch(),
+		states: make(map[stateID]*crdt.Record),
+		commit: &Commit{Namespace: ns, Local: local},
+	}
+}
+
+func (b *batch) close() { _ = b.pb.Close() } // a failed Close of an uncommitted batch loses nothing
+
+func (b *batch) state(coll, key string) (*crdt.Record, error) {
+	id := stateID{coll, key}
+	if r, ok := b.states[id]; ok {
+		return r, nil
+	}
+	r, err := b.l.readState(stateKey(b.ns, coll, key))
+	if err != nil {
+		return nil, err
+	}
+	b.states[id] = r
+	b.order = append(b.order, id)
+	return r, nil
+}
+
+// apply folds op into the batch's state of its record and records the
+// effects. The op is appended to the commit.
+func (b *batch) apply(op *crdt.Op) error {
+	prev, err := b.state(op.Collection, op.Key)
+	if err != nil {
+		return err
+	}
+	eff := materialize.Fold(prev, op)
+	b.states[stateID{op.Collection, op.Key}] = eff.State
+	b.commit.Ops = append(b.commit.Ops, *op)
+	if eff.Change.Kind != materialize.Unchanged {
+		b.commit.Changes = append(b.commit.Changes, eff.Change)
+	}
+	b.commit.Conflicts = append(b.commit.Conflicts, eff.Conflicts...)
+	return nil
+}
+
+// commitLocked writes the batch's states, vector entries, conflicts and the
+// HLC high-water mark, and commits it with the configured durability. On
+// success it advances the cached vector.
+func (l *Log) commitLocked(ctx context.Context, b *batch) error {
+	ns := b.ns
+	for _, id := range b.order {
+		r := b.states[id]
+		if r.CL == 0 {
+			continue // read, never written
+		}
+		b.scratch = r.AppendBinary(b.scratch[:0])
+		if err := b.pb.Set(stateKey(ns, id.coll, id.key), b.scratch, nil); err != nil {
+			return fmt.Errorf("oplog: commit: %w", err)
+		}
+	}
+	vv, err := l.vectorLocked(ns)
+	if err != nil {
+		return err
+	}
+	heads := make(map[crdt.ReplicaID]uint64)
+	for i := range b.commit.Ops {
+		d := b.commit.Ops[i].Dot
+		heads[d.Origin] = max(heads[d.Origin], d.Seq)
+	}
+	var u [8]byte
+	for origin, seq := range heads {
+		binary.BigEndian.PutUint64(u[:], seq)
+		if err := b.pb.Set(vectorKey(ns, origin), u[:], nil); err != nil {
+			return fmt.Errorf("oplog: commit: %w", err)
+		}
+	}
+	if !l.mu.known[ns] {
+		if err := b.pb.Set(nsKey(tagNamespace, ns), nil, nil); err != nil {
+			return fmt.Errorf("oplog: commit: %w", err)
+		}
+	}
+	if err := l.logConflictsLocked(b); err != nil {
+		return err
+	}
+	hw, _ := l.mu.clock.Last().MarshalBinary() // MarshalBinary cannot fail
+	if err := b.pb.Set(metaHLC, hw, nil); err != nil {
+		return fmt.Errorf("oplog: commit: %w", err)
+	}
+	wo := pebble.Sync
+	if l.opts.Durability != SyncEveryCommit {
+		wo = pebble.NoSync
+	}
+	if err := b.pb.Commit(wo); err != nil {
+		return fmt.Errorf("oplog: commit %s: %w", ns, err)
+	}
+	// Committed: advance the cache before anything else can fail.
+	for origin, seq := range heads {
+		vv[origin] = seq
+	}
+	l.mu.known[ns] = true
+	if l.opts.OnCommit != nil {
+		l.opts.OnCommit(b.commit)
+	}
+	if l.opts.Durability == GroupCommit {
+		// Wait for the shared fsync without blocking other writers.
+		l.mu.Unlock()
+		err := l.syncer.wait(ctx)
+		l.mu.Lock()
+		if err != nil {
+			return fmt.Errorf("oplog: commit %s: group sync: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+var errStopped = errors.New("oplog: group syncer stopped")
