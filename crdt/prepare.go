@@ -35,13 +35,13 @@ type ChangeType uint8
 
 // Local field changes, turned into field ops by [Record.Prepare].
 const (
-	Set       ChangeType = iota + 1 // assign Value to a register
-	Unset                           // unset a register
-	AddElem                         // add Value to a set
-	RemoveElem                      // remove Value from a set (the adds observed)
-	Increment                       // add Delta to a counter
-	OfferMax                        // offer Value to a max register
-	OfferMin                        // offer Value to a min register
+	Set        ChangeType = iota + 1 // assign Value to a register
+	Unset                            // unset a register
+	AddElem                          // add Value to a set
+	RemoveElem                       // remove Value from a set (the adds observed)
+	Increment                        // add Delta to a counter
+	OfferMax                         // offer Value to a max register
+	OfferMin                         // offer Value to a min register
 )
 
 // Change is one field change of a local write.

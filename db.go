@@ -1,0 +1,229 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/hlc"
+	"github.com/convergedb/converge/materialize"
+	"github.com/convergedb/converge/oplog"
+	"github.com/convergedb/converge/transport"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrNotFound: the record does not exist (never created, or deleted).
+	ErrNotFound = oplog.ErrNotFound
+	// ErrClosed: the DB is closed.
+	ErrClosed = oplog.ErrClosed
+	// ErrSchema: a struct type cannot be a collection, a stored record does
+	// not fit the struct, or a field update does not fit the field's kind.
+	ErrSchema = errors.New("converge: schema mismatch")
+	// ErrInvalid: an argument is malformed (empty namespace, bad id).
+	ErrInvalid = errors.New("converge: invalid argument")
+	// ErrCorrupt: stored bytes failed to decode; resync from a peer.
+	ErrCorrupt = oplog.ErrCorrupt
+	// ErrClockDrift: a remote op's HLC ran beyond the drift bound; it was
+	// not applied, and is applied once it falls within the bound.
+	ErrClockDrift = hlc.ErrClockDrift
+)
+
+// Durability says when a write reaches stable storage.
+type Durability = oplog.Durability
+
+// Durability modes.
+const (
+	// SyncEveryCommit: a write is fsynced before it returns (the default).
+	SyncEveryCommit = oplog.SyncEveryCommit
+	// GroupCommit: a write returns after an fsync it shares with
+	// concurrent writes.
+	GroupCommit = oplog.GroupCommit
+	// NoSync: a crash may lose the latest writes (never part of one).
+	NoSync = oplog.NoSync
+)
+
+// Options configure a DB. The zero value is valid.
+type Options struct {
+	// Durability of writes. Zero means SyncEveryCommit.
+	Durability Durability
+	// MaxClockDrift bounds how far ahead of our clock a remote op's HLC
+	// may be. Zero means one minute.
+	MaxClockDrift time.Duration
+	// Clock is the physical time source in Unix milliseconds. Nil means
+	// the system clock. Tests inject one.
+	Clock func() int64
+	// ConflictLogSize is how many conflicts are kept per namespace. Zero
+	// means 1000.
+	ConflictLogSize int
+	// ChangeBuffer is how many changes a subscription holds before it
+	// drops the oldest and reports ErrLagged. Zero means 4096.
+	ChangeBuffer int
+	// CacheSize is the Pebble block cache in bytes. Zero means 64 MiB.
+	CacheSize int64
+	// FS is the file system for the store. Nil means the OS's.
+	FS vfs.FS
+	// Logger receives storage and sync events. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DB is a replica: a local store of namespaces of collections. It is safe
+// for concurrent use.
+type DB struct {
+	log    *oplog.Log
+	opts   Options
+	logger *slog.Logger
+
+	subs struct {
+		sync.Mutex
+		list []*subscription
+	}
+}
+
+// Open opens or creates the replica stored in dir. On first open the
+// replica gets a new id.
+func Open(dir string, opts Options) (*DB, error) {
+	if opts.ChangeBuffer <= 0 {
+		opts.ChangeBuffer = 4096
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge")}
+	l, err := oplog.Open(dir, oplog.Options{
+		Durability:      opts.Durability,
+		MaxClockDrift:   opts.MaxClockDrift,
+		Clock:           opts.Clock,
+		ConflictLogSize: opts.ConflictLogSize,
+		CacheSize:       opts.CacheSize,
+		FS:              opts.FS,
+		Logger:          opts.Logger,
+		OnCommit:        db.publish,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("converge: %w", err)
+	}
+	db.log = l
+	db.logger = db.logger.With("replica", l.ReplicaID())
+	return db, nil
+}
+
+// Close closes the DB and ends every change subscription. Writes that
+// returned are durable as the durability mode promised.
+func (db *DB) Close() error {
+	err := db.log.Close()
+	db.subs.Lock()
+	for _, s := range db.subs.list {
+		s.close()
+	}
+	db.subs.list = nil
+	db.subs.Unlock()
+	if err != nil {
+		return fmt.Errorf("converge: %w", err)
+	}
+	return nil
+}
+
+// ReplicaID returns the replica's id (a ULID).
+func (db *DB) ReplicaID() string { return db.log.ReplicaID().String() }
+
+// Log returns the underlying store, for tools and tests.
+func (db *DB) Log() *oplog.Log { return db.log }
+
+// Tx is a transaction on one namespace, open for the duration of the
+// function given to [DB.Update]. Use [Collection.Tx] to write through it.
+type Tx struct {
+	tx *oplog.Tx
+}
+
+// Namespace returns the transaction's namespace.
+func (tx *Tx) Namespace() string { return tx.tx.Namespace() }
+
+// Update runs fn in a transaction on namespace ns. The writes fn makes
+// commit together, in one batch, and replicate as one unit: a remote
+// replica applies all of them or none. If fn returns an error nothing is
+// written. fn holds the DB's write lock: keep it short, and do not call
+// other write methods of the DB from it (use the Tx).
+func (db *DB) Update(ctx context.Context, ns string, fn func(tx *Tx) error) error {
+	if err := checkNamespace(ns); err != nil {
+		return err
+	}
+	_, err := db.log.Write(ctx, ns, func(t *oplog.Tx) error { return fn(&Tx{tx: t}) })
+	if err != nil {
+		return fmt.Errorf("converge: update %q: %w", ns, err)
+	}
+	return nil
+}
+
+func checkNamespace(ns string) error {
+	if ns == "" || len(ns) > crdt.MaxNameLen {
+		return fmt.Errorf("%w: namespace %q must be 1 to %d bytes", ErrInvalid, ns, crdt.MaxNameLen)
+	}
+	return nil
+}
+
+// Vector returns the replica's version vector for ns: origin replica id →
+// the number of that origin's ops it holds.
+func (db *DB) Vector(ctx context.Context, ns string) (map[string]uint64, error) {
+	vv, err := db.log.Vector(ctx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("converge: %w", err)
+	}
+	out := make(map[string]uint64, len(vv))
+	for r, s := range vv {
+		out[r.String()] = s
+	}
+	return out, nil
+}
+
+// StateHash returns a digest of the state of ns. Replicas that hold the
+// same ops have the same hash.
+func (db *DB) StateHash(ctx context.Context, ns string) (string, error) {
+	h, _, err := db.log.StateHash(ctx, ns)
+	if err != nil {
+		return "", fmt.Errorf("converge: %w", err)
+	}
+	return h, nil
+}
+
+// Verify rebuilds the state of ns from its log and compares it with the
+// stored state.
+func (db *DB) Verify(ctx context.Context, ns string) (oplog.Verification, error) {
+	return db.log.Verify(ctx, ns)
+}
+
+// Namespaces returns the namespaces the replica holds.
+func (db *DB) Namespaces(ctx context.Context) ([]string, error) { return db.log.Namespaces(ctx) }
+
+// Conflict is a pair of concurrent writes to one field, detected when the
+// second of them arrived. The merge already chose the winner; conflicts
+// are reported for review or for a resolution policy.
+type Conflict = materialize.Conflict
+
+// Conflicts returns the latest conflicts detected in ns, oldest first.
+func (db *DB) Conflicts(ctx context.Context, ns string) ([]Conflict, error) {
+	return db.log.Conflicts(ctx, ns)
+}
+
+// ConflictCount returns how many conflicts were ever detected in ns.
+func (db *DB) ConflictCount(ctx context.Context, ns string) (uint64, error) {
+	return db.log.ConflictCount(ctx, ns)
+}
+
+// SyncWith runs anti-entropy with peer for namespace ns until both hold
+// the ops each held when the sync began.
+func (db *DB) SyncWith(ctx context.Context, peer transport.Peer, ns string) (transport.Result, error) {
+	if err := checkNamespace(ns); err != nil {
+		return transport.Result{}, err
+	}
+	res, err := transport.Sync(ctx, db.SyncStore(), peer, ns, transport.Options{})
+	if err != nil {
+		return res, fmt.Errorf("converge: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,142 @@
+package converge
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// schema is what a collection knows of its struct type.
+type schema struct {
+	typ    reflect.Type
+	id     []int // index of the id field
+	meta   []int // index of the Meta field, or nil
+	fields []schemaField
+	byName map[string]int
+}
+
+type schemaField struct {
+	name  string
+	kind  crdt.Kind
+	index []int
+}
+
+var metaType = reflect.TypeFor[Meta]()
+
+// newSchema reads the struct type t: msgpack names, converge kinds, the
+// id field and the Meta field.
+func newSchema(t reflect.Type) (*schema, error) {
+	if t.Kind() != reflect.Struct {
+		return nil, fmt.Errorf("%w: %v is not a struct", ErrSchema, t)
+	}
+	s := &schema{typ: t, byName: make(map[string]int)}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Type == metaType {
+			s.meta = f.Index
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("converge")
+		if tag == "id" || (s.id == nil && f.Name == "ID" && tag == "") {
+			if f.Type.Kind() != reflect.String {
+				return nil, fmt.Errorf("%w: %v: id field %s must be a string", ErrSchema, t, f.Name)
+			}
+			s.id = f.Index
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if f.Anonymous {
+			return nil, fmt.Errorf("%w: %v: embedded field %s is not supported", ErrSchema, t, f.Name)
+		}
+		sf := schemaField{name: name, index: f.Index, kind: crdt.KindRegister}
+		switch tag {
+		case "":
+		case "set":
+			if k := f.Type.Kind(); k != reflect.Slice && k != reflect.Array {
+				return nil, fmt.Errorf("%w: %v: set field %s must be a slice or array", ErrSchema, t, f.Name)
+			}
+			sf.kind = crdt.KindSet
+		case "counter":
+			if !f.Type.ConvertibleTo(reflect.TypeFor[int64]()) || f.Type.Kind() < reflect.Int || f.Type.Kind() > reflect.Int64 {
+				return nil, fmt.Errorf("%w: %v: counter field %s must be a signed integer", ErrSchema, t, f.Name)
+			}
+			sf.kind = crdt.KindCounter
+		case "max":
+			sf.kind = crdt.KindMax
+		case "min":
+			sf.kind = crdt.KindMin
+		default:
+			return nil, fmt.Errorf("%w: %v: field %s: unknown converge tag %q", ErrSchema, t, f.Name, tag)
+		}
+		if _, dup := s.byName[name]; dup {
+			return nil, fmt.Errorf("%w: %v: two fields named %q", ErrSchema, t, name)
+		}
+		s.byName[name] = len(s.fields)
+		s.fields = append(s.fields, sf)
+	}
+	if s.id == nil {
+		return nil, fmt.Errorf("%w: %v has no id field (a string field tagged `converge:\"id\"` or named ID)", ErrSchema, t)
+	}
+	return s, nil
+}
+
+// encoderPool holds msgpack encoders set up for canonical values: compact
+// integers (so 5 encodes as it does anywhere in Converge) and sorted map
+// keys (so equal maps encode equally).
+var encoderPool = sync.Pool{New: func() any {
+	e := &valueEncoder{}
+	e.enc = msgpack.NewEncoder(&e.buf)
+	e.enc.UseCompactInts(true)
+	e.enc.SetSortMapKeys(true)
+	return e
+}}
+
+type valueEncoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// encodeValue returns the canonical msgpack encoding of v.
+func encodeValue(v any) ([]byte, error) {
+	e := encoderPool.Get().(*valueEncoder)
+	defer encoderPool.Put(e)
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("%w: encode %T: %w", ErrSchema, v, err)
+	}
+	return bytes.Clone(e.buf.Bytes()), nil
+}
+
+// encodeElems returns the distinct encoded elements of a slice or array,
+// sorted by encoding.
+func encodeElems(v reflect.Value) ([][]byte, error) {
+	seen := make(map[string]bool, v.Len())
+	out := make([][]byte, 0, v.Len())
+	for i := range v.Len() {
+		b, err := encodeValue(v.Index(i).Interface())
+		if err != nil {
+			return nil, err
+		}
+		if !seen[string(b)] {
+			seen[string(b)] = true
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, bytes.Compare)
+	return out, nil
+}

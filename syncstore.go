@@ -1,0 +1,69 @@
+package converge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/oplog"
+	"github.com/convergedb/converge/transport"
+)
+
+// SyncStore returns the DB as the sync engine's [transport.Store], for
+// serving peers (transport.Serve, transport.NewMemPeer) and for transports.
+func (db *DB) SyncStore() transport.Store { return syncStore{db} }
+
+type syncStore struct{ db *DB }
+
+func (s syncStore) Vector(ctx context.Context, ns string) (crdt.VersionVector, error) {
+	return s.db.log.Vector(ctx, ns)
+}
+
+func (s syncStore) Missing(ctx context.Context, ns string, have crdt.VersionVector, lim transport.Limits) ([][]byte, bool, error) {
+	p, err := s.db.log.Page(ctx, ns, have, oplog.PageLimits{MaxOps: lim.MaxOps, MaxBytes: lim.MaxBytes})
+	if err != nil {
+		return nil, false, err
+	}
+	ops := make([][]byte, len(p.Entries))
+	for i, e := range p.Entries {
+		ops[i] = e.Raw
+	}
+	return ops, p.More, nil
+}
+
+func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transport.Applied, error) {
+	var a transport.Applied
+	if len(raw) == 0 {
+		return a, nil
+	}
+	ops := make([]crdt.Op, 0, len(raw))
+	for _, b := range raw {
+		op, err := crdt.DecodeOp(b)
+		if err != nil {
+			a.Refused++
+			if a.Reason == "" {
+				a.Reason = err.Error()
+			}
+			continue
+		}
+		ops = append(ops, op)
+	}
+	res, err := s.db.log.Ingest(ctx, ns, ops)
+	if err != nil {
+		return a, err
+	}
+	a.Applied = res.Applied
+	a.Duplicates = res.Duplicates
+	a.Refused += len(res.Refused) + res.Incomplete
+	a.Conflicts = len(res.Commit.Conflicts)
+	if a.Reason == "" {
+		switch {
+		case len(res.Refused) > 0:
+			a.Reason = fmt.Sprintf("op %v: %v", res.Refused[0].Dot, res.Refused[0].Err)
+		case len(res.Gaps) > 0:
+			g := res.Gaps[0]
+			a.Reason = fmt.Sprintf("gap in ops of %v: have %d, offered %d", g.Origin, g.Have, g.Next)
+		}
+	}
+	return a, nil
+}

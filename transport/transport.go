@@ -1,0 +1,218 @@
+// Package transport is the sync protocol, independent of any network: the
+// anti-entropy engine on version vectors, its wire messages, and an
+// in-memory transport. The NATS and HTTP transports carry the same messages.
+//
+// # Protocol
+//
+// A sync of one namespace is a run of round trips, each a [Request] and a
+// [Response]. The requester sends its version vector and the ops it
+// believes the responder lacks (none on the first round unless it kept the
+// responder's vector from an earlier sync). The responder applies those
+// ops, and answers with its own vector and a page of the ops the requester
+// lacks. The requester applies them, and the next round pushes what the
+// responder's vector shows it lacks. Rounds go on until neither side has
+// anything the other lacks, or no round makes progress.
+//
+// Any replica can serve any origin's ops, so hubs and relays need nothing
+// special. Ops travel in their canonical encoding ([crdt.AppendOp]); a page
+// never ends inside a transaction.
+//
+// The engine talks to the store through [Store], which it owns; any store
+// works with any transport.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/convergedb/converge/crdt"
+)
+
+// Store is what the sync engine needs of a replica.
+type Store interface {
+	// Vector returns the version vector of ns.
+	Vector(ctx context.Context, ns string) (crdt.VersionVector, error)
+	// Missing returns a page of the encoded ops of ns that a replica
+	// holding have lacks, at most about lim's bounds and ending at a
+	// transaction boundary, and whether more remain.
+	Missing(ctx context.Context, ns string, have crdt.VersionVector, lim Limits) (ops [][]byte, more bool, err error)
+	// Apply ingests encoded ops of ns received from a peer. Ops it cannot
+	// apply (malformed, beyond a gap, beyond the clock bound) are counted
+	// in the result, not returned as an error.
+	Apply(ctx context.Context, ns string, ops [][]byte) (Applied, error)
+}
+
+// Applied reports what a Store did with received ops.
+type Applied struct {
+	Applied, Duplicates, Refused int
+	Conflicts                    int
+	// Reason describes the first refusal, if any.
+	Reason string
+}
+
+// Limits bound one page of ops. Zero fields mean the defaults.
+type Limits struct {
+	MaxOps   int // default 1000
+	MaxBytes int // default 1 MiB
+}
+
+// withDefaults returns lim with zero fields set to the defaults.
+func (lim Limits) withDefaults() Limits {
+	if lim.MaxOps <= 0 {
+		lim.MaxOps = 1000
+	}
+	if lim.MaxBytes <= 0 {
+		lim.MaxBytes = 1 << 20
+	}
+	return lim
+}
+
+// Peer carries one round trip to a remote replica.
+type Peer interface {
+	RoundTrip(ctx context.Context, req *Request) (*Response, error)
+}
+
+// ErrNoProgress is returned by [Sync] when the replicas still differ but a
+// round moved nothing: the remaining ops are being refused (see the
+// result's Refused and Reason).
+var ErrNoProgress = errors.New("transport: sync made no progress")
+
+// Result reports one sync of one namespace.
+type Result struct {
+	Namespace string
+	Rounds    int
+	Sent      int // ops the peer applied
+	Received  int // ops we applied
+	Refused   int // ops refused, by either side
+	Conflicts int // conflicts our store detected in what it received
+	Reason    string
+	// PeerVector is the peer's vector at the end: what it acknowledged.
+	PeerVector crdt.VersionVector
+	Duration   time.Duration
+}
+
+// Options tune [Sync].
+type Options struct {
+	Limits Limits
+	// MaxRounds bounds the rounds of one sync. Zero means 10000.
+	MaxRounds int
+	// PeerVector is the peer's vector from an earlier sync, if known: the
+	// first round then pushes what it lacks right away.
+	PeerVector crdt.VersionVector
+	// Now measures the duration. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Sync runs anti-entropy rounds for namespace ns between store and peer
+// until both hold the same ops, and reports what moved.
+func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) (Result, error) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	lim := opts.Limits.withDefaults()
+	maxRounds := opts.MaxRounds
+	if maxRounds <= 0 {
+		maxRounds = 10000
+	}
+	res := Result{Namespace: ns}
+	peerVV := opts.PeerVector
+	done := func(err error) (Result, error) {
+		res.PeerVector = peerVV
+		res.Duration = now().Sub(start)
+		return res, err
+	}
+	// The sync is done when each side holds what the other held when the
+	// sync began; later writes are the next sync's.
+	var targetMine, targetPeer crdt.VersionVector
+	for res.Rounds < maxRounds {
+		mine, err := store.Vector(ctx, ns)
+		if err != nil {
+			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
+		}
+		if targetMine == nil {
+			targetMine = mine.Clone()
+		}
+		req := &Request{Namespace: ns, Vector: mine, Limits: lim}
+		if peerVV != nil {
+			if req.Ops, _, err = store.Missing(ctx, ns, peerVV, lim); err != nil {
+				return done(fmt.Errorf("transport: sync %q: %w", ns, err))
+			}
+		}
+		resp, err := peer.RoundTrip(ctx, req)
+		res.Rounds++
+		if err != nil {
+			return done(fmt.Errorf("transport: sync %q: round %d: %w", ns, res.Rounds, err))
+		}
+		peerVV = resp.Vector
+		if targetPeer == nil {
+			targetPeer = resp.Vector.Clone()
+		}
+		res.Sent += resp.Applied.Applied
+		res.Refused += resp.Applied.Refused
+		if res.Reason == "" {
+			res.Reason = resp.Applied.Reason
+		}
+		got, err := store.Apply(ctx, ns, resp.Ops)
+		if err != nil {
+			return done(fmt.Errorf("transport: sync %q: apply: %w", ns, err))
+		}
+		res.Received += got.Applied
+		res.Refused += got.Refused
+		res.Conflicts += got.Conflicts
+		if res.Reason == "" {
+			res.Reason = got.Reason
+		}
+		if mine, err = store.Vector(ctx, ns); err != nil {
+			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
+		}
+		if mine.Covers(targetPeer) && peerVV.Covers(targetMine) {
+			return done(nil)
+		}
+		progress := resp.Applied.Applied > 0 || got.Applied > 0
+		offered := len(req.Ops) > 0 || len(resp.Ops) > 0
+		if !progress && (offered || res.Rounds > 1) {
+			return done(fmt.Errorf("transport: sync %q: %w: ours %v, peer's %v: %s", ns, ErrNoProgress, mine, peerVV, res.Reason))
+		}
+	}
+	return done(fmt.Errorf("transport: sync %q: %w after %d rounds", ns, ErrNoProgress, res.Rounds))
+}
+
+// Serve answers one round trip on the responder's side: it applies the ops
+// pushed in req, then returns its vector and a page of what the requester
+// lacks.
+func Serve(ctx context.Context, store Store, req *Request, maxLim Limits) (*Response, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	resp := &Response{}
+	if len(req.Ops) > 0 {
+		a, err := store.Apply(ctx, req.Namespace, req.Ops)
+		if err != nil {
+			return nil, fmt.Errorf("transport: serve %q: apply: %w", req.Namespace, err)
+		}
+		resp.Applied = a
+	}
+	lim := clampLimits(req.Limits, maxLim.withDefaults())
+	var err error
+	resp.Ops, resp.More, err = store.Missing(ctx, req.Namespace, req.Vector, lim)
+	if err != nil {
+		return nil, fmt.Errorf("transport: serve %q: %w", req.Namespace, err)
+	}
+	// The vector is read after the page, so it covers every op sent.
+	if resp.Vector, err = store.Vector(ctx, req.Namespace); err != nil {
+		return nil, fmt.Errorf("transport: serve %q: %w", req.Namespace, err)
+	}
+	return resp, nil
+}
+
+// clampLimits returns req's limits, at most max's.
+func clampLimits(req, max Limits) Limits {
+	req = req.withDefaults()
+	req.MaxOps = min(req.MaxOps, max.MaxOps)
+	req.MaxBytes = min(req.MaxBytes, max.MaxBytes)
+	return req
+}
