@@ -77,7 +77,7 @@ func add(name string, v []byte) FieldOp { return FieldOp{Name: name, Type: Add, 
 func remove(name string, v []byte, dots ...Dot) FieldOp {
 	return FieldOp{Name: name, Type: Remove, Value: v, Dots: dots}
 }
-func count(name string, p, n uint64) FieldOp  { return FieldOp{Name: name, Type: Count, P: p, N: n} }
+func count(name string, p, n uint64) FieldOp { return FieldOp{Name: name, Type: Count, P: p, N: n} }
 func writeMax(name string, v []byte) FieldOp { return FieldOp{Name: name, Type: WriteMax, Value: v} }
 func writeMin(name string, v []byte) FieldOp { return FieldOp{Name: name, Type: WriteMin, Value: v} }
 

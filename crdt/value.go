@@ -121,8 +121,12 @@ func compareNumbers(a, b []byte) int {
 	x, _ := decodeNumber(a)
 	y, _ := decodeNumber(b)
 	switch {
-	case x.kind == 'f' || y.kind == 'f':
-		return compareFloat(x.float(), y.float())
+	case x.kind == 'f' && y.kind == 'f':
+		return compareFloat(x.f, y.f)
+	case x.kind == 'f':
+		return -compareToFloat(y, x.f)
+	case y.kind == 'f':
+		return compareToFloat(x, y.f)
 	case x.kind == 'u' && y.kind == 'u':
 		return cmpUint(x.u, y.u)
 	case x.kind == 'u':
@@ -139,14 +143,36 @@ func compareNumbers(a, b []byte) int {
 	return 0
 }
 
-func (n number) float() float64 {
-	switch n.kind {
-	case 'f':
-		return n.f
-	case 'u':
-		return float64(n.u)
+// compareToFloat compares the integer n with f by value, exactly: converting
+// n to a float64 would round integers beyond 2^53. NaN sorts first.
+func compareToFloat(n number, f float64) int {
+	switch {
+	case math.IsNaN(f):
+		return 1
+	case f >= 0x1p64:
+		return -1
+	case f < -0x1p63:
+		return 1
 	}
-	return float64(n.i)
+	t := math.Trunc(f) // an integer in [-2^63, 2^64)
+	var c int
+	switch {
+	case n.kind == 'u' && t < 0x1p63:
+		c = 1
+	case n.kind == 'u':
+		c = cmpUint(n.u, uint64(t))
+	case t >= 0x1p63:
+		c = -1
+	case n.i < int64(t):
+		c = -1
+	case n.i > int64(t):
+		c = 1
+	}
+	if c != 0 {
+		return c
+	}
+	// n == trunc(f): f's fraction decides.
+	return compareFloat(t, f)
 }
 
 // compareFloat orders floats with NaN first.

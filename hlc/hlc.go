@@ -181,10 +181,6 @@ func NewClock(physical func() int64, maxDrift time.Duration) *Clock {
 	return &Clock{physical: physical, maxDrift: maxDrift}
 }
 
-// WallClock is a physical time source for [NewClock] that reads the system
-// clock. It is the one impure function of the package, for the edges to pass in.
-func WallClock() int64 { return time.Now().UnixMilli() }
-
 // MaxDrift returns the clock's drift bound.
 func (c *Clock) MaxDrift() time.Duration { return c.maxDrift }
 

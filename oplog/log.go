@@ -124,7 +124,7 @@ type Log struct {
 // high-water mark, so timestamps never go backwards across restarts.
 func Open(dir string, opts Options) (*Log, error) {
 	if opts.Clock == nil {
-		opts.Clock = hlc.WallClock
+		opts.Clock = func() int64 { return time.Now().UnixMilli() }
 	}
 	if opts.ConflictLogSize <= 0 {
 		opts.ConflictLogSize = 1000
