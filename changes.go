@@ -99,41 +99,78 @@ func (db *DB) publish(c *oplog.Commit) {
 	}
 }
 
-// Changes yields the changes committed to namespace ns (every namespace if
-// ns is empty) from the moment iteration begins, local and remote, in commit
-// order, until ctx ends (it then yields ctx's error) or the DB closes. A
-// subscriber never blocks writers: one that falls behind by more than
+// Subscription is a feed of committed changes, from the moment it was
+// made. It never blocks writers: a subscriber that falls behind by more than
 // Options.ChangeBuffer changes loses the oldest and is told with ErrLagged.
+// Close it when done. It is safe for use by one reader goroutine.
+type Subscription struct {
+	db *DB
+	s  *subscription
+}
+
+// Subscribe starts a subscription to the changes committed to namespace ns
+// (every namespace if ns is empty), local and remote, in commit order.
+func (db *DB) Subscribe(ns string) *Subscription {
+	s := &subscription{ns: ns, max: db.opts.ChangeBuffer, notify: make(chan struct{}, 1)}
+	db.subs.Lock()
+	if db.subs.closed {
+		s.closed = true
+	} else {
+		db.subs.list = append(db.subs.list, s)
+	}
+	db.subs.Unlock()
+	return &Subscription{db: db, s: s}
+}
+
+// Next returns the next change. It blocks until there is one, ctx ends, or
+// the subscription or DB is closed (ErrClosed). After changes were dropped
+// it returns an error wrapping ErrLagged once, then goes on.
+func (sub *Subscription) Next(ctx context.Context) (Change, error) {
+	s := sub.s
+	for {
+		s.mu.Lock()
+		if s.dropped > 0 {
+			n := s.dropped
+			s.dropped = 0
+			s.mu.Unlock()
+			return Change{}, fmt.Errorf("%w: %d changes", ErrLagged, n)
+		}
+		if len(s.queue) > 0 {
+			c := s.queue[0]
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			return c, nil
+		}
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return Change{}, ErrClosed
+		}
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return Change{}, fmt.Errorf("converge: next change: %w", ctx.Err())
+		}
+	}
+}
+
+// Close ends the subscription.
+func (sub *Subscription) Close() {
+	sub.db.unsubscribe(sub.s)
+	sub.s.close()
+}
+
+// Changes yields the changes committed to namespace ns (every namespace if
+// ns is empty) from the moment iteration begins, as a [Subscription] does,
+// until ctx ends or the DB closes; it then yields that error and stops.
+// ErrLagged is yielded and iteration goes on.
 func (db *DB) Changes(ctx context.Context, ns string) iter.Seq2[Change, error] {
 	return func(yield func(Change, error) bool) {
-		s := &subscription{ns: ns, max: db.opts.ChangeBuffer, notify: make(chan struct{}, 1)}
-		db.subs.Lock()
-		db.subs.list = append(db.subs.list, s)
-		db.subs.Unlock()
-		defer db.unsubscribe(s)
+		sub := db.Subscribe(ns)
+		defer sub.Close()
 		for {
-			s.mu.Lock()
-			q, dropped, closed := s.queue, s.dropped, s.closed
-			s.queue, s.dropped = nil, 0
-			s.mu.Unlock()
-			if dropped > 0 && !yield(Change{}, fmt.Errorf("%w: %d", ErrLagged, dropped)) {
-				return
-			}
-			for _, c := range q {
-				if !yield(c, nil) {
-					return
-				}
-			}
-			if closed {
-				return
-			}
-			if len(q) > 0 {
-				continue
-			}
-			select {
-			case <-s.notify:
-			case <-ctx.Done():
-				yield(Change{}, ctx.Err())
+			c, err := sub.Next(ctx)
+			if !yield(c, err) || (err != nil && !errors.Is(err, ErrLagged)) {
 				return
 			}
 		}

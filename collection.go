@@ -247,12 +247,13 @@ func fieldChanges(sf schemaField, st *crdt.Record, creating bool, v reflect.Valu
 	return []crdt.Change{{Name: sf.name, Type: typ, Value: enc}}, nil
 }
 
-// diffSorted returns the elements of a not in b; both are sorted.
+// diffSorted returns the elements of a not in b; both are sorted by
+// crdt.OrderValues.
 func diffSorted(a, b [][]byte) [][]byte {
 	var out [][]byte
 	j := 0
 	for _, x := range a {
-		for j < len(b) && bytes.Compare(b[j], x) < 0 {
+		for j < len(b) && crdt.OrderValues(b[j], x) < 0 {
 			j++
 		}
 		if j < len(b) && bytes.Equal(b[j], x) {

@@ -81,7 +81,8 @@ type DB struct {
 
 	subs struct {
 		sync.Mutex
-		list []*subscription
+		closed bool
+		list   []*subscription
 	}
 }
 
@@ -118,6 +119,7 @@ func Open(dir string, opts Options) (*DB, error) {
 func (db *DB) Close() error {
 	err := db.log.Close()
 	db.subs.Lock()
+	db.subs.closed = true
 	for _, s := range db.subs.list {
 		s.close()
 	}

@@ -123,7 +123,7 @@ func encodeValue(v any) ([]byte, error) {
 }
 
 // encodeElems returns the distinct encoded elements of a slice or array,
-// sorted by encoding.
+// in crdt.OrderValues order.
 func encodeElems(v reflect.Value) ([][]byte, error) {
 	seen := make(map[string]bool, v.Len())
 	out := make([][]byte, 0, v.Len())
@@ -137,6 +137,6 @@ func encodeElems(v reflect.Value) ([][]byte, error) {
 			out = append(out, b)
 		}
 	}
-	slices.SortFunc(out, bytes.Compare)
+	slices.SortFunc(out, crdt.OrderValues)
 	return out, nil
 }

@@ -316,7 +316,14 @@ func (d *decoder) fieldOp(f *FieldOp) (err error) {
 		f.N, err = d.r.Uint()
 		return err
 	}
-	if f.Value, err = d.value(); err != nil {
+	// Only a register reads nil as "no value": a set element, a max or a
+	// min may be nil itself.
+	if f.Type == Assign {
+		f.Value, err = d.value()
+	} else {
+		f.Value, err = d.r.Raw()
+	}
+	if err != nil {
 		return err
 	}
 	switch f.Type {

@@ -99,8 +99,14 @@ func merged(rs ...*Record) *Record {
 	return out
 }
 
+// fataler is what *testing.T and *rapid.T share.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 // mustValid fails the test if op is invalid.
-func mustValid(t testing.TB, op *Op) {
+func mustValid(t fataler, op *Op) {
 	t.Helper()
 	if err := op.Validate(); err != nil {
 		t.Fatalf("op %+v: %v", op, err)
@@ -127,7 +133,7 @@ func checkGet(t *testing.T, r *Record, name string, kind Kind, want []byte) {
 }
 
 // checkSameBytes fails unless a and b encode identically.
-func checkSameBytes(t testing.TB, what string, a, b *Record) {
+func checkSameBytes(t fataler, what string, a, b *Record) {
 	t.Helper()
 	if ea, eb := a.Encode(), b.Encode(); !bytes.Equal(ea, eb) {
 		t.Fatalf("%s: records differ:\n%x\n%x", what, ea, eb)

@@ -151,7 +151,7 @@ func (r *Record) observedAdds(name string, v []byte) []Dot {
 	if f == nil {
 		return nil
 	}
-	i, ok := slices.BinarySearchFunc(f.Elems, v, func(e Elem, v []byte) int { return compareBytes(e.Value, v) })
+	i, ok := slices.BinarySearchFunc(f.Elems, v, func(e Elem, v []byte) int { return orderValues(e.Value, v) })
 	if !ok {
 		return nil
 	}
@@ -163,7 +163,7 @@ func (r *Record) observedAdds(name string, v []byte) []Dot {
 }
 
 // SetElems returns the visible elements of set field name, each
-// msgpack-encoded, sorted by encoding.
+// msgpack-encoded, in [OrderValues] order.
 func (r *Record) SetElems(name string) [][]byte {
 	f := r.current(name)
 	if f == nil || f.Kind != KindSet {

@@ -12,7 +12,7 @@ import (
 // a record no op has touched (CL 0: absent).
 //
 // A Record is normalized: Fields sorted by (Name, Kind) with one entry per
-// pair, set elements sorted by value, dots and counts sorted, and no add
+// pair, set elements sorted by [OrderValues], dots and counts sorted, and no add
 // whose dot was removed. Every method keeps it so, which is what makes its
 // encoding canonical.
 type Record struct {
@@ -187,7 +187,7 @@ func mergeElems(a, b []Elem) []Elem {
 		case i == len(a):
 			c = 1
 		default:
-			c = bytes.Compare(a[i].Value, b[j].Value)
+			c = orderValues(a[i].Value, b[j].Value)
 		}
 		switch {
 		case c < 0:
@@ -397,8 +397,8 @@ type FieldValue struct {
 }
 
 // Get returns the visible value of field name, msgpack-encoded: a register's,
-// max's or min's value, a set's elements as an array sorted by their
-// encoding, or a counter's total as an integer. ok is false when the record
+// max's or min's value, a set's elements as an array in [OrderValues]
+// order, or a counter's total as an integer. ok is false when the record
 // does not exist or the field has no visible value.
 func (r *Record) Get(name string) (v FieldValue, ok bool) {
 	f := r.current(name)

@@ -102,6 +102,11 @@ func DecodeRecord(b []byte) (*Record, error) {
 	if err == nil && d.r.Len() != 0 {
 		err = fmt.Errorf("%d trailing bytes", d.r.Len())
 	}
+	// The reader accepts any form of an integer, string or header; only
+	// the smallest, which AppendBinary writes, is canonical.
+	if err == nil && !bytes.Equal(r.AppendBinary(make([]byte, 0, len(b))), b) {
+		err = errors.New("not in canonical form")
+	}
 	if err != nil {
 		if !errors.Is(err, ErrUnknownVersion) {
 			err = fmt.Errorf("%w: %w", ErrInvalidRecord, err)
@@ -215,10 +220,12 @@ func (d *decoder) elems(f *Field) error {
 		if err := d.fixedArray(3); err != nil {
 			return err
 		}
-		if e.Value, err = d.value(); err != nil {
+		// Raw, not value: nil is an element like any other, and Delta
+		// keeps it as its encoding.
+		if e.Value, err = d.r.Raw(); err != nil {
 			return err
 		}
-		if i > 0 && bytes.Compare(f.Elems[i-1].Value, e.Value) >= 0 {
+		if i > 0 && orderValues(f.Elems[i-1].Value, e.Value) >= 0 {
 			return fmt.Errorf("set element %d out of order", i)
 		}
 		m, err := d.r.ArrayHeader()

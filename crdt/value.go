@@ -22,8 +22,8 @@ const (
 )
 
 // CompareValues orders two msgpack-encoded values: missing (empty) first,
-// then nil, false before true, numbers (integers and floats compared by
-// value, NaN first), strings by bytes, binary by bytes, and anything else
+// then nil, false before true, numbers (integers and floats compared
+// exactly by value, NaN first), strings by bytes, binary by bytes, and anything else
 // (arrays, maps, extensions) by encoded bytes. Malformed values sort with the
 // "anything else" class. Values that compare equal may still differ in their
 // bytes (1 and 1.0); callers needing a total order break ties with
@@ -120,17 +120,27 @@ func decodeNumber(v []byte) (number, bool) {
 func compareNumbers(a, b []byte) int {
 	x, _ := decodeNumber(a)
 	y, _ := decodeNumber(b)
+	return x.compare(y)
+}
+
+// compare orders numbers exactly by value (NaN first), without converting
+// integers to float64: a conversion would round above 2^53 and make
+// equality intransitive, and max/min registers need a true total order.
+func (x number) compare(y number) int {
 	switch {
 	case x.kind == 'f' && y.kind == 'f':
 		return compareFloat(x.f, y.f)
 	case x.kind == 'f':
-		return -compareToFloat(y, x.f)
+		return -y.compare(x)
 	case y.kind == 'f':
-		return compareToFloat(x, y.f)
+		if x.kind == 'u' {
+			return cmpUintFloat(x.u, y.f)
+		}
+		return cmpIntFloat(x.i, y.f)
 	case x.kind == 'u' && y.kind == 'u':
 		return cmpUint(x.u, y.u)
 	case x.kind == 'u':
-		return 1
+		return 1 // > MaxInt64
 	case y.kind == 'u':
 		return -1
 	}
@@ -143,36 +153,53 @@ func compareNumbers(a, b []byte) int {
 	return 0
 }
 
-// compareToFloat compares the integer n with f by value, exactly: converting
-// n to a float64 would round integers beyond 2^53. NaN sorts first.
-func compareToFloat(n number, f float64) int {
+const two63 = 9223372036854775808.0 // 2^63, exact in float64
+
+// cmpIntFloat compares an int64 with a float64 exactly; NaN sorts first.
+func cmpIntFloat(i int64, f float64) int {
 	switch {
 	case math.IsNaN(f):
 		return 1
-	case f >= 0x1p64:
+	case f >= two63:
 		return -1
-	case f < -0x1p63:
+	case f < -two63:
 		return 1
 	}
-	t := math.Trunc(f) // an integer in [-2^63, 2^64)
-	var c int
+	t := math.Trunc(f) // in [-2^63, 2^63): converts exactly
+	if ti := int64(t); i != ti {
+		if i < ti {
+			return -1
+		}
+		return 1
+	}
 	switch {
-	case n.kind == 'u' && t < 0x1p63:
-		c = 1
-	case n.kind == 'u':
-		c = cmpUint(n.u, uint64(t))
-	case t >= 0x1p63:
-		c = -1
-	case n.i < int64(t):
-		c = -1
-	case n.i > int64(t):
-		c = 1
+	case f > t:
+		return -1
+	case f < t:
+		return 1
 	}
-	if c != 0 {
-		return c
+	return 0
+}
+
+// cmpUintFloat compares a uint64 above MaxInt64 with a float64 exactly.
+func cmpUintFloat(u uint64, f float64) int {
+	switch {
+	case math.IsNaN(f), f < two63:
+		return 1
+	case f >= 2*two63:
+		return -1
 	}
-	// n == trunc(f): f's fraction decides.
-	return compareFloat(t, f)
+	t := math.Trunc(f)
+	if tu := uint64(t); u != tu {
+		if u < tu {
+			return -1
+		}
+		return 1
+	}
+	if f > t {
+		return -1
+	}
+	return 0
 }
 
 // compareFloat orders floats with NaN first.
@@ -193,12 +220,13 @@ func compareFloat(a, b float64) int {
 	return 0
 }
 
-// orderValues is CompareValues with a tie-break on bytes: a total order.
+// OrderValues is CompareValues with a tie-break on the encoded bytes: a
+// strict total order, the order of set elements and of max and min.
+func OrderValues(a, b []byte) int { return orderValues(a, b) }
+
 func orderValues(a, b []byte) int {
 	if c := CompareValues(a, b); c != 0 {
 		return c
 	}
 	return bytes.Compare(a, b)
 }
-
-func compareBytes(a, b []byte) int { return bytes.Compare(a, b) }

@@ -239,15 +239,6 @@ func TestNewClockDefaults(t *testing.T) {
 	}
 }
 
-func TestWallClock(t *testing.T) {
-	before := time.Now().UnixMilli()
-	got := hlc.WallClock()
-	after := time.Now().UnixMilli()
-	if got < before || got > after {
-		t.Errorf("WallClock() = %d, want within [%d, %d]", got, before, after)
-	}
-}
-
 func TestNowFollowsPhysical(t *testing.T) {
 	c, p := newFakeClock(1000, 0)
 	if got, want := c.Now(), hlc.New(1000, 0); got != want {

@@ -58,8 +58,8 @@ type Change struct {
 	HLC hlc.Timestamp
 }
 
-// Conflict is a pair of concurrent writes to one register: neither writer
-// saw the other's value. The merge already chose the winner; a conflict is
+// Conflict is a pair of concurrent writes of different values to one
+// register: neither writer saw the other's value. The merge already chose the winner; a conflict is
 // a report, for a conflict feed or a resolution policy.
 type Conflict struct {
 	Namespace, Collection, Key, Field string
@@ -108,7 +108,9 @@ func conflicts(prev *crdt.Record, op *crdt.Op) []Conflict {
 			continue
 		}
 		cur := registerOf(prev, fo.Name)
-		if cur == nil || cur.At.CL != op.CL || cur.At == ver {
+		if cur == nil || cur.At.CL != op.CL || cur.At == ver || bytes.Equal(cur.Value, normalizeNil(fo.Value)) {
+			// Same write, another incarnation, or the same value: no
+			// disagreement to report.
 			continue
 		}
 		in := Write{Version: ver, Value: fo.Value}
@@ -171,4 +173,12 @@ func diff(prev, next *crdt.Record) Change {
 		c.Kind = Updated
 	}
 	return c
+}
+
+// normalizeNil maps the msgpack nil to empty, as registers store an unset.
+func normalizeNil(v []byte) []byte {
+	if len(v) == 1 && v[0] == 0xc0 {
+		return nil
+	}
+	return v
 }

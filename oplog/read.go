@@ -128,23 +128,33 @@ func (l *Log) Page(ctx context.Context, ns string, have crdt.VersionVector, lim 
 		lim.MaxBytes = 1 << 20
 	}
 	p := &Page{}
-	full := false
+	txStart := 0 // index in p.Entries of the open transaction's first op
 	for e, err := range l.Missing(ctx, ns, have) {
 		if err != nil {
 			return nil, err
 		}
-		if full {
-			// Finish the open transaction, then stop.
-			if n := len(p.Entries); p.Entries[n-1].Op.TxEnd || p.Entries[n-1].Op.Dot.Origin != e.Op.Dot.Origin {
+		n := len(p.Entries)
+		if n > 0 && (p.Entries[n-1].Op.TxEnd || p.Entries[n-1].Op.Dot.Origin != e.Op.Dot.Origin) {
+			// e starts a transaction.
+			if n >= lim.MaxOps || p.Bytes >= lim.MaxBytes {
 				p.More = true
 				break
 			}
+			txStart = n
+		}
+		if txStart > 0 && (n+1 > lim.MaxOps || p.Bytes+len(e.Raw) > lim.MaxBytes) {
+			// The open transaction does not fit after the ones before
+			// it: end the page before it. Only a page's first
+			// transaction may exceed the limits.
+			for _, d := range p.Entries[txStart:] {
+				p.Bytes -= len(d.Raw)
+			}
+			p.Entries = p.Entries[:txStart]
+			p.More = true
+			break
 		}
 		p.Entries = append(p.Entries, e)
 		p.Bytes += len(e.Raw)
-		if len(p.Entries) >= lim.MaxOps || p.Bytes >= lim.MaxBytes {
-			full = true
-		}
 	}
 	return p, nil
 }

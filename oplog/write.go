@@ -183,6 +183,12 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: fmt.Errorf("%w: op of namespace %q ingested into %q", ErrNamespace, op.Namespace, ns)})
 			continue
 		}
+		if op.Dot.Seq == 0 || op.Dot.Origin.IsZero() {
+			// No place in any origin's sequence: refuse it here, or it
+			// would pass for a duplicate (seq 0) or a gap.
+			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: fmt.Errorf("%w: dot %v", crdt.ErrInvalidOp, op.Dot)})
+			continue
+		}
 		sorted = append(sorted, op)
 	}
 	slices.SortStableFunc(sorted, func(a, b *crdt.Op) int { return a.Dot.Compare(b.Dot) })

@@ -1,0 +1,456 @@
+package proptest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/convergedb/converge"
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/proptest"
+	"github.com/convergedb/converge/transport"
+	"pgregory.net/rapid"
+)
+
+// drawUpdates draws 1 to 3 field updates, on distinct fields (one op may
+// write a register or a counter only once).
+func drawUpdates(t *rapid.T) []converge.FieldUpdate {
+	fields := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"title", "rank", "tags", "hits", "peak"}), 1, 3, rapid.ID[string]).Draw(t, "fields")
+	var out []converge.FieldUpdate
+	for _, f := range fields {
+		switch f {
+		case "title":
+			if rapid.Bool().Draw(t, "unset title") {
+				out = append(out, converge.Unset("title"))
+			} else {
+				out = append(out, converge.Set("title", genTitle.Draw(t, "title")))
+			}
+		case "rank":
+			if rapid.Bool().Draw(t, "unset rank") {
+				out = append(out, converge.Unset("rank"))
+			} else {
+				out = append(out, converge.Set("rank", genRank.Draw(t, "rank")))
+			}
+		case "tags":
+			elems := func() []any {
+				var v []any
+				for _, s := range rapid.SliceOfNDistinct(genTag, 1, 2, rapid.ID[string]).Draw(t, "elems") {
+					v = append(v, s)
+				}
+				return v
+			}
+			switch rapid.IntRange(0, 3).Draw(t, "tags op") {
+			case 0:
+				out = append(out, converge.AddToSet("tags", elems()...))
+			case 1:
+				out = append(out, converge.RemoveFromSet("tags", elems()...))
+			case 2:
+				out = append(out, converge.Set("tags", genTags.Draw(t, "tags")))
+			default: // an add and a remove in one op
+				out = append(out, converge.AddToSet("tags", elems()...), converge.RemoveFromSet("tags", elems()...))
+			}
+		case "hits":
+			if rapid.Bool().Draw(t, "set hits") {
+				out = append(out, converge.Set("hits", genHits.Draw(t, "hits")))
+			} else {
+				out = append(out, converge.Increment("hits", genHits.Draw(t, "delta")))
+			}
+		case "peak":
+			out = append(out, converge.Set("peak", genPeak.Draw(t, "peak")))
+		}
+	}
+	return out
+}
+
+// machine is the state of one TestConvergence run.
+type machine struct {
+	ctx   context.Context
+	net   *proptest.Network
+	colls []*converge.Collection[Item]
+	keys  []string
+
+	now      int64   // common physical time, ms
+	skew     []int64 // each replica's clock is now+skew[i]
+	maxClock int64   // the latest time any clock has shown
+	stats    *stats
+}
+
+// stats sum what the runs of a property exercised, logged at its end (-v)
+// to show that the generators reach the interesting cases.
+type stats struct {
+	runs, steps, ops, records, deleted, conflicts          int
+	delivered, refused, duplicates, driftRefusals, reopens int
+}
+
+func (s *stats) String() string {
+	return fmt.Sprintf("%d runs, %d steps, %d ops (%d per run), %d records (%d deleted) at the end, %d conflicts detected; "+
+		"deliveries: %d ops applied, %d refused, %d duplicates; %d syncs stalled by clock drift; %d reopens",
+		s.runs, s.steps, s.ops, s.ops/max(s.runs, 1), s.records, s.deleted, s.conflicts,
+		s.delivered, s.refused, s.duplicates, s.driftRefusals, s.reopens)
+}
+
+// Clocks stay within ±skewBound of the common time, far inside the drift
+// bound, except after a leap.
+const (
+	skewBound = 2000
+	leap      = 90_000 // beyond the one-minute drift bound
+	maxDrift  = 60_000
+)
+
+func (m *machine) setClocks() {
+	for i := range m.skew {
+		c := m.now + m.skew[i]
+		m.net.Clock(i).Set(c)
+		m.maxClock = max(m.maxClock, c)
+	}
+}
+
+// drifting reports whether some replica may refuse another's ops for
+// clock drift: an HLC issued at maxClock is too far ahead of a clock at
+// now-skewBound.
+func (m *machine) drifting() bool { return m.maxClock-(m.now-skewBound) > maxDrift }
+
+func (m *machine) replica(t *rapid.T, label string) int {
+	return rapid.IntRange(0, m.net.N()-1).Draw(t, label)
+}
+
+func (m *machine) pair(t *rapid.T) (int, int) {
+	from := m.replica(t, "from")
+	to := rapid.IntRange(0, m.net.N()-2).Draw(t, "to")
+	if to >= from {
+		to++
+	}
+	return from, to
+}
+
+func (m *machine) key(t *rapid.T) string { return rapid.SampledFrom(m.keys).Draw(t, "key") }
+
+func (m *machine) collection(i int) *converge.Collection[Item] {
+	if m.colls[i] == nil {
+		c, err := converge.NewCollection[Item](m.net.Replica(i), "items")
+		if err != nil {
+			panic(err)
+		}
+		m.colls[i] = c
+	}
+	return m.colls[i]
+}
+
+func (m *machine) put(t *rapid.T) {
+	i := m.replica(t, "replica")
+	v := drawItem(t, m.key(t))
+	if _, err := m.collection(i).Put(m.ctx, ns, v); err != nil {
+		t.Fatalf("put on %d: %v", i, err)
+	}
+}
+
+func (m *machine) update(t *rapid.T) {
+	i := m.replica(t, "replica")
+	key := m.key(t)
+	if err := m.collection(i).Update(m.ctx, ns, key, drawUpdates(t)...); err != nil && !errors.Is(err, converge.ErrNotFound) {
+		t.Fatalf("update %s on %d: %v", key, i, err)
+	}
+}
+
+func (m *machine) delete(t *rapid.T) {
+	i := m.replica(t, "replica")
+	key := m.key(t)
+	if err := m.collection(i).Delete(m.ctx, ns, key); err != nil && !errors.Is(err, converge.ErrNotFound) {
+		t.Fatalf("delete %s on %d: %v", key, i, err)
+	}
+}
+
+// tx writes several records in one transaction.
+func (m *machine) tx(t *rapid.T) {
+	i := m.replica(t, "replica")
+	type sub struct {
+		kind string
+		key  string
+		item *Item
+		ups  []converge.FieldUpdate
+	}
+	var subs []sub
+	for range rapid.IntRange(2, 4).Draw(t, "tx size") {
+		s := sub{kind: rapid.SampledFrom([]string{"put", "update", "delete"}).Draw(t, "tx op"), key: m.key(t)}
+		switch s.kind {
+		case "put":
+			s.item = drawItem(t, s.key)
+		case "update":
+			s.ups = drawUpdates(t)
+		}
+		subs = append(subs, s)
+	}
+	c := m.collection(i)
+	err := m.net.Replica(i).Update(m.ctx, ns, func(tx *converge.Tx) error {
+		ct := c.Tx(tx)
+		for _, s := range subs {
+			var err error
+			switch s.kind {
+			case "put":
+				_, err = ct.Put(s.item)
+			case "update":
+				err = ct.Update(s.key, s.ups...)
+			case "delete":
+				err = ct.Delete(s.key)
+			}
+			if err != nil && !errors.Is(err, converge.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("transaction on %d: %v", i, err)
+	}
+}
+
+func (m *machine) deliver(t *rapid.T) {
+	from, to := m.pair(t)
+	p := proptest.DeliverPolicy{
+		Drop:      rapid.SampledFrom([]float64{0, 0.3, 0.7}).Draw(t, "drop"),
+		Duplicate: rapid.SampledFrom([]float64{0, 0.3}).Draw(t, "duplicate"),
+		Resend:    rapid.SampledFrom([]float64{0, 0.2}).Draw(t, "resend"),
+		MaxBatch:  rapid.SampledFrom([]int{0, 1, 3}).Draw(t, "max batch"),
+	}
+	d, err := m.net.Deliver(m.ctx, from, to, ns, newRand(t), p)
+	m.stats.delivered += d.Applied
+	m.stats.refused += d.Refused
+	m.stats.duplicates += d.Duplicates
+	if !m.net.Reachable(from, to) {
+		if !errors.Is(err, transport.ErrUnreachable) {
+			t.Fatalf("deliver %d→%d across a partition: %v, want ErrUnreachable", from, to, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (m *machine) sync(t *rapid.T) {
+	from, to := m.pair(t)
+	_, err := m.net.Sync(m.ctx, from, to, ns)
+	switch {
+	case !m.net.Reachable(from, to):
+		if !errors.Is(err, transport.ErrUnreachable) {
+			t.Fatalf("sync %d→%d across a partition: %v, want ErrUnreachable", from, to, err)
+		}
+		return
+	case errors.Is(err, transport.ErrNoProgress) && m.drifting():
+		m.stats.driftRefusals++
+		return // ops refused for clock drift: they wait
+	case err != nil:
+		t.Fatal(err)
+	}
+	// Nothing else writes during a sync: both now hold the same ops.
+	a, err := m.net.Replica(from).Log().Vector(m.ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.net.Replica(to).Log().Vector(m.ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Equal(b) {
+		t.Fatalf("after sync %d→%d: vectors %v and %v", from, to, a, b)
+	}
+}
+
+func (m *machine) partition(t *rapid.T) {
+	var groups [2][]int
+	for i := range m.net.N() {
+		g := rapid.IntRange(0, 1).Draw(t, "group")
+		groups[g] = append(groups[g], i)
+	}
+	m.net.Partition(groups[0], groups[1])
+}
+
+func (m *machine) heal(*rapid.T) { m.net.Heal() }
+
+func (m *machine) reopen(t *rapid.T) {
+	i := m.replica(t, "replica")
+	if err := m.net.Reopen(m.ctx, i); err != nil {
+		t.Fatal(err)
+	}
+	m.colls[i] = nil
+	m.stats.reopens++
+}
+
+// tick moves the common time on, and may step one replica's clock (even
+// backwards), keeping it within skewBound.
+func (m *machine) tick(t *rapid.T) {
+	m.now += rapid.Int64Range(0, 3000).Draw(t, "advance")
+	if rapid.Bool().Draw(t, "step a clock") {
+		m.skew[m.replica(t, "replica")] = rapid.Int64Range(-skewBound, skewBound).Draw(t, "skew")
+	}
+	m.setClocks()
+}
+
+// leapClock sends one replica's clock beyond the drift bound: the others
+// refuse its ops (without losing them) until their clocks catch up.
+func (m *machine) leapClock(t *rapid.T) {
+	if rapid.IntRange(0, 3).Draw(t, "leap?") != 0 {
+		t.Skip("rare")
+	}
+	m.skew[m.replica(t, "replica")] = leap
+	m.setClocks()
+}
+
+// check runs after every action: every replica's stored state is the
+// state its log rebuilds, and the one the model computes from its log;
+// and no two replicas hold different ops under one dot.
+func (m *machine) check(t *rapid.T) {
+	m.stats.steps++
+	union := proptest.NewModel()
+	for i, db := range m.net.Replicas() {
+		v, err := db.Verify(m.ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.OK() {
+			t.Fatalf("replica %d: stored state is not the state its log rebuilds: %+v", i, v)
+		}
+		own := proptest.NewModel()
+		if err := own.AddLog(m.ctx, db, ns); err != nil {
+			t.Fatal(err)
+		}
+		if err := own.Check(m.ctx, db, ns); err != nil {
+			t.Fatalf("replica %d against the model of its own log: %v", i, err)
+		}
+		if err := union.AddLog(m.ctx, db, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := checkHLCOrder(union.Ops(ns)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkHLCOrder checks that each origin's ops carry increasing HLCs.
+func checkHLCOrder(ops []crdt.Op) error {
+	for k := 1; k < len(ops); k++ {
+		a, b := &ops[k-1], &ops[k]
+		if a.Dot.Origin == b.Dot.Origin && b.HLC <= a.HLC {
+			return fmt.Errorf("op %v has HLC %v, not after op %v's %v", b.Dot, b.HLC, a.Dot, a.HLC)
+		}
+	}
+	return nil
+}
+
+// finish heals the network, lets the clocks catch up with any leap, syncs
+// everything, and checks convergence and the model.
+func (m *machine) finish(t *rapid.T) {
+	m.net.Heal()
+	if m.drifting() {
+		m.now = m.maxClock - maxDrift + skewBound + 1
+	}
+	for i := range m.skew {
+		m.skew[i] = min(m.skew[i], skewBound)
+	}
+	m.setClocks()
+	if err := m.net.SyncAll(m.ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.net.CheckConverged(m.ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	model := proptest.NewModel()
+	for _, db := range m.net.Replicas() {
+		if err := model.AddLog(m.ctx, db, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vv, err := m.net.Replica(0).Log().Vector(m.ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := uint64(len(model.Ops(ns))); got != vv.Sum() {
+		t.Fatalf("union of the logs holds %d ops, the converged vector %v says %d", got, vv, vv.Sum())
+	}
+	for i, db := range m.net.Replicas() {
+		if err := model.Check(m.ctx, db, ns); err != nil {
+			t.Fatalf("replica %d against the model: %v", i, err)
+		}
+	}
+	m.stats.runs++
+	m.stats.ops += len(model.Ops(ns))
+	for _, r := range model.Records(ns) {
+		m.stats.records++
+		if !r.Exists() {
+			m.stats.deleted++
+		}
+	}
+	for _, db := range m.net.Replicas() {
+		c, err := db.ConflictCount(m.ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.stats.conflicts += int(c)
+	}
+}
+
+// TestConvergence is the main property: 3 to 5 replicas write one
+// collection concurrently (puts, field updates, deletes, multi-record
+// transactions) while ops move between them by lossy, duplicating,
+// reordering delivery and by anti-entropy, under partitions, restarts and
+// skewed, stepped and leaping clocks. After every step each replica's
+// state is what its own log gives (rebuild and model). At the end, once
+// the network heals and syncs, every replica holds the same ops and the
+// same state, and that state is the reference model's for the union of
+// all ops.
+func TestConvergence(t *testing.T) {
+	st := &stats{}
+	defer func() { t.Log(st) }()
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := t.Context()
+		n := rapid.IntRange(3, 5).Draw(rt, "replicas")
+		dir := t.TempDir() // one per check, removed when the check ends
+		net, err := proptest.Open(dir, n, converge.Options{})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer func() {
+			if err := net.Close(); err != nil {
+				rt.Error(err)
+			}
+			_ = os.RemoveAll(dir)
+		}()
+		net.Limits = transport.Limits{MaxOps: rapid.SampledFrom([]int{1, 3, 1000}).Draw(rt, "page size")}
+		m := &machine{
+			ctx:   ctx,
+			net:   net,
+			colls: make([]*converge.Collection[Item], n),
+			keys:  []string{"a", "b", "c"}[:rapid.IntRange(2, 3).Draw(rt, "keys")],
+			now:   proptest.Epoch,
+			skew:  make([]int64, n),
+			stats: st,
+		}
+		for i := range m.skew {
+			m.skew[i] = rapid.Int64Range(-skewBound, skewBound).Draw(rt, "skew")
+		}
+		m.setClocks()
+		// rapid picks actions uniformly: writes and deliveries are
+		// listed twice, to weigh them.
+		rt.Repeat(map[string]func(*rapid.T){
+			"put":           m.put,
+			"put again":     m.put,
+			"update":        m.update,
+			"update again":  m.update,
+			"delete":        m.delete,
+			"tx":            m.tx,
+			"tx again":      m.tx,
+			"deliver":       m.deliver,
+			"deliver again": m.deliver,
+			"sync":          m.sync,
+			"partition":     m.partition,
+			"heal":          m.heal,
+			"reopen":        m.reopen,
+			"tick":          m.tick,
+			"leap":          m.leapClock,
+			"":              m.check,
+		})
+		m.finish(rt)
+	})
+}

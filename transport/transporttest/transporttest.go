@@ -1,0 +1,242 @@
+// Package transporttest is the conformance suite every transport runs:
+// real stores on both ends, synced through the transport under test.
+//
+//	func TestConformance(t *testing.T) {
+//		transporttest.Run(t, func(t *testing.T, server transport.Store) transport.Peer {
+//			return transport.NewMemPeer(server, transport.Limits{})
+//		})
+//	}
+package transporttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/convergedb/converge"
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/transport"
+)
+
+// NewPeer connects to a replica serving store through the transport under
+// test and returns the client side. It should register cleanups with t.
+type NewPeer func(t *testing.T, server transport.Store) transport.Peer
+
+// Item is the record type the suite writes.
+type Item struct {
+	ID    string   `msgpack:"-" converge:"id"`
+	Name  string   `msgpack:"name"`
+	N     int64    `msgpack:"n"`
+	Tags  []string `msgpack:"tags" converge:"set"`
+	Count int64    `msgpack:"count" converge:"counter"`
+}
+
+// Replica is one store of the suite.
+type Replica struct {
+	DB    *converge.DB
+	Items *converge.Collection[Item]
+}
+
+// OpenReplica opens a replica in a temp dir, closed when the test ends.
+func OpenReplica(t testing.TB) *Replica {
+	t.Helper()
+	db, err := converge.Open(t.TempDir(), converge.Options{Durability: converge.NoSync})
+	if err != nil {
+		t.Fatalf("open replica: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	items, err := converge.NewCollection[Item](db, "items")
+	if err != nil {
+		t.Fatalf("collection: %v", err)
+	}
+	return &Replica{DB: db, Items: items}
+}
+
+// CheckConverged fails the test unless the replicas hold the same ops and
+// the same state in ns.
+func CheckConverged(t testing.TB, ns string, reps ...*Replica) {
+	t.Helper()
+	ctx := context.Background()
+	var h0 string
+	var v0 map[string]uint64
+	for i, r := range reps {
+		h, err := r.DB.StateHash(ctx, ns)
+		if err != nil {
+			t.Fatalf("state hash: %v", err)
+		}
+		v, err := r.DB.Vector(ctx, ns)
+		if err != nil {
+			t.Fatalf("vector: %v", err)
+		}
+		if i == 0 {
+			h0, v0 = h, v
+			continue
+		}
+		if h != h0 || fmt.Sprint(v) != fmt.Sprint(v0) {
+			t.Fatalf("replica %d differs from replica 0:\nvector %v\n   vs  %v\nhash %s vs %s", i, v, v0, h, h0)
+		}
+	}
+}
+
+func put(t testing.TB, r *Replica, ns string, items ...Item) {
+	t.Helper()
+	for i := range items {
+		if _, err := r.Items.Put(context.Background(), ns, &items[i]); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+}
+
+// Run runs the conformance suite against the transport newPeer makes.
+func Run(t *testing.T, newPeer NewPeer) {
+	t.Run("BothDirections", func(t *testing.T) {
+		a, b := OpenReplica(t), OpenReplica(t)
+		put(t, a, "ns", Item{ID: "x", Name: "from a"}, Item{ID: "y", Name: "only a"})
+		put(t, b, "ns", Item{ID: "x", Name: "from b"}, Item{ID: "z", Name: "only b"})
+		res, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns")
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		if res.Sent != 2 || res.Received != 2 {
+			t.Errorf("sent %d, received %d; want 2 and 2", res.Sent, res.Received)
+		}
+		if res.Conflicts != 1 {
+			t.Errorf("conflicts = %d, want 1 (both wrote x.name)", res.Conflicts)
+		}
+		CheckConverged(t, "ns", a, b)
+	})
+
+	t.Run("Idempotent", func(t *testing.T) {
+		a, b := OpenReplica(t), OpenReplica(t)
+		put(t, a, "ns", Item{ID: "x", Name: "a"})
+		peer := newPeer(t, b.DB.SyncStore())
+		for i := range 3 {
+			res, err := a.DB.SyncWith(t.Context(), peer, "ns")
+			if err != nil {
+				t.Fatalf("sync %d: %v", i, err)
+			}
+			if i > 0 && res.Sent+res.Received != 0 {
+				t.Errorf("sync %d moved %d+%d ops, want none", i, res.Sent, res.Received)
+			}
+		}
+		CheckConverged(t, "ns", a, b)
+	})
+
+	t.Run("Paged", func(t *testing.T) {
+		a, b := OpenReplica(t), OpenReplica(t)
+		const n = 250
+		items := make([]Item, n)
+		for i := range items {
+			items[i] = Item{ID: fmt.Sprintf("item-%04d", i), Name: "a", N: int64(i)}
+		}
+		put(t, a, "ns", items...)
+		res, err := transport.Sync(t.Context(), b.DB.SyncStore(), newPeer(t, a.DB.SyncStore()), "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		if res.Received != n {
+			t.Errorf("received %d, want %d", res.Received, n)
+		}
+		if res.Rounds < n/16 {
+			t.Errorf("%d rounds for %d ops in pages of 16: pages not bounded", res.Rounds, n)
+		}
+		CheckConverged(t, "ns", a, b)
+	})
+
+	t.Run("Transaction", func(t *testing.T) {
+		a, b := OpenReplica(t), OpenReplica(t)
+		err := a.DB.Update(t.Context(), "ns", func(tx *converge.Tx) error {
+			for i := range 40 {
+				if _, err := a.Items.Tx(tx).Put(&Item{ID: fmt.Sprintf("t-%02d", i), Name: "tx"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		// Pages of 7 ops: the 40-op transaction must still arrive whole.
+		res, err := transport.Sync(t.Context(), b.DB.SyncStore(), newPeer(t, a.DB.SyncStore()), "ns", transport.Options{Limits: transport.Limits{MaxOps: 7}})
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		if res.Received != 40 || res.Refused != 0 {
+			t.Errorf("received %d refused %d, want 40 and 0", res.Received, res.Refused)
+		}
+		CheckConverged(t, "ns", a, b)
+	})
+
+	t.Run("Relay", func(t *testing.T) {
+		// a and c never meet; b carries ops between them.
+		a, b, c := OpenReplica(t), OpenReplica(t), OpenReplica(t)
+		put(t, a, "ns", Item{ID: "from-a"})
+		put(t, c, "ns", Item{ID: "from-c"})
+		for _, r := range []*Replica{a, c, a} {
+			if _, err := r.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns"); err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+		}
+		CheckConverged(t, "ns", a, b, c)
+	})
+
+	t.Run("MalformedOpsRefused", func(t *testing.T) {
+		b := OpenReplica(t)
+		put(t, b, "ns", Item{ID: "keep", Name: "b"})
+		before, err := b.DB.StateHash(t.Context(), "ns")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := newPeer(t, b.DB.SyncStore())
+		req := &transport.Request{Namespace: "ns", Vector: crdt.VersionVector{}, Ops: [][]byte{{0x93, 0x01}, []byte("not msgpack at all")}}
+		resp, err := peer.RoundTrip(t.Context(), req)
+		if err != nil {
+			var bad interface{ Unwrap() error }
+			_ = errors.As(err, &bad)
+			t.Fatalf("round trip with malformed ops: %v (want the ops refused in the response, not an error)", err)
+		}
+		if resp.Applied.Refused != 2 || resp.Applied.Applied != 0 {
+			t.Errorf("applied %+v, want 2 refused", resp.Applied)
+		}
+		if resp.Applied.Reason == "" {
+			t.Error("no reason given for the refusal")
+		}
+		after, _ := b.DB.StateHash(t.Context(), "ns")
+		if after != before {
+			t.Error("state changed after malformed ops")
+		}
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		hub := OpenReplica(t)
+		reps := []*Replica{OpenReplica(t), OpenReplica(t), OpenReplica(t)}
+		errs := make(chan error, len(reps))
+		for i, r := range reps {
+			go func() {
+				for j := range 20 {
+					if _, err := r.Items.Put(context.Background(), "ns", &Item{ID: fmt.Sprintf("k%d", j%5), Name: fmt.Sprintf("r%d-%d", i, j)}); err != nil {
+						errs <- err
+						return
+					}
+					if _, err := r.DB.SyncWith(context.Background(), newPeer(t, hub.DB.SyncStore()), "ns"); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range reps {
+			if err := <-errs; err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+		}
+		for _, r := range reps {
+			if _, err := r.DB.SyncWith(t.Context(), newPeer(t, hub.DB.SyncStore()), "ns"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		CheckConverged(t, "ns", append(reps, hub)...)
+	})
+}
