@@ -54,7 +54,7 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	}
 	a.Applied = res.Applied
 	a.Duplicates = res.Duplicates
-	a.Refused += len(res.Refused) + res.Incomplete
+	a.Refused = len(raw) - a.Applied - a.Duplicates // malformed, refused, beyond a gap or of an incomplete transaction
 	a.Conflicts = len(res.Commit.Conflicts)
 	if a.Reason == "" {
 		switch {

@@ -183,11 +183,7 @@ func (op *Op) Validate() error {
 	if len(op.Fields) > MaxFieldOps {
 		return bad("%d field ops, limit %d", len(op.Fields), MaxFieldOps)
 	}
-	type seen struct {
-		kind   Kind
-		assign bool
-	}
-	names := make(map[string]seen, len(op.Fields))
+	names := make(map[string]Kind, len(op.Fields))
 	for i := range op.Fields {
 		f := &op.Fields[i]
 		if f.Name == "" || len(f.Name) > MaxNameLen {
@@ -197,10 +193,10 @@ func (op *Op) Validate() error {
 		if k == 0 {
 			return bad("field %q: unknown op type %d", f.Name, f.Type)
 		}
-		if s, ok := names[f.Name]; ok && (s.kind != k || k != KindSet) {
+		if prev, ok := names[f.Name]; ok && (prev != k || k != KindSet) {
 			return bad("field %q written twice in one op", f.Name)
 		}
-		names[f.Name] = seen{kind: k}
+		names[f.Name] = k
 		if len(f.Value) > MaxValueLen {
 			return bad("field %q: value of %d bytes, limit %d", f.Name, len(f.Value), MaxValueLen)
 		}

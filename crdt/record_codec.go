@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
@@ -257,6 +258,11 @@ func (d *decoder) elems(f *Field) error {
 		for j := 1; j < len(e.Removed); j++ {
 			if e.Removed[j-1].Compare(e.Removed[j]) >= 0 {
 				return fmt.Errorf("set removes out of order")
+			}
+		}
+		for _, t := range e.Adds {
+			if _, gone := slices.BinarySearchFunc(e.Removed, t.Dot, Dot.Compare); gone {
+				return fmt.Errorf("set add %v is also removed", t.Dot)
 			}
 		}
 	}

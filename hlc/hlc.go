@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -153,8 +154,12 @@ type DriftError struct {
 }
 
 func (e *DriftError) Error() string {
-	ahead := time.Duration(e.Remote.Wall()-e.Physical) * time.Millisecond
-	return fmt.Sprintf("hlc: remote timestamp %v is %v ahead of local physical time, beyond the %v bound", e.Remote, ahead, e.MaxDrift)
+	ms := e.Remote.Wall() - e.Physical
+	ahead := fmt.Sprintf("%dms", ms)
+	if ms < int64(math.MaxInt64/time.Millisecond) {
+		ahead = (time.Duration(ms) * time.Millisecond).String()
+	}
+	return fmt.Sprintf("hlc: remote timestamp %v is %s ahead of local physical time, beyond the %v bound", e.Remote, ahead, e.MaxDrift)
 }
 
 // Unwrap returns ErrClockDrift.

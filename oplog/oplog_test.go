@@ -3,6 +3,7 @@ package oplog_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,9 @@ import (
 
 // baseMillis is the fake clocks' starting time (Unix milliseconds).
 const baseMillis = 1_700_000_000_000
+
+// quietLogger discards the store's log lines.
+var quietLogger = slog.New(slog.DiscardHandler)
 
 // fakeClock is an injectable physical clock, safe for concurrent use.
 type fakeClock struct{ ms atomic.Int64 }
@@ -28,8 +32,11 @@ func (c *fakeClock) Now() int64              { return c.ms.Load() }
 func (c *fakeClock) Set(ms int64)            { c.ms.Store(ms) }
 func (c *fakeClock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
-func openLog(t *testing.T, dir string, opts oplog.Options) *oplog.Log {
+func openLog(t testing.TB, dir string, opts oplog.Options) *oplog.Log {
 	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLogger
+	}
 	l, err := oplog.Open(dir, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

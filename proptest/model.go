@@ -27,7 +27,8 @@ import (
 //   - a register holds the value of the greatest (CL, HLC, replica) assign
 //     (an empty or nil value leaves it unset: not visible);
 //   - a set holds the elements with an add at the record's CL whose dot no
-//     remove of that element lists (removes of any CL count);
+//     remove of that element lists (removes of any CL count), listed in
+//     crdt.OrderValues order;
 //   - a counter is the sum over origins of (greatest P − greatest N) of
 //     that origin's counts at the record's CL;
 //   - a max (min) register holds the greatest (least) value offered at the
@@ -109,7 +110,7 @@ func (r *ModelRecord) Exists() bool { return r.CL%2 == 1 }
 type ModelField struct {
 	Kind  crdt.Kind
 	Value []byte   // a register's, max's or min's msgpack-encoded value
-	Elems [][]byte // a set's msgpack-encoded elements, sorted by bytes
+	Elems [][]byte // a set's msgpack-encoded elements, in crdt.OrderValues order
 	Count int64    // a counter's total
 }
 
@@ -259,7 +260,7 @@ func fieldValue(kind crdt.Kind, cl uint64, ws []write) (ModelField, bool) {
 		for e := range live {
 			v.Elems = append(v.Elems, []byte(e))
 		}
-		slices.SortFunc(v.Elems, bytes.Compare)
+		slices.SortFunc(v.Elems, crdt.OrderValues)
 	case crdt.KindCounter:
 		type pn struct{ p, n uint64 }
 		tallies := make(map[crdt.ReplicaID]pn)
@@ -284,7 +285,7 @@ func unset(v []byte) bool { return len(v) == 0 || (len(v) == 1 && v[0] == 0xc0) 
 // Check compares the records of namespace ns stored on db with the
 // model's: the same records (deleted ones included), and for each the same
 // CL, Created and Updated stamps, and visible fields (kinds and values;
-// sets as sorted element lists, counters as totals). Its error lists every
+// sets as element lists, in order, counters as totals). Its error lists every
 // difference.
 func (m *Model) Check(ctx context.Context, db *converge.DB, ns string) error {
 	want := m.Records(ns)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/transport"
@@ -50,6 +51,8 @@ type Network struct {
 //   - a nil Clock becomes a [ManualClock] per replica, starting at [Epoch]
 //     and moved only by the caller (see [Network.Clock]), so runs are
 //     deterministic;
+//   - a nil FS is the OS file system with fsync turned off (the stores are
+//     real files; Pebble's open, flushes and close fsync several times);
 //   - a nil Logger discards the log; a zero CacheSize is 1 MiB.
 func Open(dir string, n int, opts converge.Options) (*Network, error) {
 	if n < 1 {
@@ -63,6 +66,9 @@ func Open(dir string, n int, opts converge.Options) (*Network, error) {
 	}
 	if opts.CacheSize == 0 {
 		opts.CacheSize = 1 << 20
+	}
+	if opts.FS == nil {
+		opts.FS = noSyncFS{vfs.Default}
 	}
 	net := &Network{}
 	for k := range n {
@@ -345,8 +351,9 @@ type Delivery struct {
 }
 
 // ErrIngest is wrapped by the errors of [Network.Deliver] when the
-// receiver applied ops it must not have: beyond a gap in an origin's
-// sequence or out of an incomplete transaction.
+// receiver applied ops it must not have (beyond a gap in an origin's
+// sequence, or out of an incomplete transaction), or did not account for
+// every op it was given as applied, duplicate or refused.
 var ErrIngest = errors.New("proptest: receiver broke the ingest contract")
 
 // Deliver carries ops of namespace ns from replica from to replica to the
@@ -428,6 +435,9 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 		d.Applied += a.Applied
 		d.Duplicates += a.Duplicates
 		d.Refused += a.Refused
+		if sum := a.Applied + a.Duplicates + a.Refused; sum != len(raw) {
+			return d, fmt.Errorf("proptest: deliver %d→%d: %w: Apply of %d ops accounted for %d: %+v", from, to, ErrIngest, len(raw), sum, a)
+		}
 		after, err := dst.Vector(ctx, ns)
 		if err != nil {
 			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)

@@ -1,0 +1,22 @@
+# Mirrors .ci/run; .ci/run is the source of truth.
+.PHONY: all test race lint bench fuzz demo ci
+all: lint test
+test:
+	go test ./...
+race:
+	go test -race -count=1 ./oplog/ ./transport/ .
+lint:
+	gofmt -l $$(git ls-files '*.go')
+	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+bench:
+	go test -run='^$$' -bench=. -benchmem ./...
+fuzz:
+	go test -run='^$$' -fuzz=FuzzDecodeOp -fuzztime=60s ./crdt/
+	go test -run='^$$' -fuzz=FuzzDecodeRecord -fuzztime=60s ./crdt/
+	go test -run='^$$' -fuzz=FuzzReader -fuzztime=60s ./internal/mp/
+	go test -run='^$$' -fuzz=FuzzDecodeRequest -fuzztime=60s ./transport/
+demo:
+	go run ./cmd/converge demo
+ci:
+	bash .ci/run

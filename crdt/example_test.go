@@ -1,0 +1,53 @@
+package crdt_test
+
+import (
+	"fmt"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/hlc"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Two replicas write the same record concurrently; each applies its own op
+// and then the other's, in opposite orders, and they converge.
+func ExampleRecord_Merge() {
+	alice, _ := crdt.ParseReplicaID("01HZX3J5V8Q2W6N4M7K9T1R0YA")
+	bob, _ := crdt.ParseReplicaID("01HZX3J5V8Q2W6N4M7K9T1R0YB")
+	op := func(origin crdt.ReplicaID, wall int64, fields ...crdt.FieldOp) *crdt.Op {
+		return &crdt.Op{
+			Namespace: "acme", Collection: "tasks", Key: "t1",
+			Dot: crdt.Dot{Origin: origin, Seq: 1}, HLC: hlc.New(wall, 0), CL: 1, TxEnd: true,
+			Fields: fields,
+		}
+	}
+	fromAlice := op(alice, 1000,
+		crdt.FieldOp{Name: "title", Type: crdt.Assign, Value: crdt.EncodeString("alice's title")},
+		crdt.FieldOp{Name: "views", Type: crdt.Count, P: 2},
+		crdt.FieldOp{Name: "tags", Type: crdt.Add, Value: crdt.EncodeString("urgent")},
+	)
+	fromBob := op(bob, 1001, // later: bob's title wins
+		crdt.FieldOp{Name: "title", Type: crdt.Assign, Value: crdt.EncodeString("bob's title")},
+		crdt.FieldOp{Name: "views", Type: crdt.Count, P: 3},
+		crdt.FieldOp{Name: "tags", Type: crdt.Add, Value: crdt.EncodeString("home")},
+	)
+
+	a, b := &crdt.Record{}, &crdt.Record{}
+	a.Merge(crdt.Delta(fromAlice))
+	a.Merge(crdt.Delta(fromBob))
+	b.Merge(crdt.Delta(fromBob))
+	b.Merge(crdt.Delta(fromAlice))
+
+	fmt.Println("same bytes:", string(a.Encode()) == string(b.Encode()))
+	for _, f := range b.Visible() {
+		var v any
+		if err := msgpack.Unmarshal(f.Value, &v); err != nil {
+			panic(err)
+		}
+		fmt.Printf("%s (%v): %v\n", f.Name, f.Kind, v)
+	}
+	// Output:
+	// same bytes: true
+	// tags (set): [home urgent]
+	// title (register): bob's title
+	// views (counter): 5
+}
