@@ -77,8 +77,11 @@ func (c *Collection[T]) Get(ctx context.Context, ns, id string) (T, error) {
 	return c.decode(ns, id, st)
 }
 
-// Update applies field updates to the existing record id of namespace ns.
-// It returns ErrNotFound if the record does not exist.
+// Update applies field updates to the existing record id of namespace ns,
+// in one op. Several updates of one field combine as if applied in order
+// (the last Set wins, increments add up); updates of one field as two kinds
+// (a Set and an Increment) are ErrInvalid. It returns ErrNotFound if the
+// record does not exist.
 func (c *Collection[T]) Update(ctx context.Context, ns, id string, updates ...FieldUpdate) error {
 	return c.db.Update(ctx, ns, func(tx *Tx) error { return c.Tx(tx).Update(id, updates...) })
 }
@@ -180,6 +183,9 @@ func (t *CollectionTx[T]) Update(id string, updates ...FieldUpdate) error {
 		changes = append(changes, ch...)
 	}
 	_, err = t.tx.tx.Mutate(t.c.name, id, crdt.IntentUpdate, changes)
+	if errors.Is(err, crdt.ErrInvalidOp) {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	return err
 }
 

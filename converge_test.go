@@ -414,3 +414,33 @@ func TestReadYourWritesConcurrent(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", v, err)
 	}
 }
+
+func TestUpdateSameFieldTwice(t *testing.T) {
+	ctx := t.Context()
+	db := open(t, converge.Options{})
+	tasks := coll[Task](t, db, "tasks")
+	id, err := tasks.Put(ctx, "ns", &Task{Title: "a", Tags: []string{"keep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tasks.Update(ctx, "ns", id,
+		converge.Set("title", "b"), converge.Set("title", "c"),
+		converge.Increment("votes", 2), converge.Increment("votes", 3),
+		converge.AddToSet("tags", "x", "y"), converge.RemoveFromSet("tags", "x", "keep"))
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	got, err := tasks.Get(ctx, "ns", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Title != "c" || got.Votes != 5 || !slices.Equal(got.Tags, []string{"y"}) {
+		t.Errorf("after combined updates: %+v, want title c, votes 5, tags [y]", got)
+	}
+	if err := tasks.Update(ctx, "ns", id, converge.Set("votes", int64(1)), converge.Increment("votes", 1)); err != nil {
+		t.Errorf("Set and Increment of a counter are one kind: %v", err)
+	}
+	if err := tasks.Update(ctx, "ns", id, converge.Set("extra", "x"), converge.Increment("extra", 1)); !errors.Is(err, converge.ErrInvalid) {
+		t.Errorf("an undeclared field as register and counter in one update: %v, want ErrInvalid", err)
+	}
+}

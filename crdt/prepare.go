@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -84,12 +85,36 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 		view = &Record{CL: cl}
 	}
 	fields = make([]FieldOp, 0, len(changes))
+	// Several changes to one field in one write coalesce into one field
+	// op, as if applied in order: the last assignment wins, increments add
+	// up, max and min keep the extreme, and removing an element drops an
+	// earlier add of it.
+	find := func(name string) int {
+		for i := range fields {
+			if fields[i].Name == name {
+				return i
+			}
+		}
+		return -1
+	}
 	for _, c := range changes {
+		want := changeOpType(c.Type)
+		if want == 0 {
+			return 0, nil, fmt.Errorf("crdt: field %q: unknown change type %d", c.Name, c.Type)
+		}
+		prev := find(c.Name)
+		if prev >= 0 && fields[prev].Type.Kind() != want.Kind() {
+			return 0, nil, fmt.Errorf("%w: field %q changed as a %v and a %v in one write", ErrInvalidOp, c.Name, fields[prev].Type.Kind(), want.Kind())
+		}
 		switch c.Type {
 		case Set, Unset:
 			fo := FieldOp{Name: c.Name, Type: Assign}
 			if c.Type == Set && !isNil(c.Value) {
 				fo.Value = c.Value
+			}
+			if prev >= 0 {
+				fields[prev].Value = fo.Value
+				continue
 			}
 			if f := view.current(c.Name); f != nil {
 				fo.Seen = f.At.HLC
@@ -98,8 +123,10 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 		case AddElem:
 			fields = append(fields, FieldOp{Name: c.Name, Type: Add, Value: c.Value})
 		case RemoveElem:
-			dots := view.observedAdds(c.Name, c.Value)
-			if len(dots) > 0 {
+			fields = slices.DeleteFunc(fields, func(f FieldOp) bool {
+				return f.Name == c.Name && f.Type == Add && bytes.Equal(f.Value, c.Value)
+			})
+			if dots := view.observedAdds(c.Name, c.Value); len(dots) > 0 {
 				fields = append(fields, FieldOp{Name: c.Name, Type: Remove, Value: c.Value, Dots: dots})
 			}
 		case Increment:
@@ -107,7 +134,9 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 				continue
 			}
 			var t Tally
-			if f := view.component(c.Name, KindCounter); f != nil {
+			if prev >= 0 {
+				t.P, t.N = fields[prev].P, fields[prev].N
+			} else if f := view.component(c.Name, KindCounter); f != nil {
 				if i, ok := slices.BinarySearchFunc(f.Counts, self, func(t Tally, o ReplicaID) int { return t.Origin.Compare(o) }); ok && f.Counts[i].CL == cl {
 					t = f.Counts[i]
 				}
@@ -124,13 +153,20 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 				}
 				t.N += d
 			}
+			if prev >= 0 {
+				fields[prev].P, fields[prev].N = t.P, t.N
+				continue
+			}
 			fields = append(fields, FieldOp{Name: c.Name, Type: Count, P: t.P, N: t.N})
-		case OfferMax:
-			fields = append(fields, FieldOp{Name: c.Name, Type: WriteMax, Value: c.Value})
-		case OfferMin:
-			fields = append(fields, FieldOp{Name: c.Name, Type: WriteMin, Value: c.Value})
-		default:
-			return 0, nil, fmt.Errorf("crdt: field %q: unknown change type %d", c.Name, c.Type)
+		case OfferMax, OfferMin:
+			if prev >= 0 {
+				o := orderValues(c.Value, fields[prev].Value)
+				if (want == WriteMax && o > 0) || (want == WriteMin && o < 0) {
+					fields[prev].Value = c.Value
+				}
+				continue
+			}
+			fields = append(fields, FieldOp{Name: c.Name, Type: want, Value: c.Value})
 		}
 	}
 	return cl, fields, nil
@@ -182,3 +218,22 @@ func EncodeInt(v int64) []byte { return mp.AppendInt(nil, v) }
 
 // EncodeString returns the msgpack encoding of a string.
 func EncodeString(s string) []byte { return mp.AppendString(nil, s) }
+
+// changeOpType returns the field op type a change becomes, or 0.
+func changeOpType(t ChangeType) FieldOpType {
+	switch t {
+	case Set, Unset:
+		return Assign
+	case AddElem:
+		return Add
+	case RemoveElem:
+		return Remove
+	case Increment:
+		return Count
+	case OfferMax:
+		return WriteMax
+	case OfferMin:
+		return WriteMin
+	}
+	return 0
+}

@@ -2,6 +2,7 @@ package proptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -43,17 +44,18 @@ func CheckConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "proptest: namespace %q: replicas %v differ from replica 0:", ns, diff)
 	for i, db := range dbs {
-		mark := " "
-		switch {
+		var mark string
+		switch ops, state := vvs[i].Equal(vvs[0]), hashes[i] == hashes[0]; {
 		case i == 0:
-		case !vvs[i].Equal(vvs[0]) && hashes[i] != hashes[0]:
+			mark = "(reference)"
+		case !ops && !state:
 			mark = "≠ ops, ≠ state"
-		case !vvs[i].Equal(vvs[0]):
+		case !ops:
 			mark = "≠ ops"
-		case hashes[i] != hashes[0]:
-			mark = "≠ state (same ops!)"
+		case !state:
+			mark = "≠ state, same ops"
 		}
 		fmt.Fprintf(&b, "\n  replica %d %s: vector %v, state hash %s %s", i, db.ReplicaID(), vvs[i], hashes[i], mark)
 	}
-	return fmt.Errorf("%s", b.String())
+	return errors.New(b.String())
 }
