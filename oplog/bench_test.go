@@ -41,7 +41,9 @@ func changesPool() [][]crdt.Change {
 	return pool
 }
 
-func benchKey(b []byte, i int) []byte { return strconv.AppendInt(append(b[:0], "task-"...), int64(i), 10) }
+func benchKey(b []byte, i int) []byte {
+	return strconv.AppendInt(append(b[:0], "task-"...), int64(i), 10)
+}
 
 // sample is a real op and the state it produces, as the store encodes them.
 type sample struct {

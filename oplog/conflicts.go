@@ -84,9 +84,10 @@ func (l *Log) ConflictCount(ctx context.Context, ns string) (uint64, error) {
 // Conflicts returns the latest conflicts kept for ns (at most
 // ConflictLogSize), oldest first.
 func (l *Log) Conflicts(ctx context.Context, ns string) ([]materialize.Conflict, error) {
-	if err := l.checkOpen(ctx); err != nil {
+	if err := l.acquire(ctx); err != nil {
 		return nil, err
 	}
+	defer l.release()
 	prefix := nsKey(tagConflict, ns)
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {

@@ -2,6 +2,7 @@ package oplog_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -108,10 +109,17 @@ func TestCrashGroupCommit(t *testing.T) {
 	}
 	defer l.Close()
 	const writers, perWriter = 4, 40
-	var mu sync.Mutex
-	acked := make(map[string]string)
-	snapshots := 0
+	type crash struct {
+		fs    *vfs.MemFS
+		acked map[string]string // acknowledged before the crash
+	}
+	var (
+		mu      sync.Mutex
+		acked   = make(map[string]string)
+		crashes []crash
+	)
 	var wg sync.WaitGroup
+	errs := make(chan error, writers)
 	for w := range writers {
 		wg.Go(func() {
 			for i := range perWriter {
@@ -122,41 +130,35 @@ func TestCrashGroupCommit(t *testing.T) {
 					return err
 				})
 				if err != nil {
-					t.Errorf("Write: %v", err)
+					errs <- err
 					return
 				}
 				mu.Lock()
 				acked[key] = v
 				// Crash while the other writers are mid-commit.
 				if w == 0 && i%10 == 5 {
-					snapshots++
-					want := make(map[string]string, len(acked))
-					for k, v := range acked {
-						want[k] = v
-					}
-					clone := fs.CrashClone(vfs.CrashCloneCfg{})
-					mu.Unlock()
-					c, err := oplog.Open("db", oplog.Options{FS: clone, Durability: oplog.NoSync})
-					if err != nil {
-						t.Errorf("Open after crash: %v", err)
-						return
-					}
-					checkAcked(t, c, want)
-					checkLogMatchesVector(t, c, "ns")
-					mustVerify(t, c, "ns")
-					c.Close()
-					continue
+					crashes = append(crashes, crash{fs: fs.CrashClone(vfs.CrashCloneCfg{}), acked: maps.Clone(acked)})
 				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	if snapshots == 0 {
-		t.Fatal("no crash point")
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Write: %v", err)
 	}
-	c := crashOpen(t, fs, vfs.CrashCloneCfg{})
-	checkAcked(t, c, acked)
+	crashes = append(crashes, crash{fs: fs.CrashClone(vfs.CrashCloneCfg{}), acked: acked})
+	for _, c := range crashes {
+		cl, err := oplog.Open("db", oplog.Options{FS: c.fs, Durability: oplog.NoSync, Logger: quietLogger})
+		if err != nil {
+			t.Fatalf("Open after crash: %v", err)
+		}
+		checkAcked(t, cl, c.acked)
+		checkLogMatchesVector(t, cl, "ns")
+		mustVerify(t, cl, "ns")
+		cl.Close()
+	}
 }
 
 // TestCrashNoSync crashes a store that never syncs: writes may be lost, but

@@ -1,7 +1,6 @@
 package oplog
 
 import (
-	"context"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -53,8 +52,10 @@ func (g *groupSyncer) loop() {
 	}
 }
 
-// wait returns once an fsync that started after the call has finished.
-func (g *groupSyncer) wait(ctx context.Context) error {
+// wait returns once an fsync that started after the call has finished. It
+// does not give up early: the commit it waits for is applied already, and
+// the caller is owed its durability (or the sync's error).
+func (g *groupSyncer) wait() error {
 	g.mu.Lock()
 	r := g.next
 	g.mu.Unlock()
@@ -65,12 +66,8 @@ func (g *groupSyncer) wait(ctx context.Context) error {
 	case g.kick <- struct{}{}:
 	default: // a kick is pending already
 	}
-	select {
-	case <-r.done:
-		return r.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	<-r.done
+	return r.err
 }
 
 func (g *groupSyncer) stop() {

@@ -1,6 +1,7 @@
 package oplog_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -449,5 +450,42 @@ func TestIngestNamespaceMismatch(t *testing.T) {
 		if vv := vector(t, dst, ns); len(vv) != 0 {
 			t.Errorf("vector of %s = %v, want empty", ns, vv)
 		}
+	}
+}
+
+// TestIngestOwnOps offers a replica its own ops back, as a relaying peer
+// does: they are duplicates.
+func TestIngestOwnOps(t *testing.T) {
+	l, ops := singleOps(t, 3, oplog.Options{})
+	h := stateHash(t, l, "ns")
+	res, err := l.Ingest(t.Context(), "ns", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != 0 || res.Duplicates != 3 {
+		t.Fatalf("Ingest of own ops = %+v, want 3 duplicates", res)
+	}
+	if stateHash(t, l, "ns") != h {
+		t.Error("state changed")
+	}
+	if c := put(t, l, "ns", "c", "next", setStr("f", "v")); c.Ops[0].Dot.Seq != 4 {
+		t.Errorf("next local op has seq %d, want 4", c.Ops[0].Dot.Seq)
+	}
+}
+
+func TestIngestCanceled(t *testing.T) {
+	_, ops := singleOps(t, 1, oplog.Options{})
+	dst := openMem(t, oplog.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := dst.Ingest(ctx, "ns", ops); !errors.Is(err, context.Canceled) {
+		t.Errorf("Ingest with a canceled context = %v, want context.Canceled", err)
+	}
+	_, err := dst.Write(ctx, "ns", func(tx *oplog.Tx) error { return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Write with a canceled context = %v, want context.Canceled", err)
+	}
+	if vv := vector(t, dst, "ns"); len(vv) != 0 {
+		t.Errorf("vector = %v, want empty", vv)
 	}
 }

@@ -109,6 +109,15 @@ type Log struct {
 	replica crdt.ReplicaID
 	syncer  *groupSyncer
 
+	// readers counts the reads in progress; Close waits for them, and
+	// reads that start once Close has begun get ErrClosed.
+	readers struct {
+		sync.Mutex
+		cond    sync.Cond
+		n       int
+		closing bool
+	}
+
 	mu struct {
 		sync.Mutex
 		closed    bool
@@ -152,6 +161,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
 	}
 	l := &Log{db: db, cache: cache, opts: opts, logger: logger}
+	l.readers.cond.L = &l.readers.Mutex
 	l.mu.clock = hlc.NewClock(opts.Clock, opts.MaxClockDrift)
 	l.mu.vectors = make(map[string]crdt.VersionVector)
 	l.mu.conflicts = make(map[string]uint64)
@@ -206,7 +216,9 @@ func (l *Log) loadMeta() error {
 func (l *Log) ReplicaID() crdt.ReplicaID { return l.replica }
 
 // Close closes the store. Commits that returned are durable as their
-// durability mode promised. Close is idempotent.
+// durability mode promised. Close waits for the writes and reads in
+// progress, open iterations included (so do not call it from inside one);
+// later calls get ErrClosed. Close is idempotent.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.mu.closed {
@@ -218,6 +230,12 @@ func (l *Log) Close() error {
 	if l.syncer != nil {
 		l.syncer.stop()
 	}
+	l.readers.Lock()
+	l.readers.closing = true
+	for l.readers.n > 0 {
+		l.readers.cond.Wait()
+	}
+	l.readers.Unlock()
 	err := l.db.Close()
 	l.cache.Unref()
 	if err != nil {
@@ -280,9 +298,10 @@ func (l *Log) Vector(ctx context.Context, ns string) (crdt.VersionVector, error)
 
 // Namespaces returns the namespaces the store holds, sorted.
 func (l *Log) Namespaces(ctx context.Context) ([]string, error) {
-	if err := l.checkOpen(ctx); err != nil {
+	if err := l.acquire(ctx); err != nil {
 		return nil, err
 	}
+	defer l.release()
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagNamespace}, UpperBound: []byte{tagNamespace + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("oplog: namespaces: %w", err)
@@ -299,17 +318,28 @@ func (l *Log) Namespaces(ctx context.Context) ([]string, error) {
 	return out, it.Error()
 }
 
-func (l *Log) checkOpen(ctx context.Context) error {
+// acquire registers a read in progress; release ends it. A read that
+// acquired may use l.db until it releases.
+func (l *Log) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("oplog: %w", err)
 	}
-	l.mu.Lock()
-	closed := l.mu.closed
-	l.mu.Unlock()
-	if closed {
+	l.readers.Lock()
+	defer l.readers.Unlock()
+	if l.readers.closing {
 		return ErrClosed
 	}
+	l.readers.n++
 	return nil
+}
+
+func (l *Log) release() {
+	l.readers.Lock()
+	l.readers.n--
+	if l.readers.n == 0 && l.readers.closing {
+		l.readers.cond.Broadcast()
+	}
+	l.readers.Unlock()
 }
 
 func checkNamespace(ns string) error {
@@ -322,9 +352,10 @@ func checkNamespace(ns string) error {
 // Get returns the state of a record, or a zero Record (CL 0) if no op has
 // touched it. Use Record.Exists to tell whether it exists.
 func (l *Log) Get(ctx context.Context, ns, coll, key string) (*crdt.Record, error) {
-	if err := l.checkOpen(ctx); err != nil {
+	if err := l.acquire(ctx); err != nil {
 		return nil, err
 	}
+	defer l.release()
 	return l.readState(stateKey(ns, coll, key))
 }
 

@@ -31,7 +31,11 @@ func TestModel(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		defer func() { l.Close() }()
+		defer func() {
+			if l != nil {
+				l.Close()
+			}
+		}()
 		id := l.ReplicaID()
 		var log []modelOp
 		records := make(map[string]string) // existing records' field f

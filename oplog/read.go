@@ -19,10 +19,11 @@ import (
 // caller's.
 func (l *Log) Missing(ctx context.Context, ns string, have crdt.VersionVector) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
-		if err := ctx.Err(); err != nil {
-			yield(Entry{}, fmt.Errorf("oplog: missing: %w", err))
+		if err := l.acquire(ctx); err != nil {
+			yield(Entry{}, err)
 			return
 		}
+		defer l.release()
 		l.mu.Lock()
 		snap, mine, err := l.snapshotLocked(ns)
 		l.mu.Unlock()
@@ -170,10 +171,11 @@ type RecordEntry struct {
 // stops at the first error, which it yields with a zero entry.
 func (l *Log) Records(ctx context.Context, ns, coll string) iter.Seq2[RecordEntry, error] {
 	return func(yield func(RecordEntry, error) bool) {
-		if err := l.checkOpen(ctx); err != nil {
+		if err := l.acquire(ctx); err != nil {
 			yield(RecordEntry{}, err)
 			return
 		}
+		defer l.release()
 		nsPrefix := nsKey(tagState, ns)
 		prefix := nsPrefix
 		if coll != "" {
@@ -210,9 +212,10 @@ func (l *Log) Records(ctx context.Context, ns, coll string) iter.Seq2[RecordEntr
 // included, in key order) and returns the digest and the record count.
 // Replicas holding the same ops have equal hashes.
 func (l *Log) StateHash(ctx context.Context, ns string) (string, int, error) {
-	if err := l.checkOpen(ctx); err != nil {
+	if err := l.acquire(ctx); err != nil {
 		return "", 0, err
 	}
+	defer l.release()
 	return hashStored(ctx, l.db, ns)
 }
 
@@ -308,6 +311,10 @@ func (v Verification) OK() bool { return v.StoredHash == v.LogHash && v.StoredCo
 // its hash with the stored state's, both read from one snapshot.
 func (l *Log) Verify(ctx context.Context, ns string) (Verification, error) {
 	v := Verification{Namespace: ns}
+	if err := l.acquire(ctx); err != nil {
+		return v, err
+	}
+	defer l.release()
 	l.mu.Lock()
 	snap, mine, err := l.snapshotLocked(ns)
 	l.mu.Unlock()

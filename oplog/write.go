@@ -77,7 +77,8 @@ func (tx *Tx) Mutate(coll, key string, intent crdt.Intent, changes []crdt.Change
 		return nil, err
 	}
 	tx.next++
-	return &tx.batch.commit.Ops[len(tx.batch.commit.Ops)-1], nil
+	written := tx.batch.commit.Ops[len(tx.batch.commit.Ops)-1] // a copy: the slice may grow
+	return &written, nil
 }
 
 // Write runs fn in a local transaction on namespace ns and commits the ops
@@ -392,7 +393,7 @@ func (l *Log) commitLocked(ctx context.Context, b *batch) error {
 	if l.opts.Durability == GroupCommit {
 		// Wait for the shared fsync without blocking other writers.
 		l.mu.Unlock()
-		err := l.syncer.wait(ctx)
+		err := l.syncer.wait()
 		l.mu.Lock()
 		if err != nil {
 			return fmt.Errorf("oplog: commit %s: group sync: %w", ns, err)
