@@ -1,11 +1,13 @@
 package converge_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/convergedb/converge"
 )
 
@@ -61,6 +63,73 @@ func BenchmarkCollectionPut(b *testing.B) {
 					b.Fatal(err)
 				}
 				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+		})
+	}
+}
+
+// BenchmarkCollectionPutRawPebble is BenchmarkCollectionPut's baseline, run
+// beside it: raw Pebble writing, per Put, one batch of four keys (log
+// entry, state, vector entry, HLC mark) with the sizes a real Put writes,
+// in the same sync mode.
+func BenchmarkCollectionPutRawPebble(b *testing.B) {
+	// Measure the sizes of a real Put's op and state.
+	db, err := converge.Open(b.TempDir(), converge.Options{Durability: converge.NoSync, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tasks, err := converge.NewCollection[benchTask](db, "tasks")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tasks.Put(b.Context(), "bench", &benchTask{ID: "task-0", Title: "write the report 0000", Owner: "alice@example.com", Score: 0.25}); err != nil {
+		b.Fatal(err)
+	}
+	var opBytes, stateBytes []byte
+	for e, err := range db.Log().Missing(b.Context(), "bench", nil) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		opBytes = e.Raw
+	}
+	st, err := db.Log().Get(b.Context(), "bench", "tasks", "task-0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	stateBytes = st.Encode()
+	db.Close()
+
+	for _, d := range []struct {
+		name string
+		wo   *pebble.WriteOptions
+	}{{"nosync", pebble.NoSync}, {"sync", pebble.Sync}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cache := pebble.NewCache(64 << 20)
+			defer cache.Unref()
+			pdb, err := pebble.Open(b.TempDir(), &pebble.Options{Cache: cache, FormatMajorVersion: pebble.FormatNewest})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pdb.Close()
+			var lk, sk []byte
+			var u [8]byte
+			i := 0
+			for b.Loop() {
+				i++
+				lk = binary.BigEndian.AppendUint64(append(lk[:0], "Lbench\x00\x01origin-16-bytes.."...), uint64(i))
+				sk = strconv.AppendInt(append(sk[:0], "Sbench\x00\x01tasks\x00\x01task-"...), int64(i), 10)
+				binary.BigEndian.PutUint64(u[:], uint64(i))
+				batch := pdb.NewBatch()
+				_ = batch.Set(lk, opBytes, nil)
+				_ = batch.Set(sk, stateBytes, nil)
+				_ = batch.Set([]byte("Vbench\x00\x01origin-16-bytes.."), u[:], nil)
+				_ = batch.Set([]byte("Mhlc"), u[:], nil)
+				if err := batch.Commit(d.wo); err != nil {
+					b.Fatal(err)
+				}
+				batch.Close()
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 		})

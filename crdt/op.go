@@ -183,7 +183,11 @@ func (op *Op) Validate() error {
 	if len(op.Fields) > MaxFieldOps {
 		return bad("%d field ops, limit %d", len(op.Fields), MaxFieldOps)
 	}
-	names := make(map[string]Kind, len(op.Fields))
+	// Small ops (the usual) check names by scanning; large ones use a map.
+	var names map[string]Kind
+	if len(op.Fields) > 16 {
+		names = make(map[string]Kind, len(op.Fields))
+	}
 	for i := range op.Fields {
 		f := &op.Fields[i]
 		if f.Name == "" || len(f.Name) > MaxNameLen {
@@ -193,10 +197,18 @@ func (op *Op) Validate() error {
 		if k == 0 {
 			return bad("field %q: unknown op type %d", f.Name, f.Type)
 		}
-		if prev, ok := names[f.Name]; ok && (prev != k || k != KindSet) {
-			return bad("field %q written twice in one op", f.Name)
+		if names != nil {
+			if prev, ok := names[f.Name]; ok && (prev != k || k != KindSet) {
+				return bad("field %q written twice in one op", f.Name)
+			}
+			names[f.Name] = k
+		} else {
+			for j := range i {
+				if g := &op.Fields[j]; g.Name == f.Name && (g.Type.Kind() != k || k != KindSet) {
+					return bad("field %q written twice in one op", f.Name)
+				}
+			}
 		}
-		names[f.Name] = k
 		if len(f.Value) > MaxValueLen {
 			return bad("field %q: value of %d bytes, limit %d", f.Name, len(f.Value), MaxValueLen)
 		}

@@ -102,8 +102,10 @@ func compareStrings(a, b string) int {
 }
 
 // Merge joins o into r: afterwards r is the least upper bound of both.
-// Merge is commutative, associative and idempotent. r may alias parts of o;
-// o is not modified.
+// Merge is commutative, associative and idempotent. Afterwards r may share
+// slices with o. Merge never writes into the backing arrays of either
+// record's slices (it builds new ones), so a shallow copy of a Record is a
+// safe starting point for a merge that must leave the original intact.
 func (r *Record) Merge(o *Record) {
 	switch {
 	case o.CL > r.CL:
@@ -327,6 +329,7 @@ func Delta(op *Op) *Record {
 		return r
 	}
 	fields := make([]Field, 0, len(op.Fields))
+	r.Fields = make([]Field, 0, len(op.Fields))
 	for i := range op.Fields {
 		fo := &op.Fields[i]
 		f := Field{Name: fo.Name, Kind: fo.Type.Kind(), At: at}

@@ -13,6 +13,7 @@ package materialize
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
@@ -88,11 +89,13 @@ func Fold(prev *crdt.Record, op *crdt.Op) Effect {
 	if prev == nil {
 		prev = &crdt.Record{}
 	}
-	next := prev.Clone()
+	// A shallow copy suffices: Merge never writes into the backing arrays
+	// of either record's slices, so prev stays as it was.
+	next := *prev
 	next.Apply(op)
-	eff := Effect{State: next}
+	eff := Effect{State: &next}
 	eff.Conflicts = conflicts(prev, op)
-	eff.Change = diff(prev, next)
+	eff.Change = diff(prev, &next, op)
 	eff.Change.Namespace, eff.Change.Collection, eff.Change.Key = op.Namespace, op.Collection, op.Key
 	eff.Change.Dot, eff.Change.HLC = op.Dot, op.HLC
 	return eff
@@ -113,7 +116,7 @@ func conflicts(prev *crdt.Record, op *crdt.Op) []Conflict {
 			// disagreement to report.
 			continue
 		}
-		in := Write{Version: ver, Value: fo.Value}
+		in := Write{Version: ver, Value: normalizeNil(fo.Value)}
 		have := Write{Version: cur.At, Value: cur.Value}
 		if ver.Compare(cur.At) > 0 {
 			if fo.Seen < cur.At.HLC {
@@ -139,8 +142,9 @@ func registerOf(r *crdt.Record, name string) *crdt.Field {
 	return nil
 }
 
-// diff compares what readers see of two states of one record.
-func diff(prev, next *crdt.Record) Change {
+// diff compares what readers see of two states of one record, the second
+// made by applying op to the first.
+func diff(prev, next *crdt.Record, op *crdt.Op) Change {
 	was, is := prev.Exists(), next.Exists()
 	var c Change
 	switch {
@@ -149,6 +153,25 @@ func diff(prev, next *crdt.Record) Change {
 	case was && !is:
 		c.Kind = Deleted
 	case !was && !is:
+		return c
+	}
+	if prev.CL == next.CL {
+		// Same incarnation: only the fields op wrote can have changed.
+		for i := range op.Fields {
+			name := op.Fields[i].Name
+			if i > 0 && slices.ContainsFunc(op.Fields[:i], func(f crdt.FieldOp) bool { return f.Name == name }) {
+				continue
+			}
+			a, aok := prev.Get(name)
+			b, bok := next.Get(name)
+			if aok != bok || a.Kind != b.Kind || !bytes.Equal(a.Value, b.Value) {
+				c.Fields = append(c.Fields, name)
+			}
+		}
+		slices.Sort(c.Fields)
+		if len(c.Fields) > 0 {
+			c.Kind = Updated
+		}
 		return c
 	}
 	a, b := prev.Visible(), next.Visible()
