@@ -16,6 +16,9 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzDecodeRecord -fuzztime=60s ./crdt/
 	go test -run='^$$' -fuzz=FuzzReader -fuzztime=60s ./internal/mp/
 	go test -run='^$$' -fuzz=FuzzDecodeRequest -fuzztime=60s ./transport/
+	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=60s ./transport/
+	go test -run='^$$' -fuzz=FuzzDecodeConflict -fuzztime=60s ./materialize/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./hlc/
 demo:
 	go run ./cmd/converge demo
 ci:

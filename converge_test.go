@@ -444,3 +444,35 @@ func TestUpdateSameFieldTwice(t *testing.T) {
 		t.Errorf("an undeclared field as register and counter in one update: %v, want ErrInvalid", err)
 	}
 }
+
+// A peer whose clock runs beyond the drift bound has its ops refused, with
+// an error callers can test, and accepted once our clock catches up.
+func TestSyncRefusesDriftedPeer(t *testing.T) {
+	ctx := t.Context()
+	now := int64(1_800_000_000_000)
+	ours := func() int64 { return now }
+	future := func() int64 { return now + 10*60*1000 } // ten minutes ahead
+	a := open(t, converge.Options{Clock: ours})
+	b := open(t, converge.Options{Clock: future})
+	if _, err := coll[Task](t, b, "tasks").Put(ctx, "ns", &Task{ID: "x", Title: "from the future"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.SyncWith(ctx, transport.NewMemPeer(b.SyncStore(), transport.Limits{}), "ns")
+	if !errors.Is(err, converge.ErrClockDrift) || !errors.Is(err, transport.ErrNoProgress) {
+		t.Fatalf("sync with a drifted peer: %v, want ErrClockDrift and ErrNoProgress", err)
+	}
+	if _, err := coll[Task](t, a, "tasks").Get(ctx, "ns", "x"); !errors.Is(err, converge.ErrNotFound) {
+		t.Errorf("the refused op was applied: %v", err)
+	}
+	next := a.Log().Now()
+	if next.Wall() > now+1 {
+		t.Errorf("our HLC jumped to %v because of the refused op", next)
+	}
+	now += 10 * 60 * 1000 // our clock catches up
+	if _, err := a.SyncWith(ctx, transport.NewMemPeer(b.SyncStore(), transport.Limits{}), "ns"); err != nil {
+		t.Fatalf("sync once within the bound: %v", err)
+	}
+	if got, err := coll[Task](t, a, "tasks").Get(ctx, "ns", "x"); err != nil || got.Title != "from the future" {
+		t.Errorf("after catching up: %+v, %v", got, err)
+	}
+}

@@ -41,8 +41,8 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 		op, err := crdt.DecodeOp(b)
 		if err != nil {
 			a.Refused++
-			if a.Reason == "" {
-				a.Reason = err.Error()
+			if a.Err == nil {
+				a.Err, a.Reason = err, err.Error()
 			}
 			continue
 		}
@@ -59,7 +59,8 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	if a.Reason == "" {
 		switch {
 		case len(res.Refused) > 0:
-			a.Reason = fmt.Sprintf("op %v: %v", res.Refused[0].Dot, res.Refused[0].Err)
+			a.Err = fmt.Errorf("op %v: %w", res.Refused[0].Dot, res.Refused[0].Err)
+			a.Reason = a.Err.Error()
 		case len(res.Gaps) > 0:
 			g := res.Gaps[0]
 			a.Reason = fmt.Sprintf("gap in ops of %v: have %d, offered %d", g.Origin, g.Have, g.Next)

@@ -1,6 +1,7 @@
 package materialize
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/convergedb/converge/crdt"
@@ -88,6 +89,10 @@ func DecodeConflict(b []byte) (Conflict, error) {
 	}
 	if r.Len() != 0 {
 		return fail(fmt.Errorf("%w: %d trailing bytes", mp.ErrMalformed, r.Len()))
+	}
+	// Only the canonical encoding is accepted, as for record states.
+	if !bytes.Equal(AppendConflict(make([]byte, 0, len(b)), &c), b) {
+		return fail(fmt.Errorf("%w: not the canonical encoding", mp.ErrMalformed))
 	}
 	return c, nil
 }

@@ -127,7 +127,7 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 			return nil, fmt.Errorf("oplog: write: %w", err)
 		}
 	}
-	if err := l.commitLocked(ctx, b); err != nil {
+	if err := l.commitLocked(b); err != nil {
 		return nil, err
 	}
 	return b.commit, nil
@@ -223,7 +223,7 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 	if len(b.commit.Ops) == 0 {
 		return res, nil
 	}
-	if err := l.commitLocked(ctx, b); err != nil {
+	if err := l.commitLocked(b); err != nil {
 		return nil, err
 	}
 	res.Applied = len(b.commit.Ops)
@@ -385,7 +385,7 @@ func (b *batch) apply(op *crdt.Op) error {
 // commitLocked writes the batch's states, vector entries, conflicts and the
 // HLC high-water mark, and commits it with the configured durability. On
 // success it advances the cached vector.
-func (l *Log) commitLocked(ctx context.Context, b *batch) error {
+func (l *Log) commitLocked(b *batch) error {
 	ns := b.ns
 	for _, id := range b.dirty {
 		r := b.states[id]

@@ -50,6 +50,9 @@ type Applied struct {
 	Conflicts                    int
 	// Reason describes the first refusal, if any.
 	Reason string
+	// Err is the first refusal's error, for errors.Is (hlc.ErrClockDrift,
+	// crdt.ErrInvalidOp, ...). It stays local: only Reason crosses the wire.
+	Err error
 }
 
 // Limits bound one page of ops. Zero fields mean the defaults.
@@ -128,6 +131,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	// The sync is done when each side holds what the other held when the
 	// sync began; later writes are the next sync's.
 	var targetMine, targetPeer crdt.VersionVector
+	var refusal error // our store's first refusal
 	for res.Rounds < maxRounds {
 		mine, err := store.Vector(ctx, ns)
 		if err != nil {
@@ -166,6 +170,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		if res.Reason == "" {
 			res.Reason = got.Reason
 		}
+		if refusal == nil {
+			refusal = got.Err
+		}
 		if mine, err = store.Vector(ctx, ns); err != nil {
 			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
 		}
@@ -175,6 +182,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		progress := resp.Applied.Applied > 0 || got.Applied > 0
 		offered := len(req.Ops) > 0 || len(resp.Ops) > 0
 		if !progress && (offered || res.Rounds > 1) {
+			if refusal != nil {
+				return done(fmt.Errorf("transport: sync %q: %w: %w", ns, ErrNoProgress, refusal))
+			}
 			return done(fmt.Errorf("transport: sync %q: %w: ours %v, peer's %v: %s", ns, ErrNoProgress, mine, peerVV, res.Reason))
 		}
 	}
