@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
 
 	"github.com/convergedb/converge/hlc"
@@ -85,20 +86,10 @@ func (r *Record) Clone() *Record {
 }
 
 func compareFieldKey(a, b *Field) int {
-	if c := compareStrings(a.Name, b.Name); c != 0 {
+	if c := cmp.Compare(a.Name, b.Name); c != 0 {
 		return c
 	}
-	return cmpInt(int(a.Kind), int(b.Kind))
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(int(a.Kind), int(b.Kind))
 }
 
 // Merge joins o into r: afterwards r is the least upper bound of both.
@@ -380,7 +371,7 @@ func (r *Record) Apply(op *Op) { r.Merge(Delta(op)) }
 // the field has no visible component.
 func (r *Record) current(name string) *Field {
 	var best *Field
-	lo, _ := slices.BinarySearchFunc(r.Fields, name, func(f Field, n string) int { return compareStrings(f.Name, n) })
+	lo, _ := slices.BinarySearchFunc(r.Fields, name, func(f Field, n string) int { return cmp.Compare(f.Name, n) })
 	for i := lo; i < len(r.Fields) && r.Fields[i].Name == name; i++ {
 		if best == nil || r.Fields[i].At.Compare(best.At) > 0 {
 			best = &r.Fields[i]

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 
 	"github.com/convergedb/converge/hlc"
@@ -45,7 +46,7 @@ func (d Dot) Compare(o Dot) int {
 	if c := d.Origin.Compare(o.Origin); c != 0 {
 		return c
 	}
-	return cmpUint(d.Seq, o.Seq)
+	return cmp.Compare(d.Seq, o.Seq)
 }
 
 func (d Dot) String() string { return fmt.Sprintf("%v:%d", d.Origin, d.Seq) }
@@ -79,18 +80,8 @@ type Version struct {
 
 // Compare returns -1, 0 or +1 as v is before, equal to or after o.
 func (v Version) Compare(o Version) int {
-	if c := cmpUint(v.CL, o.CL); c != 0 {
+	if c := cmp.Compare(v.CL, o.CL); c != 0 {
 		return c
 	}
 	return v.Stamp.Compare(o.Stamp)
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

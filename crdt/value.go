@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 
 	"github.com/convergedb/converge/internal/mp"
@@ -31,13 +32,13 @@ const (
 func CompareValues(a, b []byte) int {
 	ca, cb := classOf(a), classOf(b)
 	if ca != cb {
-		return cmpInt(ca, cb)
+		return cmp.Compare(ca, cb)
 	}
 	switch ca {
 	case classMissing, classNil:
 		return 0
 	case classBool:
-		return cmpInt(int(a[0]&1), int(b[0]&1))
+		return cmp.Compare(int(a[0]&1), int(b[0]&1))
 	case classNumber:
 		return compareNumbers(a, b)
 	case classString:
@@ -50,16 +51,6 @@ func CompareValues(a, b []byte) int {
 		return bytes.Compare(sa, sb)
 	}
 	return bytes.Compare(a, b)
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func classOf(v []byte) int {
@@ -138,7 +129,7 @@ func (x number) compare(y number) int {
 		}
 		return cmpIntFloat(x.i, y.f)
 	case x.kind == 'u' && y.kind == 'u':
-		return cmpUint(x.u, y.u)
+		return cmp.Compare(x.u, y.u)
 	case x.kind == 'u':
 		return 1 // > MaxInt64
 	case y.kind == 'u':

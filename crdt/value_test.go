@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -85,7 +86,7 @@ var orderedValues = [][][]byte{
 func TestCompareValuesOrder(t *testing.T) {
 	for i, gi := range orderedValues {
 		for j, gj := range orderedValues {
-			want := cmpInt(i, j)
+			want := cmp.Compare(i, j)
 			for _, a := range gi {
 				for _, b := range gj {
 					if got := CompareValues(a, b); got != want {

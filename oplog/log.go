@@ -252,8 +252,11 @@ func (l *Log) Now() hlc.Timestamp {
 }
 
 // vectorLocked returns the cached version vector of ns, loading it on
-// first use. Callers must not modify it.
+// first use, or ErrClosed. Callers must not modify it.
 func (l *Log) vectorLocked(ns string) (crdt.VersionVector, error) {
+	if l.mu.closed {
+		return nil, ErrClosed
+	}
 	if vv, ok := l.mu.vectors[ns]; ok {
 		return vv, nil
 	}
@@ -286,9 +289,6 @@ func (l *Log) Vector(ctx context.Context, ns string) (crdt.VersionVector, error)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.closed {
-		return nil, ErrClosed
-	}
 	vv, err := l.vectorLocked(ns)
 	if err != nil {
 		return nil, err

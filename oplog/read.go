@@ -2,6 +2,7 @@ package oplog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -38,9 +39,6 @@ func (l *Log) Missing(ctx context.Context, ns string, have crdt.VersionVector) i
 
 // snapshotLocked returns a snapshot of the store and the vector of ns it holds.
 func (l *Log) snapshotLocked(ns string) (*pebble.Snapshot, crdt.VersionVector, error) {
-	if l.mu.closed {
-		return nil, nil, ErrClosed
-	}
 	vv, err := l.vectorLocked(ns)
 	if err != nil {
 		return nil, nil, err
@@ -272,10 +270,10 @@ func hashStates(states map[stateID]*crdt.Record) (string, int) {
 	}
 	// Key order: the encoded state keys sort as (collection, key) strings.
 	slices.SortFunc(ids, func(a, b stateID) int {
-		if c := compareStr(a.coll, b.coll); c != 0 {
+		if c := cmp.Compare(a.coll, b.coll); c != 0 {
 			return c
 		}
-		return compareStr(a.key, b.key)
+		return cmp.Compare(a.key, b.key)
 	})
 	h := crdt.NewStateHash()
 	var buf []byte
@@ -284,16 +282,6 @@ func hashStates(states map[stateID]*crdt.Record) (string, int) {
 		h.Add(id.coll, id.key, buf)
 	}
 	return h.Sum(), h.Records()
-}
-
-func compareStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Verification compares a namespace's stored state with the state rebuilt

@@ -96,9 +96,6 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.closed {
-		return nil, ErrClosed
-	}
 	vv, err := l.vectorLocked(ns)
 	if err != nil {
 		return nil, err
@@ -197,9 +194,6 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.closed {
-		return nil, ErrClosed
-	}
 	vv, err := l.vectorLocked(ns)
 	if err != nil {
 		return nil, err

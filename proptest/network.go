@@ -1,6 +1,7 @@
 package proptest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func Open(dir string, n int, opts converge.Options) (*Network, error) {
 		idx[i] = i
 	}
 	slices.SortFunc(idx, func(a, b int) int {
-		return compareStrings(net.dbs[a].ReplicaID(), net.dbs[b].ReplicaID())
+		return cmp.Compare(net.dbs[a].ReplicaID(), net.dbs[b].ReplicaID())
 	})
 	net.dirs = permute(net.dirs, idx)
 	net.opts = permute(net.opts, idx)
@@ -113,16 +114,6 @@ func permute[T any](s []T, idx []int) []T {
 		out[i] = s[j]
 	}
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // N returns the number of replicas.
