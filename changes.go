@@ -34,7 +34,8 @@ type Change struct {
 	Fields                    []string // fields whose visible value changed
 	Origin                    string   // replica that wrote the op
 	HLC                       hlc.Timestamp
-	Local                     bool // written on this replica
+	Local                     bool   // written on this replica
+	Seq                       uint64 // position in the namespace's change feed (see DB.Feed)
 }
 
 type subscription struct {
@@ -84,17 +85,8 @@ func (db *DB) publish(c *oplog.Commit) {
 		if s.ns != "" && s.ns != c.Namespace {
 			continue
 		}
-		for _, ch := range c.Changes {
-			s.push(Change{
-				Namespace:  ch.Namespace,
-				Collection: ch.Collection,
-				ID:         ch.Key,
-				Kind:       ch.Kind,
-				Fields:     ch.Fields,
-				Origin:     ch.Dot.Origin.String(),
-				HLC:        ch.HLC,
-				Local:      c.Local,
-			})
+		for i := range c.Changes {
+			s.push(changeOf(&c.Changes[i]))
 		}
 	}
 }

@@ -57,6 +57,11 @@ type Change struct {
 	// Dot and HLC identify the op; Dot.Origin is the replica that wrote it.
 	Dot crdt.Dot
 	HLC hlc.Timestamp
+	// Seq is the change's position in its namespace's change feed,
+	// assigned by the store when it commits the change (0 before).
+	Seq uint64
+	// Local is set by the store for changes written on this replica.
+	Local bool
 }
 
 // Conflict is a pair of concurrent writes of different values to one

@@ -23,6 +23,10 @@ import (
 //	'V' ns origin(16)                     version vector entry → seq (8 bytes)
 //	'S' ns collection key                 record state → crdt.Record encoding
 //	'C' ns n(8)                           conflict log, a ring of the last N → conflict encoding
+//	'F' ns n(8)                           change feed, every visible change in commit order → change encoding
+//	'I' ns collection index values key    secondary index entry → empty
+//	                                      (values: one crdt value key per indexed field)
+//	'X' collection index                  index registry → the indexed field names
 //
 // The log of one (namespace, origin) is contiguous and in sequence order,
 // so the ops a peer lacks are one range scan per origin.
@@ -33,6 +37,9 @@ const (
 	tagVector    = 'V'
 	tagState     = 'S'
 	tagConflict  = 'C'
+	tagFeed      = 'F'
+	tagIndex     = 'I'
+	tagRegistry  = 'X'
 )
 
 var (
@@ -92,6 +99,10 @@ func vectorKey(ns string, origin crdt.ReplicaID) []byte {
 
 func stateKey(ns, coll, key string) []byte {
 	return appendString(appendString(nsKey(tagState, ns), coll), key)
+}
+
+func feedKey(ns string, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(nsKey(tagFeed, ns), n)
 }
 
 func conflictKey(ns string, n uint64) []byte {

@@ -122,9 +122,11 @@ type Log struct {
 		sync.Mutex
 		closed    bool
 		clock     *hlc.Clock
-		vectors   map[string]crdt.VersionVector // loaded lazily per namespace
-		conflicts map[string]uint64             // next conflict number, per namespace
-		known     map[string]bool               // namespaces registered
+		vectors   map[string]crdt.VersionVector  // loaded lazily per namespace
+		conflicts map[string]uint64              // next conflict number, per namespace
+		feeds     map[string]uint64              // last change feed number, per namespace
+		known     map[string]bool                // namespaces registered
+		indexes   map[string][]materialize.Index // registered indexes, per collection
 	}
 }
 
@@ -166,7 +168,12 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.mu.vectors = make(map[string]crdt.VersionVector)
 	l.mu.conflicts = make(map[string]uint64)
 	l.mu.known = make(map[string]bool)
-	if err := l.loadMeta(); err != nil {
+	l.mu.feeds = make(map[string]uint64)
+	err = l.loadMeta()
+	if err == nil {
+		err = l.loadIndexes()
+	}
+	if err != nil {
 		_ = db.Close() // the load error is the one to report
 		cache.Unref()
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
@@ -302,6 +309,11 @@ func (l *Log) Namespaces(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer l.release()
+	return l.namespacesLocked(ctx)
+}
+
+// namespacesLocked lists the namespaces; the caller holds mu or a read.
+func (l *Log) namespacesLocked(ctx context.Context) ([]string, error) {
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagNamespace}, UpperBound: []byte{tagNamespace + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("oplog: namespaces: %w", err)

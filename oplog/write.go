@@ -362,6 +362,11 @@ func (b *batch) apply(op *crdt.Op) error {
 		return err
 	}
 	eff := materialize.Fold(prev, op)
+	if idx := b.l.mu.indexes[op.Collection]; len(idx) > 0 {
+		if err := b.writeIndexes(idx, op.Collection, op.Key, prev, eff.State); err != nil {
+			return fmt.Errorf("oplog: index %s/%s: %w", op.Collection, op.Key, err)
+		}
+	}
 	id := stateID{op.Collection, op.Key}
 	if _, ok := b.written[id]; !ok {
 		b.written[id] = struct{}{}
@@ -412,6 +417,19 @@ func (l *Log) commitLocked(b *batch) error {
 	if err := l.logConflictsLocked(b); err != nil {
 		return err
 	}
+	feed, err := l.lastFeedLocked(ns)
+	if err != nil {
+		return err
+	}
+	for i := range b.commit.Changes {
+		c := &b.commit.Changes[i]
+		feed++
+		c.Seq, c.Local = feed, b.commit.Local
+		b.scratch = materialize.AppendChange(b.scratch[:0], c)
+		if err := b.pb.Set(feedKey(ns, feed), b.scratch, nil); err != nil {
+			return fmt.Errorf("oplog: commit: %w", err)
+		}
+	}
 	hw, _ := l.mu.clock.Last().MarshalBinary() // MarshalBinary cannot fail
 	if err := b.pb.Set(metaHLC, hw, nil); err != nil {
 		return fmt.Errorf("oplog: commit: %w", err)
@@ -428,6 +446,7 @@ func (l *Log) commitLocked(b *batch) error {
 		vv[origin] = seq
 	}
 	l.mu.known[ns] = true
+	l.mu.feeds[ns] = feed
 	if l.opts.OnCommit != nil {
 		l.opts.OnCommit(b.commit)
 	}

@@ -1,0 +1,76 @@
+package materialize
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/convergedb/converge/crdt"
+)
+
+// Index is a secondary index of a collection: the fields whose values order
+// its entries. Each entry of a record is the concatenation of the value keys
+// ([crdt.AppendValueKey]) of its fields: a missing field contributes the
+// missing key, and a set field one entry per element (a compound index over
+// set fields holds the cross product). A record that does not exist has no
+// entries, so deleted records leave none behind.
+type Index struct {
+	Name   string
+	Fields []string
+}
+
+// maxIndexEntries bounds the entries one record contributes to one index
+// (the cross product of large sets); beyond it the record is indexed by the
+// first entries only, and queries still re-check every candidate.
+const maxIndexEntries = 4096
+
+// IndexKeys returns the entries of record r in idx, sorted and distinct.
+func IndexKeys(idx Index, r *crdt.Record) [][]byte {
+	if r == nil || !r.Exists() {
+		return nil
+	}
+	keys := [][]byte{nil}
+	for _, name := range idx.Fields {
+		var vals [][]byte
+		if v, ok := r.Get(name); ok && v.Kind == crdt.KindSet {
+			vals = r.SetElems(name)
+			if len(vals) == 0 {
+				vals = [][]byte{nil} // an empty set indexes as missing
+			}
+		} else {
+			vals = [][]byte{v.Value}
+		}
+		next := make([][]byte, 0, len(keys)*len(vals))
+		for _, k := range keys {
+			for _, v := range vals {
+				if len(next) == maxIndexEntries {
+					break
+				}
+				next = append(next, crdt.AppendValueKey(slices.Clip(k), v))
+			}
+		}
+		keys = next
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	return slices.CompactFunc(keys, bytes.Equal)
+}
+
+// IndexDiff returns the entries of idx to delete and to add when a
+// record's state goes from prev to next (either may be nil).
+func IndexDiff(idx Index, prev, next *crdt.Record) (del, add [][]byte) {
+	a, b := IndexKeys(idx, prev), IndexKeys(idx, next)
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && bytes.Compare(a[i], b[j]) < 0):
+			del = append(del, a[i])
+			i++
+		case i == len(a) || bytes.Compare(a[i], b[j]) > 0:
+			add = append(add, b[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return del, add
+}
