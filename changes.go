@@ -146,6 +146,18 @@ func (sub *Subscription) Next(ctx context.Context) (Change, error) {
 	}
 }
 
+// drain discards the changes pending, without waiting.
+func (sub *Subscription) drain() {
+	s := sub.s
+	s.mu.Lock()
+	s.queue, s.dropped = nil, 0
+	s.mu.Unlock()
+	select {
+	case <-s.notify:
+	default:
+	}
+}
+
 // Close ends the subscription.
 func (sub *Subscription) Close() {
 	sub.db.unsubscribe(sub.s)

@@ -403,6 +403,9 @@ func genKeyNumberNear(t *rapid.T, center, step float64) []byte {
 	f := center + step*float64(rapid.IntRange(-4, 4).Draw(t, "offset"))
 	switch rapid.IntRange(0, 4).Draw(t, "form") {
 	case 0:
+		if f == 0 && rapid.Bool().Draw(t, "negzero") {
+			f = math.Copysign(0, -1)
+		}
 		return kFloat(f)
 	case 1:
 		return kFloat(math.Nextafter(f, math.Inf(-1)))
