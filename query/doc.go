@@ -57,9 +57,10 @@
 //     one type): priority < 3 matches the numbers below 3, never a missing
 //     priority, a string, a set or nil. Bounds of other types are an error
 //     from Validate, as is Between with low > high.
-//   - Contains(v) on a set field holds when an element compares equal to v
-//     (so Contains(1) finds 1.0); on a string field, when the string value
-//     v is a substring (bytewise); otherwise it is false.
+//   - Contains(v) on a set field, or a field holding an array, holds when
+//     an element compares equal to v (so Contains(1) finds 1.0); on a
+//     string field, when the string value v is a substring (bytewise);
+//     otherwise it is false.
 //   - StartsWith(s) holds for a string field starting with the string s.
 //   - On a set field, Eq and the range operators see the whole set as an
 //     array of its elements in [crdt.OrderValues] order: Eq(tags, ["a",
@@ -115,9 +116,8 @@
 //
 //   - an Eq prefix: each of the first fields pinned to points by Eq or In
 //     (with values other than arrays and maps, which a set field would
-//     index per element) or by Contains on a set field (Eq on the
-//     element; Contains with a non-string value can only match a set, so
-//     it pins any field). A value's points are the keys of every value
+//     index per element) or by Contains on a field Index.Sets names (Eq
+//     on the element). A value's points are the keys of every value
 //     equal to it: Eq(1) visits the keys of 1.0 and of 1, which differ
 //     but are adjacent. The ranges are the cross product of the points of
 //     the pinned fields (at most 256: beyond, fewer fields are pinned);
@@ -131,7 +131,8 @@
 //     branch is planned with the conditions beside the Or, so
 //     a = 1 and (b = 2 or b = 3) can pin a and b.
 //
-// Ne, Contains on a string (a substring can sit anywhere), Eq on an array
+// Ne, Contains on other fields (a substring or an array element can sit
+// anywhere in the value's key), Eq on an array
 // or map, conditions on the id (an index field named "id" is a stored
 // field, not the id), and conditions on fields after the first one not
 // pinned do not narrow the ranges. The executor re-checks every candidate

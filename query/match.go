@@ -118,6 +118,9 @@ func (c *Cond) match(it Item) bool {
 			}
 			return false
 		}
+		if isArray(v) {
+			return arrayContains(v, x)
+		}
 		s, ok1 := strBytes(v)
 		sub, ok2 := strBytes(x)
 		return ok1 && ok2 && bytes.Contains(s, sub)
@@ -131,3 +134,28 @@ func (c *Cond) match(it Item) bool {
 
 // equal is Eq: crdt.CompareValues == 0, a query's nil meaning missing.
 func equal(v, x []byte) bool { return crdt.CompareValues(v, normMissing(x)) == 0 }
+
+// isArray reports whether v is encoded as a msgpack array.
+func isArray(v []byte) bool {
+	return len(v) > 0 && (v[0]&0xf0 == 0x90 || v[0] == 0xdc || v[0] == 0xdd)
+}
+
+// arrayContains reports whether the msgpack array v holds an element equal
+// to x (crdt.CompareValues == 0). A malformed array holds nothing.
+func arrayContains(v, x []byte) bool {
+	r := mp.NewReader(v)
+	n, err := r.ArrayHeader()
+	if err != nil {
+		return false
+	}
+	for range n {
+		e, err := r.Raw()
+		if err != nil {
+			return false
+		}
+		if crdt.CompareValues(e, x) == 0 {
+			return true
+		}
+	}
+	return false
+}

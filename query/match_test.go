@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/convergedb/converge/crdt"
+	"pgregory.net/rapid"
 )
 
 func TestMatch(t *testing.T) {
@@ -20,6 +21,7 @@ func TestMatch(t *testing.T) {
 			assign("bin", vbin(1, 2, 3)),
 			assign("big", vi(big)),
 			assign("arr", varr(vi(1), vs("x"))),
+			assign("map", []byte{0x81, 0xa1, 'k', 0x01}),
 			crdt.FieldOp{Name: "cnt", Type: crdt.Count, P: 5, N: 2},
 			crdt.FieldOp{Name: "hi", Type: crdt.WriteMax, Value: vi(9)},
 		)...)
@@ -99,7 +101,10 @@ func TestMatch(t *testing.T) {
 		{"contains string absent", cond("s", Contains, vs("xyz")), false},
 		{"contains string non-string value", cond("s", Contains, vi(1)), false},
 		{"contains on number", cond("n", Contains, vi(1)), false},
-		{"contains on array register", cond("arr", Contains, vi(1)), false},
+		{"contains on array register", cond("arr", Contains, vf(1)), true},
+		{"contains on array register string", cond("arr", Contains, vs("x")), true},
+		{"contains on array register absent", cond("arr", Contains, vs("y")), false},
+		{"contains on map register", cond("map", Contains, vs("k")), false},
 		{"contains on missing", cond("nope", Contains, vs("a")), false},
 		// StartsWith.
 		{"startsWith", cond("s", StartsWith, vs("hell")), true},
@@ -250,4 +255,29 @@ func TestCmpValueIsKeyOrder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCmpValueIsKeyOrderNumbers: the same over random numbers of every
+// type, near the float64 precision limits; and eqKeys lists the key of
+// every equal number.
+func TestCmpValueIsKeyOrderNumbers(t *testing.T) {
+	num := rapid.OneOf(
+		rapid.Map(rapid.Int64(), vi),
+		rapid.Map(rapid.Uint64(), vu),
+		rapid.Map(rapid.Float64(), vf),
+		rapid.Map(rapid.Float32(), vf32),
+		rapid.Map(rapid.Int64Range(-1<<54, 1<<54), vi),
+		rapid.Map(rapid.Int64Range(-1<<54, 1<<54), func(i int64) []byte { return vf(float64(i)) }),
+		rapid.Map(rapid.Int64Range(-1<<20, 1<<20), func(i int64) []byte { return vf(float64(i) / 4) }),
+	)
+	rapid.Check(t, func(t *rapid.T) {
+		a, b := num.Draw(t, "a"), num.Draw(t, "b")
+		ka, kb := crdt.AppendValueKey(nil, a), crdt.AppendValueKey(nil, b)
+		if got, want := cmpValue(a, b), bytes.Compare(ka, kb); got != want {
+			t.Fatalf("cmpValue(%s, %s) = %d, key order %d", formatValue(a), formatValue(b), got, want)
+		}
+		if crdt.CompareValues(a, b) == 0 && !slices.ContainsFunc(eqKeys(a), func(k []byte) bool { return bytes.Equal(k, kb) }) {
+			t.Fatalf("eqKeys(%s) lacks the key of equal %s", formatValue(a), formatValue(b))
+		}
+	})
 }

@@ -371,9 +371,9 @@ func (ix *indexInfo) planConds(conds []*Cond) *candidate {
 
 // pointsOf returns the value keys an index field must equal for cond c to
 // hold, or nil when c does not pin the field to points: Eq and In on
-// values other than arrays and maps (which a set field would hold per
-// element), and Contains on a set field (or with a non-string value,
-// which only a set can contain).
+// values other than arrays and maps (which a set field would index per
+// element), and Contains on a declared set field (on another field it may
+// look into a string or an array, indexed whole).
 func pointsOf(c *Cond, set bool) [][]byte {
 	switch c.Op {
 	case Eq, In:
@@ -388,8 +388,8 @@ func pointsOf(c *Cond, set bool) [][]byte {
 		slices.SortFunc(keys, bytes.Compare)
 		return slices.CompactFunc(keys, bytes.Equal)
 	case Contains:
-		if x := c.Values[0]; set || classOf(x) != classString {
-			return eqKeys(x)
+		if set {
+			return eqKeys(c.Values[0])
 		}
 	}
 	return nil

@@ -53,8 +53,9 @@ const (
 	Between
 	// In matches a field Eq to any of Values (at least one).
 	In
-	// Contains matches a set field holding an element equal to Values[0],
-	// or a string field holding Values[0] (a string) as a substring.
+	// Contains matches a set field, or a field holding an array, with an
+	// element equal to Values[0], or a string field holding Values[0] (a
+	// string) as a substring.
 	Contains
 	// StartsWith matches a string field that begins with Values[0], a
 	// string (bytewise).

@@ -19,7 +19,7 @@ func TestPureCoreDependencies(t *testing.T) {
 	// Imported directly, these would give the core I/O, goroutine
 	// plumbing, logging or ambient randomness.
 	forbiddenImports := []string{"os", "net", "net/http", "log", "log/slog", "context", "math/rand", "math/rand/v2", "sync"}
-	for _, pkg := range []string{"hlc", "crdt", "materialize"} {
+	for _, pkg := range []string{"hlc", "crdt", "materialize", "query"} {
 		path := "github.com/convergedb/converge/" + pkg
 		out, err := exec.Command("go", "list", "-deps", path).Output()
 		if err != nil {
