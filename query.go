@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/convergedb/converge/crdt"
@@ -30,6 +31,10 @@ type Filter struct {
 	values []any
 	and    []Filter
 	or     []Filter
+	// late, when set, makes this a filter computed when the query runs,
+	// from other records of its namespace (a relation's WhereParent or
+	// WhereRelated; see relation.go).
+	late *lateFilter
 }
 
 // Eq matches records whose field equals v (numbers compare by value, so 1
@@ -112,14 +117,15 @@ func (q Query) Limit(n int) Query { q.limit = n; return q }
 func (q Query) Offset(n int) Query { q.offset = n; return q }
 
 // compile turns q into a query.Query for collection schema s: values are
-// encoded and checked against the fields' types.
-func (s *schema) compile(q Query, cursor string) (*query.Query, error) {
+// encoded and checked against the fields' types. late turns each filter
+// computed at run time into the filter it stands for.
+func (s *schema) compile(q Query, cursor string, late func(*lateFilter) (Filter, error)) (*query.Query, error) {
 	if q.limit < 0 || q.offset < 0 {
 		return nil, fmt.Errorf("%w: negative limit or offset", ErrQuery)
 	}
 	out := &query.Query{Order: q.order, Limit: q.limit, Offset: q.offset, After: cursor}
 	if len(q.where) > 0 {
-		p, err := s.compileFilter(And(q.where...))
+		p, err := s.compileFilter(And(q.where...), late)
 		if err != nil {
 			return nil, err
 		}
@@ -136,12 +142,18 @@ func (s *schema) compile(q Query, cursor string) (*query.Query, error) {
 	return out, nil
 }
 
-func (s *schema) compileFilter(f Filter) (query.Pred, error) {
+func (s *schema) compileFilter(f Filter, late func(*lateFilter) (Filter, error)) (query.Pred, error) {
 	switch {
+	case f.late != nil:
+		g, err := late(f.late)
+		if err != nil {
+			return nil, err
+		}
+		return s.compileFilter(g, late)
 	case f.and != nil || (f.field == "" && f.or == nil):
 		preds := make([]query.Pred, 0, len(f.and))
 		for _, g := range f.and {
-			p, err := s.compileFilter(g)
+			p, err := s.compileFilter(g, late)
 			if err != nil {
 				return nil, err
 			}
@@ -151,7 +163,7 @@ func (s *schema) compileFilter(f Filter) (query.Pred, error) {
 	case f.or != nil:
 		preds := make([]query.Pred, 0, len(f.or))
 		for _, g := range f.or {
-			p, err := s.compileFilter(g)
+			p, err := s.compileFilter(g, late)
 			if err != nil {
 				return nil, err
 			}
@@ -266,6 +278,11 @@ func (c *Collection[T]) indexes() []query.Index {
 	out := make([]query.Index, len(defs))
 	for i, d := range defs {
 		out[i] = query.Index{Name: d.Name, Fields: d.Fields}
+		for _, f := range d.Fields {
+			if j, ok := c.schema.byName[f]; ok && c.schema.fields[j].kind == crdt.KindSet {
+				out[i].Sets = append(out[i].Sets, f)
+			}
+		}
 	}
 	return out
 }
@@ -273,7 +290,7 @@ func (c *Collection[T]) indexes() []query.Index {
 // run executes q (with cursor) in ns and returns the page of items and the
 // next cursor.
 func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor string) ([]query.Item, string, error) {
-	qq, err := c.schema.compile(q, cursor)
+	qq, err := c.schema.compile(q, cursor, func(l *lateFilter) (Filter, error) { return l.resolve(ctx, ns) })
 	if err != nil {
 		return nil, "", err
 	}
@@ -307,7 +324,15 @@ func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor stri
 	var candidates []query.Item
 	var page []query.Item
 	skip := qq.Offset
-	for _, rg := range plan.Ranges {
+	if qq.After != "" {
+		skip = 0 // the cursor holds the position; Offset applies to the first page
+	}
+	ranges := plan.Ranges
+	if plan.Reverse {
+		ranges = slices.Clone(ranges)
+		slices.Reverse(ranges)
+	}
+	for _, rg := range ranges {
 		for e, err := range c.db.log.IndexScan(ctx, ns, c.name, idx, rg.Lo, rg.Hi, plan.Reverse) {
 			if err != nil {
 				return nil, "", err
@@ -398,9 +423,13 @@ func (c *Collection[T]) Count(ctx context.Context, ns string, q Query) (int, err
 }
 
 // Explain says how q would run: which index and ranges, or a scan, and
-// whether the results need sorting.
+// whether the results need sorting. Explain reads no records, so a filter
+// on related records ([BelongsTo.WhereParent], [ManyToMany.WhereRelated])
+// is planned with a stand-in for the ids it resolves to when the query
+// runs, shown as "<ids from collection>": the plan shows the index
+// choice, not the number of ranges the actual ids give.
 func (c *Collection[T]) Explain(q Query) (string, error) {
-	qq, err := c.schema.compile(q, "")
+	qq, err := c.schema.compile(q, "", func(l *lateFilter) (Filter, error) { return l.stub, nil })
 	if err != nil {
 		return "", err
 	}

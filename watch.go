@@ -29,7 +29,7 @@ func Coalesce(d time.Duration) WatchOption { return func(c *watchConfig) { c.coa
 // Cancelling ctx ends the watch; the iterator then returns.
 func (c *Collection[T]) Watch(ctx context.Context, ns string, q Query, opts ...WatchOption) iter.Seq2[[]T, error] {
 	return func(yield func([]T, error) bool) {
-		c.watch(ctx, ns, nil, opts,
+		c.watch(ctx, ns, c.queryRelevant(q), opts,
 			func() ([]query.Item, string, error) { return c.run(ctx, ns, q, "") },
 			func(items []query.Item, _ string, err error) bool {
 				if err != nil {
@@ -44,7 +44,7 @@ func (c *Collection[T]) Watch(ctx context.Context, ns string, q Query, opts ...W
 // WatchPage is Watch for one page of q: the page after cursor.
 func (c *Collection[T]) WatchPage(ctx context.Context, ns string, q Query, cursor string, opts ...WatchOption) iter.Seq2[Page[T], error] {
 	return func(yield func(Page[T], error) bool) {
-		c.watch(ctx, ns, nil, opts,
+		c.watch(ctx, ns, c.queryRelevant(q), opts,
 			func() ([]query.Item, string, error) { return c.run(ctx, ns, q, cursor) },
 			func(items []query.Item, next string, err error) bool {
 				if err != nil {
@@ -60,7 +60,7 @@ func (c *Collection[T]) WatchPage(ctx context.Context, ns string, q Query, curso
 // the record does not exist it yields ErrNotFound, and goes on watching.
 func (c *Collection[T]) WatchRecord(ctx context.Context, ns, id string, opts ...WatchOption) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
-		c.watch(ctx, ns, func(key string) bool { return key == id }, opts,
+		c.watch(ctx, ns, func(coll, key string) bool { return coll == c.name && key == id }, opts,
 			func() ([]query.Item, string, error) {
 				st, err := c.db.log.Get(ctx, ns, c.name, id)
 				if err != nil {
@@ -82,12 +82,22 @@ func (c *Collection[T]) WatchRecord(ctx context.Context, ns, id string, opts ...
 	}
 }
 
+// queryRelevant says which changes may alter the result of q: those of
+// the collection, and of the collections q's filters on related records
+// read.
+func (c *Collection[T]) queryRelevant(q Query) func(coll, id string) bool {
+	reads := map[string]bool{c.name: true}
+	filterReads(q.where, reads)
+	return func(coll, _ string) bool { return reads[coll] }
+}
+
 // watch is the loop shared by the watches: read and emit the current
 // result, then after each relevant change read again and emit when the
-// result changed. relevant (nil: all) filters the changes of this
-// collection by record id. emit gets each read's result (or error) and
-// returns false to stop; a read error ends the watch after emit.
-func (c *Collection[T]) watch(ctx context.Context, ns string, relevant func(id string) bool, opts []WatchOption,
+// result changed. relevant filters the changes by collection and record
+// id; it and read are called from the loop only, one at a time. emit gets
+// each read's result (or error) and returns false to stop; a read error
+// ends the watch after emit.
+func (c *Collection[T]) watch(ctx context.Context, ns string, relevant func(coll, id string) bool, opts []WatchOption,
 	read func() ([]query.Item, string, error), emit func([]query.Item, string, error) bool) {
 	var cfg watchConfig
 	for _, o := range opts {
@@ -103,7 +113,7 @@ func (c *Collection[T]) watch(ctx context.Context, ns string, relevant func(id s
 			if err != nil && !errors.Is(err, ErrLagged) {
 				return // ctx ended or the DB closed
 			}
-			if err == nil && (ch.Collection != c.name || (relevant != nil && !relevant(ch.ID))) {
+			if err == nil && !relevant(ch.Collection, ch.ID) {
 				continue
 			}
 			if cfg.coalesce > 0 {

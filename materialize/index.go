@@ -11,17 +11,13 @@ import (
 // its entries. Each entry of a record is the concatenation of the value keys
 // ([crdt.AppendValueKey]) of its fields: a missing field contributes the
 // missing key, and a set field one entry per element (a compound index over
-// set fields holds the cross product). A record that does not exist has no
+// set fields holds the cross product of their elements: keep such indexes to
+// small sets). A record that does not exist has no
 // entries, so deleted records leave none behind.
 type Index struct {
 	Name   string
 	Fields []string
 }
-
-// maxIndexEntries bounds the entries one record contributes to one index
-// (the cross product of large sets); beyond it the record is indexed by the
-// first entries only, and queries still re-check every candidate.
-const maxIndexEntries = 4096
 
 // IndexKeys returns the entries of record r in idx, sorted and distinct.
 func IndexKeys(idx Index, r *crdt.Record) [][]byte {
@@ -42,9 +38,6 @@ func IndexKeys(idx Index, r *crdt.Record) [][]byte {
 		next := make([][]byte, 0, len(keys)*len(vals))
 		for _, k := range keys {
 			for _, v := range vals {
-				if len(next) == maxIndexEntries {
-					break
-				}
 				next = append(next, crdt.AppendValueKey(slices.Clip(k), v))
 			}
 		}

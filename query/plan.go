@@ -174,7 +174,7 @@ type candidate struct {
 	eq     int    // leading fields constrained to points (least over Or branches)
 	rng    bool   // a range on the next field (in every Or branch)
 	fixed  []bool // per index field: one key in all ranges
-	sets   []bool // per index field: may hold sets (declared, or used by Contains)
+	sets   []bool // per index field: holds sets (Index.Sets)
 	union  bool   // ranges of several Or branches
 	desc   string
 
@@ -285,9 +285,6 @@ func (ix *indexInfo) planUnion(o *Or, siblings []*Cond, depth int) *candidate {
 		if c.eq < u.eq || c.eq == u.eq && !c.rng {
 			u.eq, u.rng = c.eq, c.rng
 		}
-		for i, s := range c.sets {
-			u.sets[i] = u.sets[i] || s
-		}
 		u.ranges = append(u.ranges, c.ranges...)
 		descs = append(descs, c.desc)
 	}
@@ -333,9 +330,6 @@ func (ix *indexInfo) planConds(conds []*Cond) *candidate {
 		}
 		prefixes = next
 		c.fixed[k] = len(points) == 1
-		if use.Op == Contains {
-			c.sets[k] = true
-		}
 		descs = append(descs, use.String())
 	}
 	c.eq = k
