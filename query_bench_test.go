@@ -92,12 +92,6 @@ func qbBuild(ctx context.Context) error {
 	if qbData.plain, err = converge.NewCollection[qbIssue](db, "plain"); err != nil {
 		return err
 	}
-	// The indexes exist before the data: every write keeps them current.
-	for _, f := range []string{"status", "priority"} {
-		if err := qbData.indexed.EnsureIndex(ctx, f); err != nil {
-			return err
-		}
-	}
 	tags := []string{"bug", "feature", "docs", "ui", "backend", "perf", "security", "infra"}
 	for lo := 0; lo < qbRecords; lo += qbBatch {
 		err := db.Update(ctx, qbNS, func(tx *converge.Tx) error {
@@ -120,6 +114,13 @@ func qbBuild(ctx context.Context) error {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+	}
+	// The indexes are built from the stored records (faster than keeping
+	// them current through the loading writes).
+	for _, f := range []string{"status", "priority"} {
+		if err := qbData.indexed.EnsureIndex(ctx, f); err != nil {
 			return err
 		}
 	}

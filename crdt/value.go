@@ -11,6 +11,25 @@ import (
 // A field value is one msgpack-encoded value, held as its bytes. An empty
 // (nil) value means "unset".
 
+// ValueClass is a class of field values, in the order [CompareValues]
+// sorts them.
+type ValueClass int
+
+// Value classes.
+const (
+	ClassMissing ValueClass = classMissing
+	ClassNil     ValueClass = classNil
+	ClassBool    ValueClass = classBool
+	ClassNumber  ValueClass = classNumber
+	ClassString  ValueClass = classString
+	ClassBinary  ValueClass = classBinary
+	ClassOther   ValueClass = classOther // arrays, maps, extensions, malformed bytes
+)
+
+// ClassOf returns the class of a msgpack-encoded value as [CompareValues]
+// sees it (a malformed number or string is ClassOther).
+func ClassOf(v []byte) ValueClass { return ValueClass(classOf(v)) }
+
 // value classes, in the order CompareValues sorts them.
 const (
 	classMissing = iota

@@ -16,53 +16,20 @@ import (
 // Value classes, as crdt.CompareValues orders them. Range operators only
 // compare values of one class.
 const (
-	classMissing = iota
-	classNil
-	classBool
-	classNumber
-	classString
-	classBinary
-	classOther // arrays, maps, extensions, malformed bytes
+	classMissing = int(crdt.ClassMissing)
+	classNil     = int(crdt.ClassNil)
+	classBool    = int(crdt.ClassBool)
+	classNumber  = int(crdt.ClassNumber)
+	classString  = int(crdt.ClassString)
+	classBinary  = int(crdt.ClassBinary)
+	classOther   = int(crdt.ClassOther)
 )
 
 var classNames = [...]string{"missing", "nil", "bool", "number", "string", "binary", "other"}
 
-// classOf returns the class of a msgpack value, exactly as crdt.CompareValues
-// classifies it (a malformed number or string is classOther).
-func classOf(v []byte) int {
-	if len(v) == 0 {
-		return classMissing
-	}
-	c := v[0]
-	r := mp.NewReader(v)
-	switch {
-	case c == 0xc0:
-		return classNil
-	case c == 0xc2 || c == 0xc3:
-		return classBool
-	case c == 0xca || c == 0xcb:
-		if _, err := r.Float64(); err == nil {
-			return classNumber
-		}
-	case c == 0xcf:
-		if _, err := r.Uint(); err == nil {
-			return classNumber
-		}
-	case c <= 0x7f || c >= 0xe0 || (c >= 0xcc && c <= 0xd3):
-		if _, err := r.Int(); err == nil {
-			return classNumber
-		}
-	case c&0xe0 == 0xa0 || c == 0xd9 || c == 0xda || c == 0xdb:
-		if _, err := r.StringBytes(); err == nil {
-			return classString
-		}
-	case c == 0xc4 || c == 0xc5 || c == 0xc6:
-		if _, err := r.Bytes(); err == nil {
-			return classBinary
-		}
-	}
-	return classOther
-}
+// classOf returns the class of a msgpack value, as crdt.CompareValues
+// classifies it.
+func classOf(v []byte) int { return int(crdt.ClassOf(v)) }
 
 // rangeClass reports whether values of class c can bound a range operator.
 func rangeClass(c int) bool {
