@@ -31,6 +31,7 @@ type Filter struct {
 	values []any
 	and    []Filter
 	or     []Filter
+	isOr   bool // an Or, even of no filters
 	// late, when set, makes this a filter computed when the query runs,
 	// from other records of its namespace (a relation's WhereParent or
 	// WhereRelated; see relation.go).
@@ -73,7 +74,7 @@ func StartsWith(field, prefix string) Filter { return cond(field, query.StartsWi
 func And(fs ...Filter) Filter { return Filter{and: fs} }
 
 // Or matches records that match at least one filter.
-func Or(fs ...Filter) Filter { return Filter{or: fs} }
+func Or(fs ...Filter) Filter { return Filter{or: fs, isOr: true} }
 
 func cond(field string, op query.Op, vs ...any) Filter {
 	return Filter{field: field, op: op, values: vs}
@@ -150,17 +151,9 @@ func (s *schema) compileFilter(f Filter, late func(*lateFilter) (Filter, error))
 			return nil, err
 		}
 		return s.compileFilter(g, late)
-	case f.and != nil || (f.field == "" && f.or == nil):
-		preds := make([]query.Pred, 0, len(f.and))
-		for _, g := range f.and {
-			p, err := s.compileFilter(g, late)
-			if err != nil {
-				return nil, err
-			}
-			preds = append(preds, p)
-		}
-		return &query.And{Preds: preds}, nil
-	case f.or != nil:
+	case f.isOr:
+		// An Or of no filters matches nothing; the query package refuses
+		// it as a malformed query rather than return an empty result.
 		preds := make([]query.Pred, 0, len(f.or))
 		for _, g := range f.or {
 			p, err := s.compileFilter(g, late)
@@ -170,6 +163,16 @@ func (s *schema) compileFilter(f Filter, late func(*lateFilter) (Filter, error))
 			preds = append(preds, p)
 		}
 		return &query.Or{Preds: preds}, nil
+	case f.and != nil || f.field == "":
+		preds := make([]query.Pred, 0, len(f.and))
+		for _, g := range f.and {
+			p, err := s.compileFilter(g, late)
+			if err != nil {
+				return nil, err
+			}
+			preds = append(preds, p)
+		}
+		return &query.And{Preds: preds}, nil
 	}
 	ft, err := s.fieldType(f.field)
 	if err != nil {

@@ -313,3 +313,19 @@ func TestWatchRecord(t *testing.T) {
 	for range events {
 	}
 }
+
+func TestQueryEmptyOr(t *testing.T) {
+	ctx := t.Context()
+	c := coll[Issue](t, open(t, converge.Options{}), "issues")
+	seedIssues(t, c, 2)
+	for name, q := range map[string]converge.Query{
+		"Or()":              converge.Where(converge.Or()),
+		"Or([]Filter{}...)": converge.Where(converge.Or([]converge.Filter{}...)),
+		"And(Eq, Or())":     converge.Where(converge.Eq("status", "open"), converge.Or()),
+	} {
+		got, err := c.Find(ctx, "ns", q)
+		if !errors.Is(err, converge.ErrQuery) {
+			t.Errorf("Find(%s) = %v, %v; want ErrQuery (an Or of nothing)", name, issueIDs(got), err)
+		}
+	}
+}

@@ -138,8 +138,17 @@ func (l *Log) buildIndexLocked(ctx context.Context, coll string, idx materialize
 	}
 	for _, ns := range nss {
 		prefix := indexPrefix(ns, coll, idx.Name)
-		if err := l.db.DeleteRange(prefix, prefixEnd(prefix), pebble.NoSync); err != nil {
+		// Clear old entries (a rebuild, or a build a crash interrupted).
+		// Only where there are some: a range deletion costs every later
+		// read that crosses it, and a replica may hold many namespaces.
+		stale, err := l.hasKeys(prefix)
+		if err != nil {
 			return fail(err)
+		}
+		if stale {
+			if err := l.db.DeleteRange(prefix, prefixEnd(prefix), pebble.NoSync); err != nil {
+				return fail(err)
+			}
 		}
 		sp := appendString(nsKey(tagState, ns), coll)
 		it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: sp, UpperBound: prefixEnd(sp)})
@@ -204,11 +213,28 @@ func (l *Log) DropIndex(ctx context.Context, coll, name string) error {
 	}
 	for _, ns := range nss {
 		prefix := indexPrefix(ns, coll, name)
+		stale, err := l.hasKeys(prefix)
+		if err != nil {
+			return fmt.Errorf("oplog: drop index: %w", err)
+		}
+		if !stale {
+			continue
+		}
 		if err := l.db.DeleteRange(prefix, prefixEnd(prefix), pebble.Sync); err != nil {
 			return fmt.Errorf("oplog: drop index: %w", err)
 		}
 	}
 	return nil
+}
+
+// hasKeys reports whether any key starts with prefix.
+func (l *Log) hasKeys(prefix []byte) (bool, error) {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, it.Close()
 }
 
 func indexEntryKey(prefix, entry []byte, key string) []byte {
