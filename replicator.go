@@ -1,0 +1,518 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/transport"
+)
+
+// ErrPaused is returned by [Replicator.SyncNow] while the replicator is paused.
+var ErrPaused = errors.New("converge: replication paused")
+
+// Streamer is a peer that can also push live ops: Stream calls apply with
+// each batch of encoded ops the peer has and have() lacks, until ctx ends
+// (nil) or the connection fails (an error; the replicator reconnects).
+// The HTTP transport's client implements it.
+type Streamer interface {
+	Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error
+}
+
+// ReplicatorOptions configure a [Replicator]. Zero fields get the defaults.
+type ReplicatorOptions struct {
+	// Namespaces to keep in sync. Required.
+	Namespaces []string
+	// Interval between periodic syncs of a namespace. Zero means 30s.
+	Interval time.Duration
+	// Debounce is how long a sync waits after a local commit for more
+	// commits to join it. Zero means 20ms.
+	Debounce time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed sync, which
+	// doubles with each failure, with full jitter. Zero means 500ms and 1m.
+	MinBackoff, MaxBackoff time.Duration
+	// Limits bound the pages of one sync.
+	Limits transport.Limits
+	// Logger receives sync events. Nil means the DB's logger.
+	Logger *slog.Logger
+}
+
+// SyncResult reports one sync of one namespace.
+type SyncResult struct {
+	Namespace string
+	Sent      int // ops the peer applied
+	Received  int // ops this replica applied
+	Conflicts int // conflicts detected in what was received
+	Rounds    int
+	Duration  time.Duration
+	Err       error
+}
+
+// SyncState says what a namespace's replication is doing.
+type SyncState string
+
+// Sync states.
+const (
+	StateIdle    SyncState = "idle"
+	StateSyncing SyncState = "syncing"
+	StatePaused  SyncState = "paused"
+	StateError   SyncState = "error" // the last sync failed; retrying with backoff
+)
+
+// Status is the replication status of one namespace.
+type Status struct {
+	Namespace string
+	State     SyncState
+	// Pending is the number of this replica's own ops the peer has not
+	// acknowledged: the offline queue. It is durable (the log is the
+	// queue) and drains as syncs succeed.
+	Pending uint64
+	// LastSync is when the last successful sync finished (zero: never).
+	LastSync time.Time
+	// Lag is how long the oldest unacknowledged state has waited: the time
+	// since the last successful sync while ops are pending, else 0.
+	Lag time.Duration
+	// LastError is the last sync's error, nil after a success.
+	LastError error
+	// Failures counts consecutive failed syncs.
+	Failures int
+}
+
+// Health reports on the store and the peer.
+type Health struct {
+	Store error // nil when the store answers
+	Peer  error // nil when the last sync (or the peer's own check) succeeded
+}
+
+// OK reports whether both the store and the peer are healthy.
+func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
+
+// Replicator keeps namespaces of a DB in sync with one peer, in the
+// background: after local commits (debounced), periodically, and at once
+// when it opens; with live pushes when the peer is a [Streamer]. It is safe
+// for concurrent use. Open it with [DB.OpenReplicator]; Close it before the
+// DB.
+type Replicator struct {
+	db     *DB
+	peer   transport.Peer
+	opts   ReplicatorOptions
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kicks  map[string]chan struct{}
+	locks  map[string]*sync.Mutex // one sync at a time per namespace
+
+	mu struct {
+		sync.Mutex
+		paused   bool
+		resumed  chan struct{} // closed on Resume
+		status   map[string]*Status
+		peerVV   map[string]crdt.VersionVector
+		version  uint64 // bumped on every status change
+		watchers map[chan struct{}]struct{}
+		rng      *rand.Rand
+	}
+}
+
+// OpenReplicator starts replicating opts.Namespaces of db with peer.
+func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Replicator, error) {
+	if peer == nil || len(opts.Namespaces) == 0 {
+		return nil, fmt.Errorf("%w: a replicator needs a peer and namespaces", ErrInvalid)
+	}
+	for _, ns := range opts.Namespaces {
+		if err := checkNamespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 30 * time.Second
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 20 * time.Millisecond
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 500 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = db.logger
+	}
+	r := &Replicator{db: db, peer: peer, opts: opts, logger: opts.Logger.With("component", "replicator"),
+		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.mu.status = make(map[string]*Status)
+	r.mu.peerVV = make(map[string]crdt.VersionVector)
+	r.mu.watchers = make(map[chan struct{}]struct{})
+	r.mu.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
+	sub := db.Subscribe("") // before the loops start: no local commit is missed
+	for _, ns := range opts.Namespaces {
+		r.kicks[ns] = make(chan struct{}, 1)
+		r.kicks[ns] <- struct{}{} // sync once at start
+		r.locks[ns] = &sync.Mutex{}
+		r.mu.status[ns] = &Status{Namespace: ns, State: StateIdle}
+	}
+	r.wg.Go(func() { r.watchCommits(sub) })
+	for _, ns := range opts.Namespaces {
+		r.wg.Go(func() { r.loop(ns) })
+		if s, ok := peer.(Streamer); ok {
+			r.wg.Go(func() { r.stream(s, ns) })
+		}
+	}
+	return r, nil
+}
+
+// watchCommits kicks a namespace's loop after each local commit to it.
+func (r *Replicator) watchCommits(sub *Subscription) {
+	defer sub.Close()
+	for {
+		c, err := sub.Next(r.ctx)
+		if err != nil && !errors.Is(err, ErrLagged) {
+			return
+		}
+		if err != nil || c.Local {
+			ns := c.Namespace
+			if err != nil {
+				// Changes were dropped: kick every namespace.
+				for _, k := range r.kicks {
+					kick(k)
+				}
+				continue
+			}
+			if k, ok := r.kicks[ns]; ok {
+				kick(k)
+			}
+		}
+	}
+}
+
+func kick(k chan struct{}) {
+	select {
+	case k <- struct{}{}:
+	default:
+	}
+}
+
+// loop runs the background syncs of one namespace.
+func (r *Replicator) loop(ns string) {
+	ticker := time.NewTicker(r.opts.Interval)
+	defer ticker.Stop()
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.kicks[ns]:
+			// Let a burst of commits join this sync.
+			if !r.sleep(r.opts.Debounce) {
+				return
+			}
+			select {
+			case <-r.kicks[ns]:
+			default:
+			}
+		case <-ticker.C:
+		case <-retry:
+		}
+		if resumed := r.pausedChan(); resumed != nil {
+			select {
+			case <-resumed:
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		res := r.syncNamespace(r.ctx, ns)
+		retry = nil
+		if res.Err != nil && r.ctx.Err() == nil {
+			retry = time.After(r.backoff(ns))
+		}
+	}
+}
+
+// stream applies the peer's live pushes to ns, reconnecting with backoff.
+func (r *Replicator) stream(s Streamer, ns string) {
+	store := r.db.SyncStore()
+	have := func() crdt.VersionVector {
+		vv, err := r.db.log.Vector(r.ctx, ns)
+		if err != nil {
+			return crdt.VersionVector{}
+		}
+		return vv
+	}
+	failures := 0
+	for r.ctx.Err() == nil {
+		if resumed := r.pausedChan(); resumed != nil {
+			select {
+			case <-resumed:
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		err := s.Stream(r.ctx, ns, have, func(ops [][]byte) error {
+			failures = 0
+			a, err := store.Apply(r.ctx, ns, ops)
+			if err != nil {
+				return err
+			}
+			if a.Refused > 0 {
+				kick(r.kicks[ns]) // a gap: let anti-entropy fetch it
+			}
+			return nil
+		})
+		if r.ctx.Err() != nil {
+			return
+		}
+		failures++
+		r.logger.Debug("live stream ended", "namespace", ns, "err", err)
+		if !r.sleep(r.backoffN(failures)) {
+			return
+		}
+	}
+}
+
+// sleep waits d or until the replicator closes; false means closed.
+func (r *Replicator) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+func (r *Replicator) backoff(ns string) time.Duration {
+	r.mu.Lock()
+	n := r.mu.status[ns].Failures
+	r.mu.Unlock()
+	return r.backoffN(n)
+}
+
+// backoffN is the wait after n consecutive failures: exponential from
+// MinBackoff, capped at MaxBackoff, with full jitter.
+func (r *Replicator) backoffN(n int) time.Duration {
+	d := r.opts.MinBackoff
+	for i := 1; i < n && d < r.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, r.opts.MaxBackoff)
+	r.mu.Lock()
+	j := time.Duration(r.mu.rng.Int64N(int64(d) + 1))
+	r.mu.Unlock()
+	return j
+}
+
+func (r *Replicator) pausedChan() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.paused {
+		return r.mu.resumed
+	}
+	return nil
+}
+
+// syncNamespace runs one sync of ns and records its outcome.
+func (r *Replicator) syncNamespace(ctx context.Context, ns string) SyncResult {
+	lock := r.locks[ns]
+	lock.Lock()
+	defer lock.Unlock()
+	r.update(ns, func(s *Status) { s.State = StateSyncing })
+	r.mu.Lock()
+	peerVV := r.mu.peerVV[ns]
+	r.mu.Unlock()
+	res, err := transport.Sync(ctx, r.db.SyncStore(), r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
+	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: res.Received, Conflicts: res.Conflicts, Rounds: res.Rounds, Duration: res.Duration, Err: err}
+	now := time.Now()
+	r.mu.Lock()
+	if res.PeerVector != nil {
+		r.mu.peerVV[ns] = res.PeerVector
+	}
+	r.mu.Unlock()
+	r.update(ns, func(s *Status) {
+		if err != nil {
+			s.State, s.LastError = StateError, err
+			s.Failures++
+			return
+		}
+		s.State, s.LastError, s.Failures, s.LastSync = StateIdle, nil, 0, now
+	})
+	if err != nil {
+		r.logger.Warn("sync failed", "namespace", ns, "err", err)
+	} else {
+		r.logger.Debug("synced", "namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds)
+	}
+	return out
+}
+
+// update changes ns's status and wakes the status watchers.
+func (r *Replicator) update(ns string, fn func(*Status)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fn(r.mu.status[ns])
+	r.mu.version++
+	for w := range r.mu.watchers {
+		kick(w)
+	}
+}
+
+// SyncNow syncs ns with the peer at once and returns the result. It
+// returns ErrPaused while the replicator is paused.
+func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error) {
+	if _, ok := r.locks[ns]; !ok {
+		return SyncResult{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
+	}
+	if r.pausedChan() != nil {
+		return SyncResult{Namespace: ns, Err: ErrPaused}, ErrPaused
+	}
+	res := r.syncNamespace(ctx, ns)
+	return res, res.Err
+}
+
+// Pause stops background syncs and live pushes until Resume. Local writes
+// go on, and queue in the log.
+func (r *Replicator) Pause() {
+	r.mu.Lock()
+	if !r.mu.paused {
+		r.mu.paused = true
+		r.mu.resumed = make(chan struct{})
+	}
+	r.mu.Unlock()
+	for _, ns := range r.opts.Namespaces {
+		r.update(ns, func(s *Status) {
+			if s.State != StateSyncing {
+				s.State = StatePaused
+			}
+		})
+	}
+}
+
+// Resume restarts background syncs and syncs every namespace at once.
+func (r *Replicator) Resume() {
+	r.mu.Lock()
+	if r.mu.paused {
+		r.mu.paused = false
+		close(r.mu.resumed)
+	}
+	r.mu.Unlock()
+	for _, ns := range r.opts.Namespaces {
+		r.update(ns, func(s *Status) {
+			if s.State == StatePaused {
+				s.State = StateIdle
+			}
+		})
+		kick(r.kicks[ns])
+	}
+}
+
+// Status returns the replication status of ns.
+func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
+	r.mu.Lock()
+	st, ok := r.mu.status[ns]
+	var s Status
+	if ok {
+		s = *st
+	}
+	peerVV := r.mu.peerVV[ns]
+	r.mu.Unlock()
+	if !ok {
+		return Status{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
+	}
+	mine, err := r.db.log.Vector(ctx, ns)
+	if err != nil {
+		return s, fmt.Errorf("converge: status %q: %w", ns, err)
+	}
+	self := r.db.log.ReplicaID()
+	if ours, acked := mine[self], peerVV[self]; ours > acked {
+		s.Pending = ours - acked
+	}
+	if s.Pending > 0 && !s.LastSync.IsZero() {
+		s.Lag = time.Since(s.LastSync)
+	}
+	return s, nil
+}
+
+// Statuses yields the status of every replicated namespace now, then again
+// whenever one changes, until ctx ends. A slow reader gets the latest
+// statuses, not every intermediate one.
+func (r *Replicator) Statuses(ctx context.Context) iter.Seq[Status] {
+	return func(yield func(Status) bool) {
+		w := make(chan struct{}, 1)
+		r.mu.Lock()
+		r.mu.watchers[w] = struct{}{}
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			delete(r.mu.watchers, w)
+			r.mu.Unlock()
+		}()
+		var seen uint64
+		for first := true; ; first = false {
+			r.mu.Lock()
+			v := r.mu.version
+			r.mu.Unlock()
+			if first || v != seen {
+				seen = v
+				for _, ns := range r.opts.Namespaces {
+					s, err := r.Status(ctx, ns)
+					if err != nil {
+						return
+					}
+					if !yield(s) {
+						return
+					}
+				}
+			}
+			select {
+			case <-w:
+			case <-ctx.Done():
+				return
+			case <-r.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// Health checks the store and the peer: the store by reading a vector, the
+// peer by its own Health method when it has one, else by the last sync.
+func (r *Replicator) Health(ctx context.Context) Health {
+	var h Health
+	if _, err := r.db.log.Vector(ctx, r.opts.Namespaces[0]); err != nil {
+		h.Store = err
+	}
+	if p, ok := r.peer.(interface{ Health(context.Context) error }); ok {
+		h.Peer = p.Health(ctx)
+		return h
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ns := range r.opts.Namespaces {
+		if err := r.mu.status[ns].LastError; err != nil {
+			h.Peer = err
+		}
+	}
+	return h
+}
+
+// Close stops the replicator and waits for its goroutines, or until ctx
+// ends (then it returns ctx's error and they finish on their own).
+func (r *Replicator) Close(ctx context.Context) error {
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("converge: close replicator: %w", ctx.Err())
+	}
+}
