@@ -229,9 +229,10 @@ func (r *Replicator) loop(ns string) {
 				return
 			}
 		}
-		res := r.syncNamespace(r.ctx, ns)
+		res := r.syncNamespace(r.ctx, ns, true)
 		retry = nil
-		if res.Err != nil && r.ctx.Err() == nil {
+		if res.Err != nil && !errors.Is(res.Err, ErrPaused) && r.ctx.Err() == nil {
+			r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
 			retry = time.After(r.backoff(ns))
 		}
 	}
@@ -320,11 +321,16 @@ func (r *Replicator) pausedChan() chan struct{} {
 	return nil
 }
 
-// syncNamespace runs one sync of ns and records its outcome.
-func (r *Replicator) syncNamespace(ctx context.Context, ns string) SyncResult {
+// syncNamespace runs one sync of ns and records its outcome. A background
+// sync (not SyncNow) does nothing while paused: Pause may have come between
+// the loop's check and the lock.
+func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bool) SyncResult {
 	lock := r.locks[ns]
 	lock.Lock()
 	defer lock.Unlock()
+	if background && r.pausedChan() != nil {
+		return SyncResult{Namespace: ns, Err: ErrPaused}
+	}
 	r.update(ns, func(s *Status) { s.State = StateSyncing })
 	r.mu.Lock()
 	peerVV := r.mu.peerVV[ns]
@@ -345,9 +351,7 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string) SyncResult {
 		}
 		s.State, s.LastError, s.Failures, s.LastSync = StateIdle, nil, 0, now
 	})
-	if err != nil {
-		r.logger.Warn("sync failed", "namespace", ns, "err", err)
-	} else {
+	if err == nil {
 		r.logger.Debug("synced", "namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds)
 	}
 	return out
@@ -373,12 +377,12 @@ func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error)
 	if r.pausedChan() != nil {
 		return SyncResult{Namespace: ns, Err: ErrPaused}, ErrPaused
 	}
-	res := r.syncNamespace(ctx, ns)
+	res := r.syncNamespace(ctx, ns, false)
 	return res, res.Err
 }
 
-// Pause stops background syncs and live pushes until Resume. Local writes
-// go on, and queue in the log.
+// Pause stops background syncs and live pushes until Resume. It waits for
+// syncs in progress to finish. Local writes go on, and queue in the log.
 func (r *Replicator) Pause() {
 	r.mu.Lock()
 	if !r.mu.paused {
@@ -387,11 +391,9 @@ func (r *Replicator) Pause() {
 	}
 	r.mu.Unlock()
 	for _, ns := range r.opts.Namespaces {
-		r.update(ns, func(s *Status) {
-			if s.State != StateSyncing {
-				s.State = StatePaused
-			}
-		})
+		r.locks[ns].Lock() // a sync in progress finishes first
+		r.update(ns, func(s *Status) { s.State = StatePaused })
+		r.locks[ns].Unlock()
 	}
 }
 

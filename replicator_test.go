@@ -3,6 +3,7 @@ package converge_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -26,7 +27,8 @@ func waitFor(t *testing.T, db *converge.DB, ns string, cond func() bool) {
 
 func TestReplicatorBackgroundPauseResume(t *testing.T) {
 	ctx := t.Context()
-	app, hub := open(t, converge.Options{}), open(t, converge.Options{})
+	quiet := converge.Options{Logger: slog.New(slog.DiscardHandler)}
+	app, hub := open(t, quiet), open(t, quiet)
 	tasks, hubTasks := coll[Task](t, app, "tasks"), coll[Task](t, hub, "tasks")
 	peer := transport.NewMemPeer(hub.SyncStore(), transport.Limits{})
 	r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"}, Debounce: time.Millisecond, Interval: time.Hour, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
@@ -91,7 +93,8 @@ func TestReplicatorBackgroundPauseResume(t *testing.T) {
 
 func TestReplicatorOfflineThenOnline(t *testing.T) {
 	ctx := t.Context()
-	app, hub := open(t, converge.Options{}), open(t, converge.Options{})
+	quiet := converge.Options{Logger: slog.New(slog.DiscardHandler)}
+	app, hub := open(t, quiet), open(t, quiet)
 	tasks, hubTasks := coll[Task](t, app, "tasks"), coll[Task](t, hub, "tasks")
 	peer := transport.NewMemPeer(hub.SyncStore(), transport.Limits{MaxOps: 7})
 	peer.SetDown(true)
