@@ -58,6 +58,11 @@ type Options struct {
 	// Clock is the physical time source in Unix milliseconds. Nil means
 	// the system clock. Tests inject one.
 	Clock func() int64
+	// ConflictPolicy is what the DB does about the conflicts it detects
+	// in ops received from peers: [LastWriteWins] (the zero value) keeps
+	// the merge's choice, [PreferLocal], [PreferRemote] and [Resolve]
+	// write a resolution op. See [ConflictPolicy].
+	ConflictPolicy ConflictPolicy
 	// ConflictLogSize is how many conflicts are kept per namespace. Zero
 	// means 1000.
 	ConflictLogSize int

@@ -56,6 +56,11 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	a.Duplicates = res.Duplicates
 	a.Refused = len(raw) - a.Applied - a.Duplicates // malformed, refused, beyond a gap or of an incomplete transaction
 	a.Conflicts = len(res.Commit.Conflicts)
+	// The conflict policy acts after the ingest, in a local transaction of
+	// its own: its ops replicate like any other write.
+	if err := s.db.resolveConflicts(ctx, ns, res.Commit.Conflicts); err != nil {
+		s.db.logger.Warn("conflict resolution failed", "namespace", ns, "err", err)
+	}
 	if a.Reason == "" {
 		switch {
 		case len(res.Refused) > 0:

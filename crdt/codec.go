@@ -25,7 +25,8 @@ var ErrUnknownVersion = errors.New("crdt: unknown encoding version")
 //	  origin bin(16), seq uint, hlc uint, cl uint, flags uint,
 //	  [ field, ... ] ]
 //
-// flags bit 0 is TxEnd. Each field is an array whose first two elements are
+// flags bit 0 is TxEnd and bit 1 is Resolution; other bits must be clear.
+// Each field is an array whose first two elements are
 // the name (str) and the op type (uint):
 //
 //	Assign:   [name, 1, value|nil, seen uint]
@@ -37,6 +38,12 @@ var ErrUnknownVersion = errors.New("crdt: unknown encoding version")
 //
 // Values are embedded as the msgpack values they are. Integers use their
 // smallest form, so an op has exactly one encoding.
+
+// Op flags, in the encoding's flags element.
+const (
+	flagTxEnd      = 1 << 0
+	flagResolution = 1 << 1
+)
 
 // AppendOp appends the encoding of op to b. It does not validate op.
 func AppendOp(b []byte, op *Op) []byte {
@@ -51,7 +58,10 @@ func AppendOp(b []byte, op *Op) []byte {
 	b = mp.AppendUint(b, op.CL)
 	var flags uint64
 	if op.TxEnd {
-		flags |= 1
+		flags |= flagTxEnd
+	}
+	if op.Resolution {
+		flags |= flagResolution
 	}
 	b = mp.AppendUint(b, flags)
 	b = mp.AppendArrayHeader(b, len(op.Fields))
@@ -260,11 +270,12 @@ func (d *decoder) op() (op Op, err error) {
 	if u, err = d.r.Uint(); err != nil {
 		return
 	}
-	if u&^1 != 0 {
+	if u&^(flagTxEnd|flagResolution) != 0 {
 		err = fmt.Errorf("%w: unknown flags %#x", ErrInvalidOp, u)
 		return
 	}
-	op.TxEnd = u&1 != 0
+	op.TxEnd = u&flagTxEnd != 0
+	op.Resolution = u&flagResolution != 0
 	n, err := d.r.ArrayHeader()
 	if err != nil {
 		return

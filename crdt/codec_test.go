@@ -114,6 +114,7 @@ func genOp() *rapid.Generator[*Op] {
 			HLC:        genTimestamp().Draw(t, "hlc"),
 			CL:         rapid.OneOf(rapid.Uint64Range(1, 6), rapid.Uint64Range(1, maxCL)).Draw(t, "cl"),
 			TxEnd:      rapid.Bool().Draw(t, "txEnd"),
+			Resolution: rapid.Bool().Draw(t, "resolution"),
 		}
 		if op.IsDelete() {
 			return op
@@ -222,6 +223,23 @@ func TestOpEncodingGolden(t *testing.T) {
 
 // TestOpNilValues checks that msgpack nil round-trips as a set element and
 // a max or min value (only a register reads it as "unset").
+func TestOpFlags(t *testing.T) {
+	base := baseParts()
+	for flags, want := range map[uint64][2]bool{0: {false, false}, 1: {true, false}, 2: {false, true}, 3: {true, true}} {
+		b := base.with(8, vUint(flags)).bytes()
+		op, err := DecodeOp(b)
+		if err != nil {
+			t.Fatalf("flags %d: %v", flags, err)
+		}
+		if op.TxEnd != want[0] || op.Resolution != want[1] {
+			t.Errorf("flags %d: TxEnd %v, Resolution %v, want %v", flags, op.TxEnd, op.Resolution, want)
+		}
+		if got := EncodeOp(&op); !bytes.Equal(got, b) {
+			t.Errorf("flags %d: re-encoding differs:\n got %x\nwant %x", flags, got, b)
+		}
+	}
+}
+
 func TestOpNilValues(t *testing.T) {
 	op := mkOp(rA, 1, ts(1), 1, add("s", vNil), remove("t", vNil, Dot{rB, 1}), writeMax("x", vNil), writeMin("y", vNil), assign("z", vNil))
 	mustValid(t, op)
@@ -329,8 +347,9 @@ func TestDecodeOpErrors(t *testing.T) {
 		{"CL 0", base.with(7, vUint(0)).bytes(), false},
 		{"CL beyond 2^62", base.with(7, vUint(maxCL+1)).bytes(), false},
 		{"delete with fields", base.with(7, vUint(2)).bytes(), false},
-		{"flags 2", base.with(8, vUint(2)).bytes(), false},
-		{"flags 3", base.with(8, vUint(3)).bytes(), false},
+		{"flags 4", base.with(8, vUint(4)).bytes(), false},
+		{"flags 5", base.with(8, vUint(5)).bytes(), false},
+		{"flags 7", base.with(8, vUint(7)).bytes(), false},
 		{"flags 0x80", base.with(8, vUint(0x80)).bytes(), false},
 		{"flags as bool", base.with(8, vTrue).bytes(), false},
 		{"fields not an array", base.with(9, vNil).bytes(), false},

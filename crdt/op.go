@@ -116,7 +116,9 @@ type FieldOp struct {
 }
 
 // Op is one mutation of one record. Ops written in one transaction carry
-// consecutive sequence numbers; the last has TxEnd set.
+// consecutive sequence numbers; the last has TxEnd set. Resolution marks
+// an op written by a conflict resolution policy: it merges like any other
+// op, and the conflicts it causes are never resolved again.
 type Op struct {
 	Namespace  string
 	Collection string
@@ -125,9 +127,10 @@ type Op struct {
 	HLC        hlc.Timestamp
 	// CL is the record's causal length after the op at its writer: odd
 	// for a create or update, even for a delete.
-	CL     uint64
-	TxEnd  bool
-	Fields []FieldOp
+	CL         uint64
+	TxEnd      bool
+	Resolution bool
+	Fields     []FieldOp
 }
 
 // Stamp returns the op's position in the total order of writes.

@@ -16,6 +16,8 @@ import (
 //	[ version=1, namespace, collection, key, field,
 //	  winner-cl, winner-hlc, winner-replica bin(16), winner-value|nil,
 //	  loser-cl,  loser-hlc,  loser-replica bin(16),  loser-value|nil ]
+//
+// Conflict.Resolution is not stored: a decoded conflict has it false.
 
 // AppendConflict appends the encoding of c to b.
 func AppendConflict(b []byte, c *Conflict) []byte {

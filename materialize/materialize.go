@@ -70,6 +70,11 @@ type Change struct {
 type Conflict struct {
 	Namespace, Collection, Key, Field string
 	Winner, Loser                     Write
+	// Resolution reports that the op whose arrival revealed the conflict
+	// was written by a resolution policy ([crdt.Op.Resolution]): such a
+	// conflict is never resolved again. It is not kept in the stored
+	// conflict log (see [AppendConflict]).
+	Resolution bool
 }
 
 // Write is one side of a [Conflict].
@@ -135,7 +140,7 @@ func conflicts(prev *crdt.Record, op *crdt.Op) []Conflict {
 }
 
 func newConflict(op *crdt.Op, field string, winner, loser Write) Conflict {
-	return Conflict{Namespace: op.Namespace, Collection: op.Collection, Key: op.Key, Field: field, Winner: winner, Loser: loser}
+	return Conflict{Namespace: op.Namespace, Collection: op.Collection, Key: op.Key, Field: field, Winner: winner, Loser: loser, Resolution: op.Resolution}
 }
 
 func registerOf(r *crdt.Record, name string) *crdt.Field {

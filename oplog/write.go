@@ -23,10 +23,18 @@ type Tx struct {
 	batch  *batch
 	ctx    context.Context
 	failed error
+	// resolution marks the ops written from now on as resolutions.
+	resolution bool
 }
 
 // Namespace returns the transaction's namespace.
 func (tx *Tx) Namespace() string { return tx.ns }
+
+// MarkResolution marks the ops the transaction writes after the call as
+// written by a conflict resolution policy ([crdt.Op.Resolution]): they merge
+// like any other op, but the conflicts they reveal, here and on every
+// replica they reach, carry Resolution and are not to be resolved again.
+func (tx *Tx) MarkResolution() { tx.resolution = true }
 
 // Get returns the state of a record as the transaction sees it: a zero
 // Record (CL 0) if no op has touched it. The caller must not modify it.
@@ -67,6 +75,7 @@ func (tx *Tx) Mutate(coll, key string, intent crdt.Intent, changes []crdt.Change
 		Dot:        crdt.Dot{Origin: tx.l.replica, Seq: tx.next},
 		HLC:        tx.l.mu.clock.Now(),
 		CL:         cl,
+		Resolution: tx.resolution,
 		Fields:     fields,
 	}
 	if err := op.Validate(); err != nil {

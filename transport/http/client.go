@@ -1,0 +1,396 @@
+package httptransport
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/transport"
+)
+
+// Defaults of [ClientOptions].
+const (
+	DefaultMaxRetries = 5
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+	// MaxRetryAfter caps the wait a server's Retry-After asks for.
+	MaxRetryAfter = 5 * time.Minute
+)
+
+// maxErrorBody bounds the text kept of an error response.
+const maxErrorBody = 4 << 10
+
+// ClientOptions configure a [Client].
+type ClientOptions struct {
+	// BaseURL is the server's root, such as "https://sync.example.com" or
+	// "http://host/prefix" for a server mounted under a prefix. Required.
+	BaseURL string
+	// Token is sent as "Authorization: Bearer <Token>". Empty sends none.
+	Token string
+	// HTTPClient makes the requests. Nil means a client with connect,
+	// TLS and response-header timeouts and no overall timeout (streams are
+	// long-lived); bound round trips with their ctx. A client's Timeout
+	// also ends streams.
+	HTTPClient *http.Client
+	// MaxRetries bounds the retries of one round trip. Zero means
+	// DefaultMaxRetries (5); negative means none.
+	MaxRetries int
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// retries: before retry n (from 0) the client waits a uniformly random
+	// duration in [0, min(MaxBackoff, MinBackoff·2ⁿ)] ("full jitter"), or
+	// the server's Retry-After if longer (at most MaxRetryAfter). Zero means
+	// DefaultMinBackoff (100ms) and DefaultMaxBackoff (10s).
+	MinBackoff, MaxBackoff time.Duration
+	// Rand is the jitter source; the client locks around it. Nil means
+	// one seeded from the time.
+	Rand *rand.Rand
+	// Logger receives retries (Warn) and stream events (Debug). Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// ClientStats count what a [Client] did.
+type ClientStats struct {
+	Requests      int64 // HTTP requests made (round trip attempts and streams)
+	Retries       int64 // round trip attempts that were retries
+	BytesSent     int64 // request body bytes, on the wire (after compression)
+	BytesReceived int64 // response body bytes, on the wire (before decompression)
+}
+
+// StatusError is an HTTP error status answered by the server. It matches
+// (errors.Is) ErrUnauthorized for 401, ErrForbidden for 403 and ErrTooLarge
+// for 413.
+type StatusError struct {
+	Code    int
+	Message string // the response body, trimmed
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("httptransport: %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// Is reports whether target is the sentinel of e's status.
+func (e *StatusError) Is(target error) bool {
+	switch e.Code {
+	case http.StatusUnauthorized:
+		return target == ErrUnauthorized
+	case http.StatusForbidden:
+		return target == ErrForbidden
+	case http.StatusRequestEntityTooLarge:
+		return target == ErrTooLarge
+	}
+	return false
+}
+
+// temporary reports whether the status is worth retrying.
+func (e *StatusError) temporary() bool {
+	return e.Code >= 500 || e.Code == http.StatusTooManyRequests
+}
+
+// Client is the client side of the HTTP transport: a transport.Peer and a
+// live stream. It is safe for concurrent use.
+type Client struct {
+	base       string
+	token      string
+	hc         *http.Client
+	maxRetries int
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	log        *slog.Logger
+
+	randMu sync.Mutex
+	rand   *rand.Rand
+
+	requests, retries, sent, received atomic.Int64
+}
+
+// NewClient returns a client for opts. It fails if BaseURL is not an
+// absolute http or https URL.
+func NewClient(opts ClientOptions) (*Client, error) {
+	u, err := url.Parse(opts.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("httptransport: new client: base URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("httptransport: new client: base URL %q: want http(s)://host[/prefix]", opts.BaseURL)
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = defaultHTTPClient()
+	}
+	switch {
+	case opts.MaxRetries == 0:
+		opts.MaxRetries = DefaultMaxRetries
+	case opts.MaxRetries < 0:
+		opts.MaxRetries = 0
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultMinBackoff
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	opts.MaxBackoff = max(opts.MaxBackoff, opts.MinBackoff)
+	if opts.Rand == nil {
+		seed := uint64(time.Now().UnixNano())
+		opts.Rand = rand.New(rand.NewPCG(seed, seed>>17|1))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Client{
+		base:       strings.TrimRight(u.String(), "/"),
+		token:      opts.Token,
+		hc:         opts.HTTPClient,
+		maxRetries: opts.MaxRetries,
+		minBackoff: opts.MinBackoff,
+		maxBackoff: opts.MaxBackoff,
+		log:        opts.Logger.With("component", "httptransport.client", "peer", u.Host),
+		rand:       opts.Rand,
+	}, nil
+}
+
+func defaultHTTPClient() *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // the client handles gzip itself, to count wire bytes
+	}}
+}
+
+// Stats returns the counts so far.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{
+		Requests:      c.requests.Load(),
+		Retries:       c.retries.Load(),
+		BytesSent:     c.sent.Load(),
+		BytesReceived: c.received.Load(),
+	}
+}
+
+// backoff returns the jittered wait before retry n (from 0).
+func (c *Client) backoff(n int) time.Duration {
+	ceil := c.maxBackoff
+	if n < 62 && c.minBackoff < c.maxBackoff>>n {
+		ceil = c.minBackoff << n
+	}
+	c.randMu.Lock()
+	defer c.randMu.Unlock()
+	return time.Duration(c.rand.Int64N(int64(ceil) + 1))
+}
+
+// RoundTrip implements transport.Peer: it POSTs req to /v1/sync/{ns}.
+// Network errors, 5xx and 429 are retried up to MaxRetries times with
+// backoff; other statuses are returned at once as a *StatusError (see its
+// sentinels), as are malformed responses (transport.ErrBadMessage) and the
+// end of ctx.
+func (c *Client) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	body := transport.AppendRequest(nil, req)
+	encoding := ""
+	if len(body) >= gzipMinSize {
+		if z, ok := gzipped(body); ok {
+			body, encoding = z, "gzip"
+		}
+	}
+	u := c.base + "/v1/sync/" + url.PathEscape(req.Namespace)
+	for attempt := 0; ; attempt++ {
+		resp, retryAfter, err := c.try(ctx, u, body, encoding)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("httptransport: sync %q: %w", req.Namespace, ctx.Err())
+		}
+		var temp bool
+		if se, ok := errors.AsType[*StatusError](err); ok {
+			temp = se.temporary()
+		} else {
+			_, temp = errors.AsType[*netError](err)
+		}
+		if !temp {
+			return nil, fmt.Errorf("httptransport: sync %q: %w", req.Namespace, err)
+		}
+		if attempt >= c.maxRetries {
+			return nil, fmt.Errorf("httptransport: sync %q: giving up after %d attempts: %w", req.Namespace, attempt+1, err)
+		}
+		wait := max(c.backoff(attempt), min(retryAfter, MaxRetryAfter))
+		c.retries.Add(1)
+		c.log.Warn("retrying sync", "ns", req.Namespace, "attempt", attempt+1, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("httptransport: sync %q: %w (while retrying: %w)", req.Namespace, ctx.Err(), err)
+		}
+	}
+}
+
+// netError marks a failure to reach the server or to read its answer:
+// worth a retry.
+type netError struct{ err error }
+
+func (e *netError) Error() string { return e.err.Error() }
+func (e *netError) Unwrap() error { return e.err }
+
+// try makes one attempt of a round trip. It returns the Retry-After the
+// server asked for, if any.
+func (c *Client) try(ctx context.Context, u string, body []byte, encoding string) (*transport.Response, time.Duration, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	hreq.Header.Set("Content-Type", contentTypeMsg)
+	hreq.Header.Set("Accept", contentTypeMsg)
+	hreq.Header.Set("Accept-Encoding", "gzip")
+	if encoding != "" {
+		hreq.Header.Set("Content-Encoding", encoding)
+	}
+	c.authorize(hreq)
+	c.requests.Add(1)
+	c.sent.Add(int64(len(body)))
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		return nil, 0, &netError{err}
+	}
+	defer hresp.Body.Close() // fully read or abandoned: nothing to report
+	if hresp.StatusCode != http.StatusOK {
+		se := readStatusError(hresp)
+		c.received.Add(int64(len(se.Message)))
+		return nil, retryAfter(hresp.Header.Get("Retry-After")), se
+	}
+	data, err := io.ReadAll(io.LimitReader(hresp.Body, transport.MaxMessageSize+1))
+	c.received.Add(int64(len(data)))
+	if err != nil {
+		return nil, 0, &netError{fmt.Errorf("reading response: %w", err)}
+	}
+	switch enc := strings.ToLower(hresp.Header.Get("Content-Encoding")); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
+		}
+		if data, err = io.ReadAll(io.LimitReader(zr, transport.MaxMessageSize+1)); err != nil {
+			return nil, 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
+		}
+	default:
+		return nil, 0, fmt.Errorf("%w: response content encoding %q", transport.ErrBadMessage, enc)
+	}
+	resp, err := transport.DecodeResponse(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp, 0, nil
+}
+
+func (c *Client) authorize(r *http.Request) {
+	if c.token != "" {
+		r.Header.Set("Authorization", "Bearer "+c.token)
+	}
+}
+
+func readStatusError(r *http.Response) *StatusError {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody)) // a partial message is still a message
+	return &StatusError{Code: r.StatusCode, Message: strings.TrimSpace(string(b))}
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date. It
+// returns 0 if absent or unparsable.
+func retryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return min(time.Duration(n)*time.Second, MaxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// ErrStreamEnded is returned by [Client.Stream] when the server ended the
+// stream (it closed, or restarted).
+var ErrStreamEnded = errors.New("httptransport: stream ended by the server")
+
+// Stream opens the live stream of namespace ns with the vector have
+// returns (nil: from the beginning) and calls apply with the ops of each
+// frame, in order, as they come; empty frames (heartbeats) are skipped.
+// apply owns the ops it is given. Stream returns nil when ctx ends, and an
+// error when the server refuses the stream (a *StatusError), the
+// connection fails or ends (ErrStreamEnded) or apply fails: the caller
+// reconnects, with the vector it then holds. Stream does not retry.
+func (c *Client) Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {
+	var v crdt.VersionVector
+	if have != nil {
+		v = have()
+	}
+	u := c.base + "/v1/stream/" + url.PathEscape(ns) + "?v=" + encodeVectorParam(v)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("httptransport: stream %q: %w", ns, err)
+	}
+	hreq.Header.Set("Accept", contentTypeStream)
+	c.authorize(hreq)
+	c.requests.Add(1)
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("httptransport: stream %q: %w", ns, err)
+	}
+	defer hresp.Body.Close() // abandoned on return: nothing to report
+	if hresp.StatusCode != http.StatusOK {
+		return fmt.Errorf("httptransport: stream %q: %w", ns, readStatusError(hresp))
+	}
+	c.log.Debug("stream opened", "ns", ns)
+	for {
+		fr, n, err := readFrame(hresp.Body)
+		c.received.Add(int64(n))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				err = ErrStreamEnded
+			}
+			return fmt.Errorf("httptransport: stream %q: %w", ns, err)
+		}
+		if len(fr.Ops) == 0 {
+			continue
+		}
+		if err := apply(fr.Ops); err != nil {
+			return fmt.Errorf("httptransport: stream %q: apply: %w", ns, err)
+		}
+	}
+}

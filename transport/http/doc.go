@@ -1,0 +1,47 @@
+// Package httptransport carries the sync protocol of package transport over
+// HTTP: a [Server] (an http.Handler, mountable in any mux) that answers
+// round trips and pushes live ops, and a [Client] that implements
+// transport.Peer with retries, compression and a live stream.
+//
+// # Routes
+//
+//	POST /v1/sync/{ns}            body: a transport request (transport.AppendRequest),
+//	                              optionally Content-Encoding: gzip;
+//	                              answer: a transport response, gzip'd when the
+//	                              client accepts it and the body is large enough.
+//	GET  /v1/stream/{ns}?v=<vec>  a chunked stream of frames (below), each holding
+//	                              the next page of the ops the client lacks.
+//	GET  /v1/health               200 "ok", no token needed.
+//
+// {ns} is path-escaped (url.PathEscape). Every route but health needs an
+// "Authorization: Bearer <token>" header; an [Authorizer] maps the token to
+// a [Grant] of namespaces.
+//
+// # Statuses
+//
+//	401  missing or unknown token (WWW-Authenticate: Bearer)
+//	403  namespace outside the token's grant, or a pushed op of another namespace
+//	413  request body beyond ServerOptions.MaxBody (compressed or not)
+//	400  malformed request (the body says why)
+//	404, 405  unknown route, wrong method
+//	500  store or authorizer error (the body says why)
+//	503  the server is closing (Retry-After: 1)
+//
+// Nothing is applied for a refused request. Pushed ops are checked before
+// the store sees them: each must decode (crdt.DecodeOp) and be of the URL's
+// namespace. One op of another namespace makes the request a 403. Malformed
+// op bytes refuse the whole batch too, but inside a 200 response: every op
+// is counted in Applied.Refused with the reason, as transport.Serve and the
+// conformance suite (transporttest) expect, and none is applied.
+//
+// # Stream encoding
+//
+//	v:      base64url (unpadded) of the vector encoding of the transport
+//	        messages: [origin bin(16), seq uint, ...] sorted by origin
+//	frame:  length uint32 big-endian | transport response encoding
+//
+// The server remembers what it sent on a stream and sends the next page as
+// soon as there is one; when the client is caught up it waits for
+// [Server.Notify] of the namespace, and sends an empty frame (a heartbeat)
+// every HeartbeatInterval of silence.
+package httptransport

@@ -1,0 +1,509 @@
+package httptransport
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/transport"
+)
+
+// Defaults of [ServerOptions].
+const (
+	DefaultMaxBody           = 8 << 20
+	DefaultHeartbeatInterval = 15 * time.Second
+)
+
+// gzipMinSize is the smallest body worth compressing.
+const gzipMinSize = 1 << 10
+
+// ServerOptions configure a [Server].
+type ServerOptions struct {
+	// Store is the replica served. Required.
+	Store transport.Store
+	// Auth maps bearer tokens to grants. Required.
+	Auth Authorizer
+	// Limits cap the pages of ops answered (round trips and stream
+	// frames). Zero fields mean transport's defaults (1000 ops, 1 MiB).
+	Limits transport.Limits
+	// MaxBody bounds a request body, on the wire and decompressed; beyond
+	// it the answer is 413. Zero means DefaultMaxBody (8 MiB).
+	MaxBody int64
+	// HeartbeatInterval is the longest silence on a live stream before an
+	// empty frame is sent. Zero means DefaultHeartbeatInterval (15s).
+	HeartbeatInterval time.Duration
+	// Logger receives refused requests (Debug), stream events (Debug) and
+	// server errors (Error). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server answers the sync protocol over HTTP: an http.Handler for the
+// routes of the package doc, to mount at the root of a mux or under
+// http.StripPrefix. It is safe for concurrent use. Call [Server.Close] to
+// end the live streams before shutting down the http.Server.
+type Server struct {
+	store     transport.Store
+	auth      Authorizer
+	limits    transport.Limits
+	maxBody   int64
+	heartbeat time.Duration
+	log       *slog.Logger
+
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	streams   sync.WaitGroup // live stream handlers
+
+	mu struct {
+		sync.Mutex
+		closed bool
+		wake   map[string]chan struct{} // per namespace, closed by Notify
+	}
+}
+
+// NewServer returns a server for opts. It fails if Store or Auth is nil.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("httptransport: new server: Store is required")
+	}
+	if opts.Auth == nil {
+		return nil, errors.New("httptransport: new server: Auth is required (refusing to serve without an authorizer)")
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if opts.Limits.MaxOps <= 0 {
+		opts.Limits.MaxOps = 1000
+	}
+	if opts.Limits.MaxBytes <= 0 {
+		opts.Limits.MaxBytes = 1 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		store:     opts.Store,
+		auth:      opts.Auth,
+		limits:    opts.Limits,
+		maxBody:   opts.MaxBody,
+		heartbeat: opts.HeartbeatInterval,
+		log:       opts.Logger.With("component", "httptransport.server"),
+		done:      make(chan struct{}),
+	}
+	s.mu.wake = map[string]chan struct{}{}
+	return s, nil
+}
+
+// Notify tells the server that a commit happened in namespace ns: the live
+// streams of ns look for new ops. It never blocks.
+func (s *Server) Notify(ns string) {
+	s.mu.Lock()
+	if ch, ok := s.mu.wake[ns]; ok {
+		close(ch)
+		delete(s.mu.wake, ns)
+	}
+	s.mu.Unlock()
+}
+
+// wakeup returns the channel the next Notify of ns closes.
+func (s *Server) wakeup(ns string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.mu.wake[ns]
+	if !ok {
+		ch = make(chan struct{})
+		s.mu.wake[ns] = ch
+	}
+	return ch
+}
+
+// Close ends the live streams and waits for their handlers to return.
+// Requests after Close are answered 503.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.mu.closed = true
+		s.mu.Unlock()
+		close(s.done)
+	})
+	s.streams.Wait()
+}
+
+func (s *Server) closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.closed
+}
+
+// addStream registers a stream handler, unless the server is closed.
+func (s *Server) addStream() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return false
+	}
+	s.streams.Add(1)
+	return true
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	var route, nsEsc string
+	switch {
+	case rest == "health":
+		route = "health"
+	case strings.HasPrefix(rest, "sync/"):
+		route, nsEsc = "sync", strings.TrimPrefix(rest, "sync/")
+	case strings.HasPrefix(rest, "stream/"):
+		route, nsEsc = "stream", strings.TrimPrefix(rest, "stream/")
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	want := map[string]string{"health": http.MethodGet, "sync": http.MethodPost, "stream": http.MethodGet}[route]
+	if r.Method != want {
+		w.Header().Set("Allow", want)
+		s.refuse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", r.Method, want))
+		return
+	}
+	if route == "health" {
+		if s.closed() {
+			s.refuse(w, r, http.StatusServiceUnavailable, "closing")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok") // a failed write is the client's loss
+		return
+	}
+	ns, err := url.PathUnescape(nsEsc)
+	if err != nil || ns == "" || strings.Contains(nsEsc, "/") {
+		http.NotFound(w, r)
+		return
+	}
+	if len(ns) > crdt.MaxNameLen {
+		s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("namespace of %d bytes, limit %d", len(ns), crdt.MaxNameLen))
+		return
+	}
+	if s.closed() {
+		w.Header().Set("Retry-After", "1")
+		s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
+		return
+	}
+	if !s.authorize(w, r, ns) {
+		return
+	}
+	if route == "sync" {
+		s.serveSync(w, r, ns)
+	} else {
+		s.serveStream(w, r, ns)
+	}
+}
+
+// refuse answers an error status with a text body saying why.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	if code >= 500 && code != http.StatusServiceUnavailable {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", msg)
+	} else {
+		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
+	}
+	http.Error(w, msg, code)
+}
+
+// authorize checks the bearer token's grant for ns, and answers 401, 403
+// or 500 if it does not hold.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, ns string) bool {
+	token := bearerToken(r)
+	if token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="converge"`)
+		s.refuse(w, r, http.StatusUnauthorized, "missing bearer token")
+		return false
+	}
+	g, err := s.auth.Authorize(r.Context(), token)
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="converge", error="invalid_token"`)
+		s.refuse(w, r, http.StatusUnauthorized, "invalid bearer token")
+		return false
+	case err != nil:
+		s.refuse(w, r, http.StatusInternalServerError, "authorizer: "+err.Error())
+		return false
+	case !g.Allows(ns):
+		s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("namespace %q is not granted to this token", ns))
+		return false
+	}
+	return true
+}
+
+func bearerToken(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+// readBody reads the request body, decompressing it, within s.maxBody. It
+// answers the error itself and returns false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > s.maxBody {
+		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes, limit %d", r.ContentLength, s.maxBody))
+		return nil, false
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body beyond %d bytes", s.maxBody))
+		} else {
+			s.refuse(w, r, http.StatusBadRequest, "reading body: "+err.Error())
+		}
+		return nil, false
+	}
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return raw, true
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
+			return nil, false
+		}
+		body, err := io.ReadAll(io.LimitReader(zr, s.maxBody+1))
+		if err != nil {
+			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
+			return nil, false
+		}
+		if int64(len(body)) > s.maxBody {
+			s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body beyond %d bytes", s.maxBody))
+			return nil, false
+		}
+		return body, true
+	default:
+		s.refuse(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q not supported, use gzip or none", enc))
+		return nil, false
+	}
+}
+
+// serveSync answers one round trip of ns.
+func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := transport.DecodeRequest(body)
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Namespace != ns {
+		s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("request is of namespace %q, URL of %q", req.Namespace, ns))
+		return
+	}
+	// Check every pushed op before the store sees any: one op of another
+	// namespace refuses the request; malformed ops refuse the batch.
+	var malformed error
+	for i, raw := range req.Ops {
+		op, err := crdt.DecodeOp(raw)
+		if err != nil {
+			if malformed == nil {
+				malformed = fmt.Errorf("op %d: %w", i, err)
+			}
+			continue
+		}
+		if op.Namespace != ns {
+			s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("op %d is of namespace %q, not %q: nothing applied", i, op.Namespace, ns))
+			return
+		}
+	}
+	var refused transport.Applied
+	if malformed != nil {
+		refused = transport.Applied{Refused: len(req.Ops), Reason: fmt.Sprintf("batch of %d ops refused: %v", len(req.Ops), malformed)}
+		req.Ops = nil
+	}
+	resp, err := transport.Serve(r.Context(), s.store, req, s.limits)
+	if err != nil {
+		if errors.Is(err, transport.ErrBadMessage) {
+			s.refuse(w, r, http.StatusBadRequest, err.Error())
+		} else {
+			s.refuse(w, r, http.StatusInternalServerError, err.Error())
+		}
+		return
+	}
+	if malformed != nil {
+		resp.Applied = refused
+	}
+	out := transport.AppendResponse(nil, resp)
+	h := w.Header()
+	h.Set("Content-Type", contentTypeMsg)
+	h.Add("Vary", "Accept-Encoding")
+	if len(out) >= gzipMinSize && acceptsGzip(r) {
+		if z, ok := gzipped(out); ok {
+			out = z
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.Write(out) // a failed write is the client's: it retries
+}
+
+// acceptsGzip reports whether r's Accept-Encoding allows gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
+}
+
+// gzipped compresses b, and reports whether that paid.
+func gzipped(b []byte) ([]byte, bool) {
+	var buf bytes.Buffer
+	buf.Grow(len(b) / 2)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // the level is valid
+	if _, err := zw.Write(b); err != nil {
+		return nil, false
+	}
+	if err := zw.Close(); err != nil {
+		return nil, false
+	}
+	if buf.Len() >= len(b) {
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
+// serveStream pushes pages of the ops of ns the client lacks, as they
+// come, until the client goes, the server closes or a write fails.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string) {
+	have, err := decodeVectorParam(r.URL.Query().Get("v"))
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.addStream() {
+		w.Header().Set("Retry-After", "1")
+		s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
+		return
+	}
+	defer s.streams.Done()
+	ctx := r.Context()
+	log := s.log.With("ns", ns, "remote", r.RemoteAddr)
+	rc := http.NewResponseController(w)
+	// A stream outlives any write timeout of the http.Server; a writer
+	// that cannot lift it is still served.
+	_ = rc.SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", contentTypeStream)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		log.Error("stream: cannot flush", "err", err)
+		return
+	}
+	log.Debug("stream opened", "vector", have)
+	defer log.Debug("stream closed")
+
+	heartbeat := time.NewTimer(s.heartbeat)
+	defer heartbeat.Stop()
+	beat := false
+	for {
+		wake := s.wakeup(ns) // before reading, so no commit is missed
+		ops, more, err := s.store.Missing(ctx, ns, have, s.limits)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("stream: reading ops", "err", err)
+			}
+			return
+		}
+		if len(ops) > 0 || beat {
+			vec, err := s.store.Vector(ctx, ns)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("stream: reading vector", "err", err)
+				}
+				return
+			}
+			// Checked before sending: only ops of ns ever leave.
+			if err := advance(have, ns, ops); err != nil {
+				log.Error("stream: page", "err", err)
+				return
+			}
+			frame := appendFrame(nil, &transport.Response{Vector: vec, Ops: ops, More: more})
+			if _, err := w.Write(frame); err != nil {
+				log.Debug("stream: write", "err", err)
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				log.Debug("stream: flush", "err", err)
+				return
+			}
+			beat = false
+			heartbeat.Reset(s.heartbeat)
+		}
+		if more {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.done:
+				return
+			default:
+				continue
+			}
+		}
+		select {
+		case <-wake:
+		case <-heartbeat.C:
+			beat = true
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// advance adds the dots of ops, to send on a stream of ns, to have. It fails
+// if an op is not of ns or does not move have, which would loop.
+func advance(have crdt.VersionVector, ns string, ops [][]byte) error {
+	moved := false
+	for i, raw := range ops {
+		op, err := crdt.DecodeOp(raw)
+		if err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+		if op.Namespace != ns {
+			return fmt.Errorf("op %d is of namespace %q, not %q", i, op.Namespace, ns)
+		}
+		if d := op.Dot; d.Seq > have[d.Origin] {
+			have[d.Origin] = d.Seq
+			moved = true
+		}
+	}
+	if len(ops) > 0 && !moved {
+		return fmt.Errorf("%d ops sent that the vector already covered", len(ops))
+	}
+	return nil
+}
