@@ -4,7 +4,7 @@ all: lint test
 test:
 	go test ./...
 race:
-	go test -race -count=1 ./oplog/ ./transport/ .
+	go test -race -count=1 ./oplog/ ./transport/... .
 lint:
 	gofmt -l $$(git ls-files '*.go')
 	go vet ./...
