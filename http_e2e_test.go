@@ -37,6 +37,8 @@ type hub struct {
 
 func startHub(t *testing.T, dir string) *hub { return startHubOn(t, dir, nil) }
 
+func startHubB(b *testing.B) *hub { return startHubOn(b, b.TempDir(), nil) }
+
 // restartHubAt starts a hub on dir listening on the address of url, as a
 // restarted server would.
 func restartHubAt(t *testing.T, dir, url string) *hub {
@@ -48,7 +50,7 @@ func restartHubAt(t *testing.T, dir, url string) *hub {
 	return startHubOn(t, dir, l)
 }
 
-func startHubOn(t *testing.T, dir string, l net.Listener) *hub {
+func startHubOn(t testing.TB, dir string, l net.Listener) *hub {
 	t.Helper()
 	db, err := converge.Open(dir, converge.Options{Durability: converge.NoSync, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -95,9 +97,17 @@ type client struct {
 	rep   *converge.Replicator
 }
 
-func startClient(t *testing.T, url string) *client {
+func startClientB(b *testing.B, url string) *client { return startClientTB(b, url) }
+
+func startClient(t *testing.T, url string) *client { return startClientTB(t, url) }
+
+func startClientTB(t testing.TB, url string) *client {
 	t.Helper()
-	db := open(t, converge.Options{Logger: slog.New(slog.DiscardHandler)})
+	db, err := converge.Open(t.TempDir(), converge.Options{Durability: converge.NoSync, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
 	c, err := httptransport.NewClient(httptransport.ClientOptions{BaseURL: url, Token: "secret", MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +117,11 @@ func startClient(t *testing.T, url string) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rep.Close(context.Background()) })
-	return &client{db: db, tasks: coll[Task](t, db, "tasks"), rep: rep}
+	tasks, err := converge.NewCollection[Task](db, "tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{db: db, tasks: tasks, rep: rep}
 }
 
 // converged waits until every DB has the same state hash, checking after
