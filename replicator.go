@@ -25,6 +25,22 @@ type Streamer interface {
 	Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error
 }
 
+// A Publisher is a peer on a shared bus that publishes this replica's
+// commits live (the NATS transport): the replicator calls Notify(ns) after
+// every local commit to ns. Syncs with a Publisher start with a vector
+// exchange instead of pushing what the peer lacked last time, since the
+// live path has most likely delivered it already.
+type Publisher interface {
+	Notify(ns string)
+}
+
+// A Reconnector is a peer that reports reconnections to its network: the
+// replicator syncs every namespace after each one. OnReconnect returns a
+// func that unregisters fn.
+type Reconnector interface {
+	OnReconnect(fn func()) (stop func())
+}
+
 // ReplicatorOptions configure a [Replicator]. Zero fields get the defaults.
 type ReplicatorOptions struct {
 	// Namespaces to keep in sync. Required.
@@ -32,7 +48,8 @@ type ReplicatorOptions struct {
 	// Interval between periodic syncs of a namespace. Zero means 30s.
 	Interval time.Duration
 	// Debounce is how long a sync waits after a local commit for more
-	// commits to join it. Zero means 20ms.
+	// commits to join it. Zero means 20ms, or 1s with a [Publisher] peer
+	// (whose live path delivers commits; the sync confirms them).
 	Debounce time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed sync, which
 	// doubles with each failure, with full jitter. Zero means 500ms and 1m.
@@ -100,8 +117,9 @@ func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 // DB.
 type Replicator struct {
 	db     *DB
-	peer   transport.Peer
-	opts   ReplicatorOptions
+	peer      transport.Peer
+	publisher Publisher // peer, when it publishes live
+	opts      ReplicatorOptions
 	logger *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,8 +129,10 @@ type Replicator struct {
 
 	mu struct {
 		sync.Mutex
-		paused   bool
-		resumed  chan struct{} // closed on Resume
+		paused    bool
+		resumed   chan struct{}   // closed on Resume
+		live      context.Context // live streams run in it; Pause cancels it
+		pauseLive context.CancelFunc
 		status   map[string]*Status
 		peerVV   map[string]crdt.VersionVector
 		version  uint64 // bumped on every status change
@@ -134,8 +154,12 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	if opts.Interval <= 0 {
 		opts.Interval = 30 * time.Second
 	}
+	publisher, _ := peer.(Publisher)
 	if opts.Debounce <= 0 {
 		opts.Debounce = 20 * time.Millisecond
+		if publisher != nil {
+			opts.Debounce = time.Second
+		}
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 500 * time.Millisecond
@@ -146,9 +170,10 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	if opts.Logger == nil {
 		opts.Logger = db.logger
 	}
-	r := &Replicator{db: db, peer: peer, opts: opts, logger: opts.Logger.With("component", "replicator"),
+	r := &Replicator{db: db, peer: peer, publisher: publisher, opts: opts, logger: opts.Logger.With("component", "replicator"),
 		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
 	r.mu.status = make(map[string]*Status)
 	r.mu.peerVV = make(map[string]crdt.VersionVector)
 	r.mu.watchers = make(map[chan struct{}]struct{})
@@ -161,6 +186,14 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 		r.mu.status[ns] = &Status{Namespace: ns, State: StateIdle}
 	}
 	r.wg.Go(func() { r.watchCommits(sub) })
+	if rc, ok := peer.(Reconnector); ok {
+		stop := rc.OnReconnect(func() {
+			for _, k := range r.kicks {
+				kick(k)
+			}
+		})
+		context.AfterFunc(r.ctx, stop)
+	}
 	for _, ns := range opts.Namespaces {
 		r.wg.Go(func() { r.loop(ns) })
 		if s, ok := peer.(Streamer); ok {
@@ -188,6 +221,9 @@ func (r *Replicator) watchCommits(sub *Subscription) {
 				continue
 			}
 			if k, ok := r.kicks[ns]; ok {
+				if r.publisher != nil && r.pausedChan() == nil {
+					r.publisher.Notify(ns)
+				}
 				kick(k)
 			}
 		}
@@ -256,8 +292,12 @@ func (r *Replicator) stream(s Streamer, ns string) {
 			case <-r.ctx.Done():
 				return
 			}
+			continue
 		}
-		err := s.Stream(r.ctx, ns, have, func(ops [][]byte) error {
+		r.mu.Lock()
+		live := r.mu.live
+		r.mu.Unlock()
+		err := s.Stream(live, ns, have, func(ops [][]byte) error {
 			failures = 0
 			a, err := store.Apply(r.ctx, ns, ops)
 			if err != nil {
@@ -270,6 +310,9 @@ func (r *Replicator) stream(s Streamer, ns string) {
 		})
 		if r.ctx.Err() != nil {
 			return
+		}
+		if live.Err() != nil {
+			continue // paused
 		}
 		failures++
 		r.logger.Debug("live stream ended", "namespace", ns, "err", err)
@@ -335,6 +378,9 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	r.mu.Lock()
 	peerVV := r.mu.peerVV[ns]
 	r.mu.Unlock()
+	if r.publisher != nil {
+		peerVV = nil // start with a vector exchange: the live path has likely delivered
+	}
 	res, err := transport.Sync(ctx, r.db.SyncStore(), r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
 	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: res.Received, Conflicts: res.Conflicts, Rounds: res.Rounds, Duration: res.Duration, Err: err}
 	now := time.Now()
@@ -388,6 +434,7 @@ func (r *Replicator) Pause() {
 	if !r.mu.paused {
 		r.mu.paused = true
 		r.mu.resumed = make(chan struct{})
+		r.mu.pauseLive()
 	}
 	r.mu.Unlock()
 	for _, ns := range r.opts.Namespaces {
@@ -402,6 +449,7 @@ func (r *Replicator) Resume() {
 	r.mu.Lock()
 	if r.mu.paused {
 		r.mu.paused = false
+		r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
 		close(r.mu.resumed)
 	}
 	r.mu.Unlock()

@@ -15,6 +15,9 @@ func (db *DB) SyncStore() transport.Store { return syncStore{db} }
 
 type syncStore struct{ db *DB }
 
+// Self is the replica's id: live publishers publish only its ops.
+func (s syncStore) Self() crdt.ReplicaID { return s.db.log.ReplicaID() }
+
 func (s syncStore) Vector(ctx context.Context, ns string) (crdt.VersionVector, error) {
 	return s.db.log.Vector(ctx, ns)
 }

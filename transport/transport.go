@@ -77,6 +77,19 @@ type Peer interface {
 	RoundTrip(ctx context.Context, req *Request) (*Response, error)
 }
 
+// A PageLimiter is a Peer whose messages have a size bound (a NATS
+// server's max_payload, say): [Sync] keeps its pages within PageLimits.
+type PageLimiter interface {
+	PageLimits() Limits
+}
+
+// An Origin is a Store that writes ops of its own, not only relays them:
+// Self is its replica id. Transports that publish local commits live
+// publish only Self's ops.
+type Origin interface {
+	Self() crdt.ReplicaID
+}
+
 // ErrNoProgress is returned by [Sync] when the replicas still differ but a
 // round moved nothing: the remaining ops are being refused (see the
 // result's Refused and Reason).
@@ -117,6 +130,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	}
 	start := now()
 	lim := opts.Limits.withDefaults()
+	if pl, ok := peer.(PageLimiter); ok {
+		lim = clampLimits(lim, pl.PageLimits().withDefaults())
+	}
 	maxRounds := opts.MaxRounds
 	if maxRounds <= 0 {
 		maxRounds = 10000
@@ -132,6 +148,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	// sync began; later writes are the next sync's.
 	var targetMine, targetPeer crdt.VersionVector
 	var refusal error // our store's first refusal
+	retriedStale := false
 	for res.Rounds < maxRounds {
 		mine, err := store.Vector(ctx, ns)
 		if err != nil {
@@ -141,6 +158,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			targetMine = mine.Clone()
 		}
 		req := &Request{Namespace: ns, Vector: mine, Limits: lim}
+		pushedAgainst := peerVV
 		if peerVV != nil {
 			if req.Ops, _, err = store.Missing(ctx, ns, peerVV, lim); err != nil {
 				return done(fmt.Errorf("transport: sync %q: %w", ns, err))
@@ -181,6 +199,13 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		}
 		progress := resp.Applied.Applied > 0 || got.Applied > 0
 		offered := len(req.Ops) > 0 || len(resp.Ops) > 0
+		if !progress && !retriedStale && len(req.Ops) > 0 && !pushedAgainst.Equal(resp.Vector) {
+			// We pushed against a stale idea of the peer's vector (another
+			// replica answered, or it lost ops): the pushed ops were beyond
+			// its gap. The next round pushes from its actual vector.
+			retriedStale = true
+			continue
+		}
 		if !progress && (offered || res.Rounds > 1) {
 			if refusal != nil {
 				return done(fmt.Errorf("transport: sync %q: %w: %w", ns, ErrNoProgress, refusal))

@@ -1,0 +1,316 @@
+package natstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/transport"
+)
+
+// stream is the state of one streamed namespace.
+type stream struct {
+	ns        string
+	subj      subjects
+	publish   chan struct{} // a local commit: publish new own ops
+	announce  chan struct{} // announce the vector now
+	denied    chan error    // a permission violation on our subscriptions
+	published uint64        // the highest own seq published
+	fetchBack time.Time     // no targeted fetch before this (after a failed one)
+}
+
+func (st *stream) kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// fetchRounds bounds one targeted fetch.
+const fetchRounds = 1000
+
+// Stream runs ns on the bus until ctx ends (nil) or the connection closes
+// or the server denies a subscription (an error): it answers other
+// replicas' requests, publishes this replica's ops when [Transport.Notify]
+// says there are new ones, announces its vector every Heartbeat, and
+// passes the ops others publish to apply, fetching from the publisher
+// when what it announces is ahead of have(). It implements the converge
+// replicator's Streamer.
+func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {
+	subj, err := subjectsFor(t.opts.Prefix, ns)
+	if err != nil {
+		return err
+	}
+	st := &stream{ns: ns, subj: subj, publish: make(chan struct{}, 1), announce: make(chan struct{}, 1), denied: make(chan error, 1)}
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return ErrClosed
+	}
+	if _, dup := t.mu.streams[ns]; dup {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrStreaming, ns)
+	}
+	t.mu.streams[ns] = st
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.mu.streams, ns)
+		t.mu.Unlock()
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(t.ctx, cancel)
+	defer stop()
+
+	var subs []*nats.Subscription
+	defer func() { _ = unsubscribeAll(subs) }()
+	if t.store != nil {
+		if subs, err = t.subscribeServe(ns, subj); err != nil {
+			return err
+		}
+	}
+	msgs := make(chan *nats.Msg)
+	live, err := t.nc.Subscribe(subj.ops, func(m *nats.Msg) {
+		// Messages wait in the subscription's pending queue while the
+		// stream is busy; if it overflows the server calls us a slow
+		// consumer, and the gaps are fetched later.
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("natstransport: stream %q: %w", ns, err)
+	}
+	subs = append(subs, live)
+	if err := t.flush(ctx); err != nil {
+		return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
+	}
+	if t.hasSelf && t.store != nil {
+		vv, err := t.store.Vector(ctx, ns)
+		if err != nil {
+			return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
+		}
+		st.published = vv[t.self]
+	}
+	t.log.Debug("streaming", "ns", ns)
+
+	var heartbeat <-chan time.Time
+	if t.opts.Heartbeat > 0 {
+		tick := time.NewTicker(t.opts.Heartbeat)
+		defer tick.Stop()
+		heartbeat = tick.C
+	}
+	st.kick(st.announce)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-st.denied:
+			return fmt.Errorf("natstransport: stream %q: %w", ns, err)
+		case m := <-msgs:
+			if err := t.receive(ctx, st, m, have, apply); err != nil {
+				return ctx0(ctx, err)
+			}
+		case <-st.publish:
+			if err := t.publishOwn(ctx, st); err != nil {
+				t.log.Warn("publish failed", "ns", ns, "err", err)
+			}
+		case <-heartbeat:
+			st.kick(st.announce)
+		case <-st.announce:
+			if err := t.announce(ctx, st); err != nil {
+				t.log.Debug("announce failed", "ns", ns, "err", err)
+			}
+		}
+		if t.nc.IsClosed() {
+			return fmt.Errorf("natstransport: stream %q: %w", ns, nats.ErrConnectionClosed)
+		}
+	}
+}
+
+// ctx0 turns an error caused by ctx ending into nil.
+func ctx0(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (t *Transport) flush(ctx context.Context) error {
+	ctx, cancel := t.withTimeout(ctx)
+	defer cancel()
+	return t.nc.FlushWithContext(ctx)
+}
+
+// Notify tells the transport that ns has new local commits: the stream
+// publishes them. It never blocks; notifications coalesce.
+func (t *Transport) Notify(ns string) {
+	t.mu.Lock()
+	st := t.mu.streams[ns]
+	t.mu.Unlock()
+	if st != nil {
+		st.kick(st.publish)
+	}
+}
+
+// publishOwn publishes the replica's own ops beyond st.published, in
+// batches that fit the server's max payload, each with the current vector.
+func (t *Transport) publishOwn(ctx context.Context, st *stream) error {
+	if !t.hasSelf || t.store == nil {
+		return nil
+	}
+	vv, err := t.store.Vector(ctx, st.ns)
+	if err != nil {
+		return err
+	}
+	if vv[t.self] <= st.published {
+		return nil
+	}
+	have := vv.Clone()
+	have[t.self] = st.published
+	lim := t.PageLimits()
+	for {
+		ops, more, err := t.store.Missing(ctx, st.ns, have, lim)
+		if err != nil {
+			return err
+		}
+		if len(ops) == 0 {
+			return nil
+		}
+		last := st.published
+		for _, b := range ops {
+			op, err := crdt.DecodeOp(b)
+			if err != nil {
+				return fmt.Errorf("natstransport: publish %q: own op: %w", st.ns, err)
+			}
+			if op.Dot.Origin == t.self && op.Dot.Seq > last {
+				last = op.Dot.Seq
+			}
+		}
+		if err := t.publishBatch(st, vv, ops); err != nil {
+			return err
+		}
+		progress := last > st.published
+		st.published = last
+		have[t.self] = last
+		if !more || !progress || last >= vv[t.self] {
+			return nil
+		}
+	}
+}
+
+// announce publishes the vector with no ops.
+func (t *Transport) announce(ctx context.Context, st *stream) error {
+	if t.store == nil {
+		return nil
+	}
+	vv, err := t.store.Vector(ctx, st.ns)
+	if err != nil {
+		return err
+	}
+	return t.publishBatch(st, vv, nil)
+}
+
+func (t *Transport) publishBatch(st *stream, vv crdt.VersionVector, ops [][]byte) error {
+	m := nats.NewMsg(st.subj.ops)
+	m.Header.Set(hdrFrom, t.id)
+	if t.hasSelf {
+		m.Header.Set(hdrOrigin, t.self.String())
+	}
+	m.Data = transport.AppendRequest(nil, &transport.Request{Namespace: st.ns, Vector: vv, Ops: ops})
+	if len(m.Data) > t.maxPayload {
+		return fmt.Errorf("natstransport: batch of %d ops, %d bytes: %w", len(ops), len(m.Data), ErrTooLarge)
+	}
+	if err := t.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("natstransport: publish %q: %w", st.ns, err)
+	}
+	t.c.published.Add(1)
+	t.c.publishedOps.Add(int64(len(ops)))
+	t.c.bytesOut.Add(int64(len(m.Data)))
+	return nil
+}
+
+// receive applies one live message and fetches from its publisher when
+// it shows ops we lack: beyond a gap in the publisher's own ops (for a
+// batch), or anything (for an announcement).
+func (t *Transport) receive(ctx context.Context, st *stream, m *nats.Msg, have func() crdt.VersionVector, apply func([][]byte) error) error {
+	t.c.bytesIn.Add(int64(len(m.Data)))
+	from := m.Header.Get(hdrFrom)
+	if from == t.id {
+		return nil
+	}
+	b, err := transport.DecodeRequest(m.Data)
+	if err != nil {
+		t.drop(st.ns, m, err)
+		return nil
+	}
+	if b.Namespace != st.ns {
+		t.drop(st.ns, m, fmt.Errorf("batch of namespace %q on the subject of %q", b.Namespace, st.ns))
+		return nil
+	}
+	t.c.received.Add(1)
+	if len(b.Ops) > 0 {
+		t.c.receivedOps.Add(int64(len(b.Ops)))
+		if err := apply(b.Ops); err != nil {
+			return fmt.Errorf("natstransport: stream %q: apply: %w", st.ns, err)
+		}
+	}
+	if !validID(from) || have == nil {
+		return nil
+	}
+	mine := have()
+	behind := false
+	if len(b.Ops) == 0 {
+		behind = !mine.Covers(b.Vector)
+	} else if origin, err := crdt.ParseReplicaID(m.Header.Get(hdrOrigin)); err == nil {
+		behind = mine[origin] < b.Vector[origin]
+	}
+	if !behind || time.Now().Before(st.fetchBack) {
+		return nil
+	}
+	if err := t.fetch(ctx, st, from, have, apply); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		var remote *RemoteError
+		if !errors.As(err, &remote) && errors.Is(err, errApply) {
+			return err
+		}
+		t.log.Debug("targeted fetch failed", "ns", st.ns, "peer", from, "err", err)
+		st.fetchBack = time.Now().Add(time.Second)
+	}
+	return nil
+}
+
+var errApply = errors.New("apply")
+
+// fetch pulls from the transport with id from what have() lacks, page by
+// page, until it has what the peer had or a page brings nothing.
+func (t *Transport) fetch(ctx context.Context, st *stream, from string, have func() crdt.VersionVector, apply func([][]byte) error) error {
+	t.c.fetches.Add(1)
+	lim := t.PageLimits()
+	for range fetchRounds {
+		req := &transport.Request{Namespace: st.ns, Vector: have(), Limits: lim}
+		data := transport.AppendRequest(nil, req)
+		resp, _, err := t.request(ctx, st.subj.direct(from), data)
+		if err != nil {
+			return err
+		}
+		if len(resp.Ops) == 0 {
+			return nil
+		}
+		if err := apply(resp.Ops); err != nil {
+			return fmt.Errorf("natstransport: fetch %q: %w: %w", st.ns, errApply, err)
+		}
+		if !resp.More || req.Vector.Covers(have()) {
+			return nil // done, or the page was refused: anti-entropy reports why
+		}
+	}
+	return nil
+}

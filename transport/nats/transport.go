@@ -1,0 +1,409 @@
+package natstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/transport"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrEcho: the connection would deliver the transport's own messages
+	// back to it (it was made without nats.NoEcho).
+	ErrEcho = errors.New("natstransport: the connection needs nats.NoEcho")
+	// ErrTooLarge: a message would exceed the server's max_payload.
+	ErrTooLarge = errors.New("natstransport: message exceeds the server's max payload")
+	// ErrNoStore: serving needs a store.
+	ErrNoStore = errors.New("natstransport: no store to serve")
+	// ErrStreaming: the namespace is already streamed by this transport.
+	ErrStreaming = errors.New("natstransport: namespace already streamed")
+	// ErrClosed: the transport was closed.
+	ErrClosed = errors.New("natstransport: closed")
+)
+
+// RemoteError is a refusal from the replica that answered a request.
+type RemoteError struct{ Reason string }
+
+func (e *RemoteError) Error() string { return "natstransport: peer refused: " + e.Reason }
+
+// Message headers.
+const (
+	hdrFrom   = "Converge-From"   // the sending transport's id
+	hdrOrigin = "Converge-Origin" // the publishing replica's id (live batches)
+	hdrError  = "Converge-Error"  // a responder's refusal
+)
+
+// Options configure a [Transport]. Zero fields get the defaults.
+type Options struct {
+	// Store is the local replica: it answers other replicas' requests and
+	// its own ops are published live. Nil makes a client that only
+	// requests (RoundTrip) and receives (Stream).
+	Store transport.Store
+	// Prefix is the first subject tokens. Default "converge".
+	Prefix string
+	// QueueGroup of the responders. Default "converge".
+	QueueGroup string
+	// RequestTimeout bounds one request when the caller's context has no
+	// deadline, and the work of answering one. Default 5s.
+	RequestTimeout time.Duration
+	// Heartbeat is the interval of vector announcements while streaming;
+	// negative disables them. Default 5s.
+	Heartbeat time.Duration
+	// Limits bound the pages this transport serves and publishes; they are
+	// further capped by the server's max payload.
+	Limits transport.Limits
+	// Logger receives dropped messages and errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats count what a transport did. Every field only grows.
+type Stats struct {
+	Requests     int64 // anti-entropy requests sent
+	Served       int64 // anti-entropy requests answered
+	Published    int64 // live batches published (heartbeats included)
+	PublishedOps int64
+	Received     int64 // live batches received
+	ReceivedOps  int64
+	Fetches      int64 // targeted fetches after a gap or an announcement
+	Malformed    int64 // messages on our subjects dropped as malformed
+	Denied       int64 // permission violations reported by the server
+	Reconnects   int64
+	BytesOut     int64 // payload bytes published or sent as requests and replies
+	BytesIn      int64 // payload bytes received
+}
+
+type counters struct {
+	requests, served, published, publishedOps, received, receivedOps atomic.Int64
+	fetches, malformed, denied, reconnects, bytesOut, bytesIn         atomic.Int64
+}
+
+// Transport is one replica's attachment to a NATS system. It is a
+// [transport.Peer] for the sync engine and a live streamer for the
+// converge replicator. It is safe for concurrent use.
+type Transport struct {
+	nc         *nats.Conn
+	owned      bool
+	store      transport.Store
+	self       crdt.ReplicaID
+	hasSelf    bool
+	opts       Options
+	id         string
+	log        *slog.Logger
+	maxPayload int
+	c          counters
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		pinned    map[string]string // ns -> id of the responder that last answered
+		streams   map[string]*stream
+		listeners map[int]func()
+		nextL     int
+		lastErr   error // the last asynchronous error (permissions, slow consumer)
+		closed    bool
+	}
+}
+
+// Connect dials url with natsOpts (credentials, TLS, ...) plus the options
+// the transport needs, and returns a transport that owns the connection.
+func Connect(url string, opts Options, natsOpts ...nats.Option) (*Transport, error) {
+	all := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, natsOpts...)
+	all = append(all, nats.NoEcho())
+	nc, err := nats.Connect(url, all...)
+	if err != nil {
+		return nil, fmt.Errorf("natstransport: connect %s: %w", url, err)
+	}
+	t, err := New(nc, opts)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	t.owned = true
+	return t, nil
+}
+
+// New returns a transport on nc, which must have been made with
+// nats.NoEcho. It chains nc's reconnect and async error handlers. Close
+// does not close nc.
+func New(nc *nats.Conn, opts Options) (*Transport, error) {
+	if !nc.Opts.NoEcho {
+		return nil, ErrEcho
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "converge"
+	}
+	if err := checkPrefix(opts.Prefix); err != nil {
+		return nil, err
+	}
+	if opts.QueueGroup == "" {
+		opts.QueueGroup = "converge"
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	t := &Transport{nc: nc, store: opts.Store, opts: opts, id: nuid.Next(), maxPayload: int(nc.MaxPayload())}
+	t.log = opts.Logger.With("component", "natstransport", "transport", t.id)
+	if o, ok := opts.Store.(transport.Origin); ok {
+		t.self, t.hasSelf = o.Self(), true
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.mu.pinned = make(map[string]string)
+	t.mu.streams = make(map[string]*stream)
+	t.mu.listeners = make(map[int]func())
+
+	prevReconnect, prevAsync := nc.Opts.ReconnectedCB, nc.Opts.AsyncErrorCB
+	nc.SetReconnectHandler(func(nc *nats.Conn) {
+		t.reconnected()
+		if prevReconnect != nil {
+			prevReconnect(nc)
+		}
+	})
+	nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		t.asyncError(sub, err)
+		if prevAsync != nil {
+			prevAsync(nc, sub, err)
+		}
+	})
+	return t, nil
+}
+
+// ID is the transport's id on the bus (the last token of its direct
+// subject). It is new for every transport.
+func (t *Transport) ID() string { return t.id }
+
+// Conn is the transport's connection.
+func (t *Transport) Conn() *nats.Conn { return t.nc }
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	c := &t.c
+	return Stats{
+		Requests: c.requests.Load(), Served: c.served.Load(),
+		Published: c.published.Load(), PublishedOps: c.publishedOps.Load(),
+		Received: c.received.Load(), ReceivedOps: c.receivedOps.Load(),
+		Fetches: c.fetches.Load(), Malformed: c.malformed.Load(), Denied: c.denied.Load(),
+		Reconnects: c.reconnects.Load(), BytesOut: c.bytesOut.Load(), BytesIn: c.bytesIn.Load(),
+	}
+}
+
+// PageLimits bounds the pages of a sync so that its messages fit the
+// server's max payload, with room for the vector.
+func (t *Transport) PageLimits() transport.Limits {
+	lim := t.opts.Limits
+	room := max(t.maxPayload-t.maxPayload/8-4096, 1024)
+	if lim.MaxBytes <= 0 || lim.MaxBytes > room {
+		lim.MaxBytes = room
+	}
+	return lim
+}
+
+// OnReconnect registers fn to run after every reconnection to the
+// server; the replicator uses it to run anti-entropy. The returned func
+// unregisters it.
+func (t *Transport) OnReconnect(fn func()) (stop func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := t.mu.nextL
+	t.mu.nextL++
+	t.mu.listeners[k] = fn
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		delete(t.mu.listeners, k)
+	}
+}
+
+func (t *Transport) reconnected() {
+	t.c.reconnects.Add(1)
+	t.log.Info("reconnected", "server", t.nc.ConnectedUrlRedacted())
+	t.mu.Lock()
+	fns := make([]func(), 0, len(t.mu.listeners))
+	for _, fn := range t.mu.listeners {
+		fns = append(fns, fn)
+	}
+	for _, st := range t.mu.streams {
+		st.kick(st.announce) // others may have missed our ops while we were away
+	}
+	t.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// asyncError records errors the server reports asynchronously. A
+// permission violation on one of a stream's subscriptions ends that
+// stream.
+func (t *Transport) asyncError(sub *nats.Subscription, err error) {
+	t.mu.Lock()
+	t.mu.lastErr = err
+	var hit []*stream
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		t.c.denied.Add(1)
+		msg := err.Error()
+		for _, st := range t.mu.streams {
+			for _, s := range []string{st.subj.ops, st.subj.sync, st.subj.direct(t.id)} {
+				if strings.Contains(msg, "Subscription to \""+s+"\"") {
+					hit = append(hit, st)
+					break
+				}
+			}
+		}
+	}
+	t.mu.Unlock()
+	t.log.Warn("server reported an error", "err", err)
+	for _, st := range hit {
+		select {
+		case st.denied <- err:
+		default:
+		}
+	}
+}
+
+// Health reports whether the connection is up and answers a round trip
+// to the server, and the last asynchronous error the server reported.
+func (t *Transport) Health(ctx context.Context) error {
+	if st := t.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("natstransport: connection %s", st)
+	}
+	ctx, cancel := t.withTimeout(ctx)
+	defer cancel()
+	if err := t.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("natstransport: health: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.lastErr != nil && errors.Is(t.mu.lastErr, nats.ErrPermissionViolation) {
+		return fmt.Errorf("natstransport: %w", t.mu.lastErr)
+	}
+	return nil
+}
+
+// Close stops every stream and subscription, and closes the connection
+// if Connect made it.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.mu.closed = true
+	t.mu.Unlock()
+	t.cancel()
+	t.wg.Wait()
+	if t.owned {
+		t.nc.Close()
+	}
+	return nil
+}
+
+func (t *Transport) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, t.opts.RequestTimeout)
+}
+
+// RoundTrip sends one anti-entropy round of req.Namespace: to the
+// transport that answered the last one while it answers, else to the
+// queue group.
+func (t *Transport) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
+	subj, err := subjectsFor(t.opts.Prefix, req.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	data := transport.AppendRequest(nil, req)
+	if len(data) > t.maxPayload {
+		return nil, fmt.Errorf("natstransport: request of %d bytes: %w", len(data), ErrTooLarge)
+	}
+	t.mu.Lock()
+	pinned := t.mu.pinned[req.Namespace]
+	t.mu.Unlock()
+	if pinned != "" {
+		resp, _, err := t.request(ctx, subj.direct(pinned), data)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		var remote *RemoteError
+		if errors.As(err, &remote) {
+			return nil, err
+		}
+		t.log.Debug("pinned peer did not answer; asking the group", "ns", req.Namespace, "peer", pinned, "err", err)
+		t.mu.Lock()
+		delete(t.mu.pinned, req.Namespace)
+		t.mu.Unlock()
+	}
+	resp, from, err := t.request(ctx, subj.sync, data)
+	if err != nil {
+		return nil, err
+	}
+	if validID(from) {
+		t.mu.Lock()
+		t.mu.pinned[req.Namespace] = from
+		t.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// request sends one encoded request and decodes the answer.
+func (t *Transport) request(ctx context.Context, subject string, data []byte) (*transport.Response, string, error) {
+	ctx, cancel := t.withTimeout(ctx)
+	defer cancel()
+	m := nats.NewMsg(subject)
+	m.Header.Set(hdrFrom, t.id)
+	m.Data = data
+	t.c.requests.Add(1)
+	t.c.bytesOut.Add(int64(len(data)))
+	reply, err := t.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return nil, "", fmt.Errorf("natstransport: request %s: %w", subject, err)
+	}
+	t.c.bytesIn.Add(int64(len(reply.Data)))
+	from := reply.Header.Get(hdrFrom)
+	if reason := reply.Header.Get(hdrError); reason != "" {
+		return nil, from, fmt.Errorf("natstransport: request %s: %w", subject, &RemoteError{Reason: reason})
+	}
+	resp, err := transport.DecodeResponse(reply.Data)
+	if err != nil {
+		t.c.malformed.Add(1)
+		return nil, from, fmt.Errorf("natstransport: reply to %s: %w", subject, err)
+	}
+	return resp, from, nil
+}
+
+// validID reports whether s can be a transport id (a nuid: 22 base-62
+// characters), so it is safe as a subject token.
+func validID(s string) bool {
+	if len(s) != 22 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
