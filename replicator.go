@@ -116,16 +116,16 @@ func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 // for concurrent use. Open it with [DB.OpenReplicator]; Close it before the
 // DB.
 type Replicator struct {
-	db     *DB
+	db        *DB
 	peer      transport.Peer
 	publisher Publisher // peer, when it publishes live
 	opts      ReplicatorOptions
-	logger *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	kicks  map[string]chan struct{}
-	locks  map[string]*sync.Mutex // one sync at a time per namespace
+	logger    *slog.Logger
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	kicks     map[string]chan struct{}
+	locks     map[string]*sync.Mutex // one sync at a time per namespace
 
 	mu struct {
 		sync.Mutex
@@ -133,11 +133,11 @@ type Replicator struct {
 		resumed   chan struct{}   // closed on Resume
 		live      context.Context // live streams run in it; Pause cancels it
 		pauseLive context.CancelFunc
-		status   map[string]*Status
-		peerVV   map[string]crdt.VersionVector
-		version  uint64 // bumped on every status change
-		watchers map[chan struct{}]struct{}
-		rng      *rand.Rand
+		status    map[string]*Status
+		peerVV    map[string]crdt.VersionVector
+		version   uint64 // bumped on every status change
+		watchers  map[chan struct{}]struct{}
+		rng       *rand.Rand
 	}
 }
 

@@ -85,7 +85,7 @@ type Stats struct {
 
 type counters struct {
 	requests, served, published, publishedOps, received, receivedOps atomic.Int64
-	fetches, malformed, denied, reconnects, bytesOut, bytesIn         atomic.Int64
+	fetches, malformed, denied, reconnects, bytesOut, bytesIn        atomic.Int64
 }
 
 // Transport is one replica's attachment to a NATS system. It is a
