@@ -38,6 +38,7 @@ func Options() *server.Options {
 type Node struct {
 	*server.Server
 	Opts *server.Options
+	port int // the client port it listened on
 }
 
 // Start starts a server with opts and waits until it accepts clients.
@@ -51,7 +52,7 @@ func Start(opts *server.Options) (*Node, error) {
 		s.Shutdown()
 		return nil, errors.New("embednats: server not ready for connections")
 	}
-	return &Node{Server: s, Opts: opts}, nil
+	return &Node{Server: s, Opts: opts, port: s.Addr().(*net.TCPAddr).Port}, nil
 }
 
 // Run starts a single loopback server with default options.
@@ -73,7 +74,7 @@ func (n *Node) LeafURL() *url.URL {
 // clients reconnect to it.
 func (n *Node) Restart() (*Node, error) {
 	o := n.Opts.Clone()
-	o.Port = n.Addr().(*net.TCPAddr).Port
+	o.Port = n.port
 	return Start(o)
 }
 
