@@ -133,6 +133,8 @@ type Replicator struct {
 		resumed   chan struct{}   // closed on Resume
 		live      context.Context // live streams run in it; Pause cancels it
 		pauseLive context.CancelFunc
+		streaming int        // live streams running
+		stopped   *sync.Cond // signalled when a live stream stops
 		status    map[string]*Status
 		peerVV    map[string]crdt.VersionVector
 		version   uint64 // bumped on every status change
@@ -174,6 +176,7 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
+	r.mu.stopped = sync.NewCond(&r.mu.Mutex)
 	r.mu.status = make(map[string]*Status)
 	r.mu.peerVV = make(map[string]crdt.VersionVector)
 	r.mu.watchers = make(map[chan struct{}]struct{})
@@ -286,7 +289,10 @@ func (r *Replicator) stream(s Streamer, ns string) {
 	}
 	failures := 0
 	for r.ctx.Err() == nil {
-		if resumed := r.pausedChan(); resumed != nil {
+		r.mu.Lock()
+		if r.mu.paused {
+			resumed := r.mu.resumed
+			r.mu.Unlock()
 			select {
 			case <-resumed:
 			case <-r.ctx.Done():
@@ -294,8 +300,8 @@ func (r *Replicator) stream(s Streamer, ns string) {
 			}
 			continue
 		}
-		r.mu.Lock()
 		live := r.mu.live
+		r.mu.streaming++
 		r.mu.Unlock()
 		err := s.Stream(live, ns, have, func(ops [][]byte) error {
 			failures = 0
@@ -308,6 +314,10 @@ func (r *Replicator) stream(s Streamer, ns string) {
 			}
 			return nil
 		})
+		r.mu.Lock()
+		r.mu.streaming--
+		r.mu.stopped.Broadcast()
+		r.mu.Unlock()
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -428,13 +438,18 @@ func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error)
 }
 
 // Pause stops background syncs and live pushes until Resume. It waits for
-// syncs in progress to finish. Local writes go on, and queue in the log.
+// syncs in progress to finish and live streams to stop: once it returns,
+// nothing from the peer is applied until Resume. Local writes go on, and
+// queue in the log.
 func (r *Replicator) Pause() {
 	r.mu.Lock()
 	if !r.mu.paused {
 		r.mu.paused = true
 		r.mu.resumed = make(chan struct{})
 		r.mu.pauseLive()
+	}
+	for r.mu.streaming > 0 && r.mu.paused { // a concurrent Resume ends the wait
+		r.mu.stopped.Wait()
 	}
 	r.mu.Unlock()
 	for _, ns := range r.opts.Namespaces {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,21 +25,31 @@ func (t *Transport) Serve(ns string) (stop func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	subs, err := t.subscribeServe(ns, subj)
+	sv, err := t.subscribeServe(ns, subj)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := t.withTimeout(t.ctx)
-	defer cancel()
-	if err := t.nc.FlushWithContext(ctx); err != nil {
-		unsubscribeAll(subs)
+	if err := t.flush(t.ctx); err != nil {
+		_ = t.unsubscribe(sv)
 		return nil, fmt.Errorf("natstransport: serve %q: %w", ns, err)
 	}
-	return func() error { return unsubscribeAll(subs) }, nil
+	return func() error { return t.unsubscribe(sv) }, nil
 }
 
-func (t *Transport) subscribeServe(ns string, subj subjects) ([]*nats.Subscription, error) {
-	handler := func(m *nats.Msg) { t.answer(ns, m) }
+// subscription is a set of subscriptions and the callbacks of theirs
+// still running.
+type subscription struct {
+	subs     []*nats.Subscription
+	inflight sync.WaitGroup
+}
+
+func (t *Transport) subscribeServe(ns string, subj subjects) (*subscription, error) {
+	sv := &subscription{}
+	handler := func(m *nats.Msg) {
+		sv.inflight.Add(1)
+		defer sv.inflight.Done()
+		t.answer(ns, m)
+	}
 	group, err := t.nc.QueueSubscribe(subj.sync, t.opts.QueueGroup, handler)
 	if err != nil {
 		return nil, fmt.Errorf("natstransport: serve %q: %w", ns, err)
@@ -48,16 +59,30 @@ func (t *Transport) subscribeServe(ns string, subj subjects) ([]*nats.Subscripti
 		_ = group.Unsubscribe()
 		return nil, fmt.Errorf("natstransport: serve %q: %w", ns, err)
 	}
-	return []*nats.Subscription{group, direct}, nil
+	sv.subs = []*nats.Subscription{group, direct}
+	return sv, nil
 }
 
-func unsubscribeAll(subs []*nats.Subscription) error {
+// unsubscribe removes the subscriptions, waits until the server has
+// processed that (so no request is routed to them and lost), and waits for
+// the callbacks in progress: afterwards nothing of theirs is applied.
+func (t *Transport) unsubscribe(sv *subscription) error {
 	var errs []error
-	for _, s := range subs {
+	for _, s := range sv.subs {
 		if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
 			errs = append(errs, err)
 		}
 	}
+	// Not connected: the subscriptions are gone from the connection and a
+	// reconnect will not restore them.
+	if t.nc.Status() == nats.CONNECTED {
+		ctx, cancel := context.WithTimeout(context.Background(), t.opts.RequestTimeout)
+		if err := t.nc.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("flush after unsubscribe: %w", err))
+		}
+		cancel()
+	}
+	sv.inflight.Wait()
 	return errors.Join(errs...)
 }
 

@@ -67,13 +67,13 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
 
-	var subs []*nats.Subscription
-	defer func() { _ = unsubscribeAll(subs) }()
+	sv := &subscription{}
 	if t.store != nil {
-		if subs, err = t.subscribeServe(ns, subj); err != nil {
+		if sv, err = t.subscribeServe(ns, subj); err != nil {
 			return err
 		}
 	}
+	defer func() { _ = t.unsubscribe(sv) }()
 	msgs := make(chan *nats.Msg)
 	live, err := t.nc.Subscribe(subj.ops, func(m *nats.Msg) {
 		// Messages wait in the subscription's pending queue while the
@@ -87,7 +87,7 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 	if err != nil {
 		return fmt.Errorf("natstransport: stream %q: %w", ns, err)
 	}
-	subs = append(subs, live)
+	sv.subs = append(sv.subs, live)
 	if err := t.flush(ctx); err != nil {
 		return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
 	}

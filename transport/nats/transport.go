@@ -113,7 +113,9 @@ type Transport struct {
 		streams   map[string]*stream
 		listeners map[int]func()
 		nextL     int
-		lastErr   error // the last asynchronous error (permissions, slow consumer)
+		lastErr   error     // the last asynchronous error (permissions, slow consumer)
+		denied    error     // the last permission violation
+		deniedAt  time.Time // and when the server reported it
 		closed    bool
 	}
 }
@@ -121,7 +123,11 @@ type Transport struct {
 // Connect dials url with natsOpts (credentials, TLS, ...) plus the options
 // the transport needs, and returns a transport that owns the connection.
 func Connect(url string, opts Options, natsOpts ...nats.Option) (*Transport, error) {
-	all := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, natsOpts...)
+	// A silent error handler first: nats.go's default prints to stderr;
+	// the transport logs server errors itself, and the caller's handler,
+	// if any, replaces this one and is chained.
+	silent := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+	all := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), silent}, natsOpts...)
 	all = append(all, nats.NoEcho())
 	nc, err := nats.Connect(url, all...)
 	if err != nil {
@@ -259,6 +265,7 @@ func (t *Transport) asyncError(sub *nats.Subscription, err error) {
 	var hit []*stream
 	if errors.Is(err, nats.ErrPermissionViolation) {
 		t.c.denied.Add(1)
+		t.mu.denied, t.mu.deniedAt = err, time.Now()
 		msg := err.Error()
 		for _, st := range t.mu.streams {
 			for _, s := range []string{st.subj.ops, st.subj.sync, st.subj.direct(t.id)} {
@@ -279,8 +286,12 @@ func (t *Transport) asyncError(sub *nats.Subscription, err error) {
 	}
 }
 
+// deniedHealthWindow is how long a permission violation makes Health fail.
+const deniedHealthWindow = time.Minute
+
 // Health reports whether the connection is up and answers a round trip
-// to the server, and the last asynchronous error the server reported.
+// to the server, and a permission violation the server reported in the
+// last minute.
 func (t *Transport) Health(ctx context.Context) error {
 	if st := t.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("natstransport: connection %s", st)
@@ -292,8 +303,8 @@ func (t *Transport) Health(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mu.lastErr != nil && errors.Is(t.mu.lastErr, nats.ErrPermissionViolation) {
-		return fmt.Errorf("natstransport: %w", t.mu.lastErr)
+	if t.mu.denied != nil && time.Since(t.mu.deniedAt) < deniedHealthWindow {
+		return fmt.Errorf("natstransport: %w", t.mu.denied)
 	}
 	return nil
 }

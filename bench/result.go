@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// Row statuses. A measured row has an empty status.
+const (
+	StatusNotAvailable = "not available"
+	StatusError        = "error"
+)
+
+// Row is one reported figure: a metric of a scenario, Converge's median
+// and the baseline's, and their ratio (higher is better for Converge).
+type Row struct {
+	Scenario      string
+	Metric        string
+	Kind          Kind
+	Unit          string
+	Value         *float64 // nil: not measured (not available, or an error)
+	Baseline      string
+	BaselineValue *float64
+	Ratio         *float64
+	Runs          int
+	Status        string // "", StatusNotAvailable or StatusError
+	Note          string // why not available, or the error
+}
+
+// jsonRow is the JSON form of a row: one object per line.
+type jsonRow struct {
+	Scenario      string   `json:"scenario"`
+	Metric        string   `json:"metric"`
+	Value         *float64 `json:"value"`
+	Unit          string   `json:"unit"`
+	Baseline      string   `json:"baseline"`
+	BaselineValue *float64 `json:"baseline_value"`
+	Ratio         *float64 `json:"ratio"`
+	Kind          string   `json:"kind,omitempty"`
+	Runs          int      `json:"runs,omitempty"`
+	Status        string   `json:"status,omitempty"`
+	Note          string   `json:"note,omitempty"`
+}
+
+// writeJSON writes rows as JSON lines.
+func writeJSON(w io.Writer, rows []Row) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, r := range rows {
+		j := jsonRow{
+			Scenario: r.Scenario, Metric: r.Metric, Value: r.Value, Unit: r.Unit,
+			Baseline: r.Baseline, BaselineValue: r.BaselineValue, Ratio: r.Ratio,
+			Runs: r.Runs, Status: r.Status, Note: r.Note,
+		}
+		if r.Metric != "" {
+			j.Kind = r.Kind.String()
+		}
+		if err := enc.Encode(j); err != nil {
+			return fmt.Errorf("writing JSON: %w", err)
+		}
+	}
+	return nil
+}
+
+// tableHeader names the table's columns.
+var tableHeader = []string{"SCENARIO", "METRIC", "CONVERGE", "BASELINE", "BASELINE VALUE", "RATIO"}
+
+// tableCells returns the cells of a row of the table.
+func tableCells(r Row) []string {
+	switch {
+	case r.Status == StatusError:
+		return []string{r.Scenario, "error", "", "", "", oneLine(r.Note)}
+	case r.Status == StatusNotAvailable && r.Metric == "":
+		return []string{r.Scenario, "-", "not available", "", "", oneLine(r.Note)}
+	}
+	ours := "not available"
+	if r.Status != StatusNotAvailable {
+		ours = formatValue(r.Value, r.Unit)
+	}
+	return []string{r.Scenario, r.Metric, ours, r.Baseline, formatValue(r.BaselineValue, r.Unit), formatRatio(r.Ratio)}
+}
+
+// writeTable writes rows as an aligned text table with a legend.
+func writeTable(w io.Writer, rows []Row, runs int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(tableHeader, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(tableCells(r), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing table: %w", err)
+	}
+	_, err := fmt.Fprintf(w, "\nratio: higher is better for Converge (ours/baseline for throughputs, baseline/ours for latencies, durations and bytes); medians of %d run(s).\n", runs)
+	return err
+}
+
+// writeMarkdownTable writes rows as a Markdown table.
+func writeMarkdownTable(w io.Writer, rows []Row) error {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n")
+	b.WriteString(strings.Repeat("|---", len(tableHeader)) + "|\n")
+	for _, r := range rows {
+		cells := tableCells(r)
+		for i, c := range cells {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`)
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// oneLine keeps the first line of s, for table cells.
+func oneLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
+
+// formatRatio renders a ratio as "1.23×", or "-" when undefined.
+func formatRatio(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", *r)
+}
+
+// formatValue renders a value in its unit for people: SI prefixes for
+// rates and bytes, µs/ms/s for times.
+func formatValue(v *float64, unit string) string {
+	if v == nil {
+		return "-"
+	}
+	x := *v
+	switch unit {
+	case "ms":
+		switch {
+		case x < 1:
+			return sig3(x*1000) + " µs"
+		case x < 1000:
+			return sig3(x) + " ms"
+		}
+		return sig3(x/1000) + " s"
+	case "s":
+		if x < 1 {
+			return sig3(x*1000) + " ms"
+		}
+		return sig3(x) + " s"
+	case "B":
+		v, prefix := siScale(x)
+		return sig3(v) + " " + prefix + "B"
+	}
+	if strings.HasSuffix(unit, "/s") {
+		v, prefix := siScale(x)
+		return sig3(v) + prefix + " " + unit
+	}
+	return sig3(x) + " " + unit
+}
+
+// siScale divides x by powers of 1000 to below 1000 and returns the SI
+// prefix of the power.
+func siScale(x float64) (float64, string) {
+	prefixes := []string{"", "k", "M", "G", "T"}
+	i := 0
+	for math.Abs(x) >= 1000 && i < len(prefixes)-1 {
+		x /= 1000
+		i++
+	}
+	return x, prefixes[i]
+}
+
+// sig3 renders x with about three significant digits (integers as such).
+func sig3(x float64) string {
+	switch {
+	case x == math.Trunc(x) || math.Abs(x) >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case math.Abs(x) >= 10:
+		return fmt.Sprintf("%.1f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
