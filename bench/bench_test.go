@@ -299,6 +299,29 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+func TestPartitionOps(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.PartitionReplicas, cfg.PartitionMinority, cfg.PartitionWrites = 4, 2, 10
+	p := newPartitionOps(cfg, make([][]byte, 40))
+	for i, want := range []struct {
+		held  [2]uint64
+		lacks [][2]uint64
+	}{
+		{[2]uint64{0, 10}, [][2]uint64{{10, 40}}},
+		{[2]uint64{10, 20}, [][2]uint64{{0, 10}, {20, 40}}},
+		{[2]uint64{20, 40}, [][2]uint64{{0, 20}}},
+		{[2]uint64{20, 40}, [][2]uint64{{0, 20}}},
+	} {
+		lo, hi := p.held(i)
+		if [2]uint64{lo, hi} != want.held || !slices.Equal(p.lacks(i), want.lacks) {
+			t.Errorf("replica %d holds %d..%d and lacks %v; want %v and %v", i, lo, hi, p.lacks(i), want.held, want.lacks)
+		}
+	}
+	if !inRanges([][2]uint64{{0, 10}, {20, 40}}, 25) || inRanges([][2]uint64{{0, 10}, {20, 40}}, 10) {
+		t.Error("inRanges")
+	}
+}
+
 func TestRelayOps(t *testing.T) {
 	ops := [][]byte{[]byte("a"), {}, bytes.Repeat([]byte("x"), 300)}
 	got, err := decodeOps(appendOps(nil, ops))
@@ -412,9 +435,10 @@ func TestQuick(t *testing.T) {
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	args := []string{"-quick", "-json", "-report", dir,
-		"-scenario", "put,put-sync,ingest,replicate-http,catchup-http",
+		"-scenario", "put,put-sync,ingest,replicate-http,catchup-http,converge-partition",
 		"-put-ops", "500", "-sync-ops", "50", "-ingest-ops", "2000", "-ingest-batch", "500",
-		"-replicate-ops", "500", "-latency-samples", "10", "-catchup-ops", "2000"}
+		"-replicate-ops", "500", "-latency-samples", "10", "-catchup-ops", "2000",
+		"-partition-writes", "100", "-partition-shared", "10"}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -430,10 +454,12 @@ func TestQuick(t *testing.T) {
 		}
 		got[r.Scenario][r.Metric] = r
 	}
-	for scen, metric := range map[string]string{
-		"put": "throughput", "put-sync": "commit p99", "ingest": "throughput",
-		"replicate-http": "latency p50", "catchup-http": "wire bytes",
+	for _, c := range []struct{ scen, metric string }{
+		{"put", "throughput"}, {"put-sync", "commit p99"}, {"ingest", "throughput"},
+		{"replicate-http", "latency p50"}, {"catchup-http", "wire bytes"},
+		{"converge-partition", metricConvergeHTTP}, {"converge-partition", metricConvergeNATS},
 	} {
+		scen, metric := c.scen, c.metric
 		r, ok := got[scen][metric]
 		if !ok {
 			t.Errorf("no %s %s row; stdout:\n%s", scen, metric, stdout.String())

@@ -112,8 +112,8 @@ func parseFlags(name string, args []string) (config, error) {
 	fs.IntVar(&c.LatencySamples, "latency-samples", c.LatencySamples, "writes timed one at a time for end-to-end latency")
 	fs.DurationVar(&c.Debounce, "debounce", c.Debounce, "replicator debounce (converge.ReplicatorOptions.Debounce; 0: Converge's default, 20ms)")
 	fs.IntVar(&c.CatchupOps, "catchup-ops", c.CatchupOps, "ops a replica is behind in catchup-*")
-	fs.IntVar(&c.PartitionReplicas, "partition-replicas", c.PartitionReplicas, "replicas in converge-partition (besides the hub)")
-	fs.IntVar(&c.PartitionMinority, "partition-minority", c.PartitionMinority, "replicas cut off from the hub in converge-partition")
+	fs.IntVar(&c.PartitionReplicas, "partition-replicas", c.PartitionReplicas, "replicas in converge-partition (besides the HTTP hub)")
+	fs.IntVar(&c.PartitionMinority, "partition-minority", c.PartitionMinority, "replicas cut off from the others in converge-partition")
 	fs.IntVar(&c.PartitionWrites, "partition-writes", c.PartitionWrites, "writes per replica while partitioned")
 	fs.IntVar(&c.PartitionShared, "partition-shared", c.PartitionShared, "records written on both sides while partitioned (conflicts)")
 	if err := fs.Parse(args); err != nil {

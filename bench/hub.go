@@ -161,9 +161,28 @@ type replica struct {
 // connectFunc connects a replica's DB to a network (see syncNet.Connect).
 type connectFunc func(ctx context.Context, db *converge.DB) (*peerConn, error)
 
+// replicatorOptions are the harness's replicator settings: namespace
+// benchNS, the given debounce, a periodic sync every minute (the
+// measurements never wait for one) and a quick retry after a failed sync.
+func replicatorOptions(debounce time.Duration) converge.ReplicatorOptions {
+	return converge.ReplicatorOptions{
+		Namespaces: []string{benchNS},
+		Debounce:   debounce,
+		Interval:   time.Minute,
+		MinBackoff: time.Millisecond,
+		MaxBackoff: 25 * time.Millisecond,
+		Logger:     quietLogger,
+	}
+}
+
 // openReplica opens a replica in dir (no fsync), connects it with connect
-// and starts its replicator.
+// and starts its replicator with replicatorOptions(debounce).
 func openReplica(ctx context.Context, dir string, connect connectFunc, debounce time.Duration) (*replica, error) {
+	return openReplicaWith(ctx, dir, connect, replicatorOptions(debounce))
+}
+
+// openReplicaWith is openReplica with the replicator's options.
+func openReplicaWith(ctx context.Context, dir string, connect connectFunc, opts converge.ReplicatorOptions) (*replica, error) {
 	db, tasks, err := openConverge(dir, converge.NoSync)
 	if err != nil {
 		return nil, err
@@ -173,14 +192,7 @@ func openReplica(ctx context.Context, dir string, connect connectFunc, debounce 
 		db.Close()
 		return nil, fmt.Errorf("connecting a replica: %w", err)
 	}
-	rep, err := db.OpenReplicator(conn.Peer, converge.ReplicatorOptions{
-		Namespaces: []string{benchNS},
-		Debounce:   debounce,
-		Interval:   time.Minute,
-		MinBackoff: time.Millisecond,
-		MaxBackoff: 25 * time.Millisecond,
-		Logger:     quietLogger,
-	})
+	rep, err := db.OpenReplicator(conn.Peer, opts)
 	if err != nil {
 		if conn.Close != nil {
 			conn.Close()

@@ -14,7 +14,8 @@ import (
 
 // NATS scenarios: replicate-nats and catchup-nats, Converge over
 // transport/nats (wired in natspeer.go) beside raw NATS pub/sub and raw
-// request/reply pages of the same bytes.
+// request/reply pages of the same bytes. converge-partition's NATS row is
+// in partitionnats.go.
 
 // natsConnect connects a replica's store to the NATS server at url and
 // returns its peer. The harness gives every replica (the writer, the

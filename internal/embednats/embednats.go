@@ -120,7 +120,9 @@ func Cluster(name string, n int) ([]*Node, error) {
 func Leaf(name string, hubs ...*url.URL) (*Node, error) {
 	o := Options()
 	o.ServerName = name
-	o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: hubs}}
+	// Only the given URLs: hubs advertise their own leaf addresses, and a
+	// leaf that learned them would reconnect around a cut Proxy.
+	o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: hubs, IgnoreDiscoveredServers: true}}
 	return Start(o)
 }
 

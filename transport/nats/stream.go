@@ -193,7 +193,11 @@ func (t *Transport) publishOwn(ctx context.Context, st *stream) error {
 				last = op.Dot.Seq
 			}
 		}
-		if err := t.publishBatch(st, vv, ops); err != nil {
+		// The batch's vector says what a receiver holds after applying it
+		// in order: a receiver below it on our origin missed something.
+		bv := vv.Clone()
+		bv[t.self] = last
+		if err := t.publishBatch(st, bv, ops); err != nil {
 			return err
 		}
 		progress := last > st.published

@@ -127,6 +127,12 @@ func TestLeafNodeFleetPartition(t *testing.T) {
 	if d, _ := difference("fleet", reps[0], reps[1]); d == "" {
 		t.Fatal("the cut-off site converged with the others through a cut link")
 	}
+	if _, err := reps[0].items.Get(t.Context(), "fleet", "cut-site1-2-9"); err == nil {
+		t.Fatal("a write from the other side reached the cut-off site")
+	}
+	if n := edges[0].NumLeafNodes(); n != 0 {
+		t.Fatalf("the cut-off edge has %d leaf connections: it found a way around the cut", n)
+	}
 
 	links[0].Heal()
 	waitConverged(t, "fleet", reps...)
