@@ -172,7 +172,13 @@ func (m *msgReader) vector() crdt.VersionVector {
 			return nil
 		}
 		seq := m.uint()
-		v[crdt.ReplicaID(id)] = seq
+		if _, dup := v[crdt.ReplicaID(id)]; dup {
+			m.fail(fmt.Errorf("vector origin %x appears twice", id))
+			return nil
+		}
+		if seq > 0 { // a zero entry says nothing; encoders omit it
+			v[crdt.ReplicaID(id)] = seq
+		}
 	}
 	return v
 }
