@@ -99,6 +99,9 @@ type Status struct {
 	LastError error
 	// Failures counts consecutive failed syncs.
 	Failures int
+	// Quarantined counts remote ops this replica refused to apply and
+	// keeps for an operator ([DB.Quarantine]).
+	Quarantined int
 }
 
 // Health reports on the store and the peer.
@@ -498,6 +501,9 @@ func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
 	self := r.db.log.ReplicaID()
 	if ours, acked := mine[self], peerVV[self]; ours > acked {
 		s.Pending = ours - acked
+	}
+	if s.Quarantined, err = r.db.log.QuarantineCount(ns); err != nil {
+		return s, fmt.Errorf("converge: status %q: %w", ns, err)
 	}
 	if s.Pending > 0 && !s.LastSync.IsZero() {
 		s.Lag = time.Since(s.LastSync)

@@ -43,6 +43,12 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	for _, b := range raw {
 		op, err := crdt.DecodeOp(b)
 		if err != nil {
+			// Well-formed but invalid: the store refuses it again and keeps
+			// it in quarantine under its dot, for an operator to see.
+			if u, uerr := crdt.DecodeOpUnchecked(b); uerr == nil && !u.Dot.Origin.IsZero() && u.Dot.Seq > 0 {
+				ops = append(ops, u)
+				continue
+			}
 			a.Refused++
 			if a.Err == nil {
 				a.Err, a.Reason = err, err.Error()

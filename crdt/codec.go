@@ -237,6 +237,27 @@ func DecodeOp(b []byte) (Op, error) {
 	return op, nil
 }
 
+// DecodeOpUnchecked decodes one op's structure like [DecodeOp] but does
+// not validate it: stores use it to keep an op that fails validation (a
+// poison op) in quarantine under its dot. Never apply its result.
+func DecodeOpUnchecked(b []byte) (Op, error) {
+	if len(b) > MaxOpSize {
+		return Op{}, &DecodeError{What: "op", Err: fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidOp, len(b), MaxOpSize)}
+	}
+	d := newDecoder(b)
+	op, err := d.op()
+	if err == nil && d.r.Len() != 0 {
+		err = fmt.Errorf("%w: %d trailing bytes", ErrInvalidOp, d.r.Len())
+	}
+	if err != nil {
+		if !errors.Is(err, ErrInvalidOp) && !errors.Is(err, ErrUnknownVersion) {
+			err = fmt.Errorf("%w: %w", ErrInvalidOp, err)
+		}
+		return Op{}, &DecodeError{What: "op", Offset: d.r.Offset(), Err: err}
+	}
+	return op, nil
+}
+
 func (d *decoder) op() (op Op, err error) {
 	if err = d.fixedArray(10); err != nil {
 		return

@@ -618,7 +618,12 @@ func FuzzDecodeOp(f *testing.F) {
 	f.Add(baseParts().with(0, vUint(2)).bytes())
 	f.Add(baseParts().with(8, vUint(3)).bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The unchecked decoder accepts at least what the checked one does.
+		_, uerr := DecodeOpUnchecked(b)
 		op, err := DecodeOp(b)
+		if err == nil && uerr != nil {
+			t.Fatalf("DecodeOp(%x) succeeded but DecodeOpUnchecked failed: %v", b, uerr)
+		}
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) || !(errors.Is(err, ErrInvalidOp) || errors.Is(err, ErrUnknownVersion)) {

@@ -27,19 +27,22 @@ import (
 //	'I' ns collection index values key    secondary index entry → empty
 //	                                      (values: one crdt value key per indexed field)
 //	'X' collection index                  index registry → the indexed field names
+//	'Q' ns origin(16) seq(8)              quarantine: an op refused as invalid or beyond the
+//	                                      clock bound → [1, kind, reason, unix ms, op encoding]
 //
 // The log of one (namespace, origin) is contiguous and in sequence order,
 // so the ops a peer lacks are one range scan per origin.
 const (
-	tagMeta      = 'M'
-	tagNamespace = 'N'
-	tagLog       = 'L'
-	tagVector    = 'V'
-	tagState     = 'S'
-	tagConflict  = 'C'
-	tagFeed      = 'F'
-	tagIndex     = 'I'
-	tagRegistry  = 'X'
+	tagMeta       = 'M'
+	tagNamespace  = 'N'
+	tagLog        = 'L'
+	tagVector     = 'V'
+	tagState      = 'S'
+	tagConflict   = 'C'
+	tagFeed       = 'F'
+	tagIndex      = 'I'
+	tagRegistry   = 'X'
+	tagQuarantine = 'Q'
 )
 
 var (

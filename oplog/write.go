@@ -223,12 +223,25 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 		i = j
 	}
 	res.Commit = b.commit
+	quarantined, err := l.quarantineLocked(b, sorted, res.Refused)
+	if err != nil {
+		return nil, err
+	}
 	if len(b.commit.Ops) == 0 {
+		if quarantined {
+			// Only quarantine entries: advisory, so no fsync (a lost entry
+			// is written again when a sync offers the op again).
+			if err := b.pb.Commit(pebble.NoSync); err != nil {
+				return nil, fmt.Errorf("oplog: ingest: quarantine: %w", err)
+			}
+			l.noteQuarantineLocked(b)
+		}
 		return res, nil
 	}
 	if err := l.commitLocked(b); err != nil {
 		return nil, err
 	}
+	l.noteQuarantineLocked(b)
 	res.Applied = len(b.commit.Ops)
 	return res, nil
 }
@@ -293,6 +306,8 @@ type batch struct {
 	dirty   []stateID // the written states, in first-write order
 	commit  *Commit
 	scratch []byte
+	// quarantine entries the batch adds and removes
+	quarantined, released []crdt.Dot
 }
 
 type stateID struct{ coll, key string }

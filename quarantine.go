@@ -1,0 +1,72 @@
+package converge
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/oplog"
+)
+
+// QuarantinedOp is a remote op this replica refused to apply (a poison
+// op), kept with the reason. The ops after it from the same origin wait
+// for it; other origins' ops are not held up.
+type QuarantinedOp struct {
+	Namespace string
+	Origin    string // replica id
+	Seq       uint64
+	// Kind is "invalid" (fails validation here, perhaps written by a newer
+	// version) or "clock-drift" (stamped beyond the clock bound; applied by
+	// a later sync once within it, which clears the entry).
+	Kind   string
+	Reason string
+	At     time.Time // when it was first refused
+	// Collection and Key of the record it writes, when they could be read.
+	Collection, Key string
+}
+
+// Quarantine lists the quarantined ops of ns.
+func (db *DB) Quarantine(ctx context.Context, ns string) ([]QuarantinedOp, error) {
+	qs, err := db.log.Quarantine(ctx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("converge: quarantine %q: %w", ns, err)
+	}
+	out := make([]QuarantinedOp, len(qs))
+	for i, q := range qs {
+		out[i] = QuarantinedOp{Namespace: ns, Origin: q.Dot.Origin.String(), Seq: q.Dot.Seq, Kind: q.Kind, Reason: q.Reason, At: q.At}
+		if op, err := crdt.DecodeOpUnchecked(q.Op); err == nil {
+			out[i].Collection, out[i].Key = op.Collection, op.Key
+		}
+	}
+	return out, nil
+}
+
+// RetryQuarantine offers the quarantined ops of ns to the store again
+// (after an upgrade, or once the clock has caught up) and returns how many
+// applied; those leave the quarantine.
+func (db *DB) RetryQuarantine(ctx context.Context, ns string) (int, error) {
+	res, err := db.log.RetryQuarantine(ctx, ns)
+	if err != nil {
+		return 0, fmt.Errorf("converge: retry quarantine %q: %w", ns, err)
+	}
+	return res.Applied, nil
+}
+
+// DiscardQuarantined drops one quarantined op without applying it. A later
+// sync may offer it again (its origin still holds it); the ops after it
+// from the same origin keep waiting for it.
+func (db *DB) DiscardQuarantined(ctx context.Context, ns, origin string, seq uint64) error {
+	id, err := crdt.ParseReplicaID(origin)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := db.log.DiscardQuarantined(ctx, ns, crdt.Dot{Origin: id, Seq: seq}); err != nil {
+		return fmt.Errorf("converge: discard %s:%d: %w", origin, seq, err)
+	}
+	return nil
+}
+
+// ErrNotQuarantined: DiscardQuarantined was given an op that is not in
+// the quarantine.
+var ErrNotQuarantined = oplog.ErrNotQuarantined
