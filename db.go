@@ -66,6 +66,9 @@ type Options struct {
 	// ConflictLogSize is how many conflicts are kept per namespace. Zero
 	// means 1000.
 	ConflictLogSize int
+	// QuarantineLimit is how many refused remote ops are kept per
+	// namespace for an operator ([DB.Quarantine]). Zero means 1000.
+	QuarantineLimit int
 	// ChangeBuffer is how many changes a subscription holds before it
 	// drops the oldest and reports ErrLagged. Zero means 4096.
 	ChangeBuffer int
@@ -106,6 +109,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		MaxClockDrift:   opts.MaxClockDrift,
 		Clock:           opts.Clock,
 		ConflictLogSize: opts.ConflictLogSize,
+		QuarantineLimit: opts.QuarantineLimit,
 		CacheSize:       opts.CacheSize,
 		FS:              opts.FS,
 		Logger:          opts.Logger,

@@ -77,6 +77,10 @@ type Options struct {
 	// ConflictLogSize is how many conflicts are kept per namespace. Zero
 	// means 1000.
 	ConflictLogSize int
+	// QuarantineLimit is how many refused ops are kept per namespace
+	// (see Quarantine); beyond it, refused ops are only reported. Zero
+	// means 1000.
+	QuarantineLimit int
 	// CacheSize is the Pebble block cache size in bytes. Zero means 64 MiB.
 	CacheSize int64
 	// FS is the file system Pebble uses. Nil means the OS file system;
@@ -140,6 +144,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if opts.ConflictLogSize <= 0 {
 		opts.ConflictLogSize = 1000
+	}
+	if opts.QuarantineLimit <= 0 {
+		opts.QuarantineLimit = 1000
 	}
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 64 << 20

@@ -160,6 +160,10 @@ func (l *Log) quarantineLocked(b *batch, ops []*crdt.Op, refused []Refusal) (boo
 		if _, held := set[r.Dot]; held {
 			continue
 		}
+		if len(set)+len(b.quarantined) >= l.opts.QuarantineLimit {
+			l.logger.Warn("quarantine full: refused op not kept", "ns", b.ns, "dot", r.Dot, "limit", l.opts.QuarantineLimit, "err", r.Err)
+			continue
+		}
 		q := Quarantined{Dot: r.Dot, Kind: kind, Reason: r.Err.Error(), At: time.UnixMilli(l.opts.Clock()), Op: crdt.AppendOp(nil, op)}
 		if err := b.pb.Set(quarantineKey(b.ns, r.Dot), appendQuarantined(nil, &q), nil); err != nil {
 			return false, fmt.Errorf("oplog: quarantine: %w", err)

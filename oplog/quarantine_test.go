@@ -167,3 +167,24 @@ func TestQuarantineClearedBySync(t *testing.T) {
 		t.Fatalf("QuarantineCount after the op applied = %d", n)
 	}
 }
+
+// TestQuarantineLimit: beyond the limit, refused ops are reported but not
+// kept, so a sender minting origins cannot grow the store without bound.
+func TestQuarantineLimit(t *testing.T) {
+	dst := openMem(t, oplog.Options{QuarantineLimit: 2})
+	var ops []crdt.Op
+	for range 4 {
+		src := openMem(t, oplog.Options{})
+		put(t, src, "ns", "c", "k", setStr("f", "v"))
+		op := opsOf(entries(t, src, "ns", nil))[0]
+		op.CL = 0
+		ops = append(ops, op)
+	}
+	res, err := dst.Ingest(t.Context(), "ns", ops)
+	if err != nil || len(res.Refused) != 4 {
+		t.Fatalf("Ingest = %+v, %v", res, err)
+	}
+	if n, _ := dst.QuarantineCount("ns"); n != 2 {
+		t.Fatalf("QuarantineCount = %d, want the limit 2", n)
+	}
+}
