@@ -1,0 +1,67 @@
+package httptransport_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+
+	"github.com/convergedb/converge"
+	httptransport "github.com/convergedb/converge/transport/http"
+)
+
+// A hub serves a namespace over HTTP to clients with a token; a client
+// syncs with it. In production the hub is `converge serve`, or the
+// handler mounted in your own server.
+func Example() {
+	ctx := context.Background()
+	root, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(root)
+	quiet := converge.Options{Logger: slog.New(slog.DiscardHandler)}
+
+	hubDB, err := converge.Open(filepath.Join(root, "hub"), quiet)
+	if err != nil {
+		panic(err)
+	}
+	defer hubDB.Close()
+	tokens := filepath.Join(root, "tokens")
+	os.WriteFile(tokens, []byte("# token  namespaces\nteam-secret team-1,team-2\n"), 0o600)
+	auth, err := httptransport.LoadTokenFile(tokens)
+	if err != nil {
+		panic(err)
+	}
+	srv, err := httptransport.NewServer(httptransport.ServerOptions{Store: hubDB.SyncStore(), Auth: auth, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	hub := httptest.NewServer(srv)
+	defer hub.Close()
+	defer srv.Close()
+
+	type task struct {
+		ID    string `msgpack:"-" converge:"id"`
+		Title string `msgpack:"title"`
+	}
+	app, err := converge.Open(filepath.Join(root, "app"), quiet)
+	if err != nil {
+		panic(err)
+	}
+	defer app.Close()
+	tasks, _ := converge.NewCollection[task](app, "tasks")
+	tasks.Put(ctx, "team-1", &task{ID: "t1", Title: "write the docs"})
+
+	client, err := httptransport.NewClient(httptransport.ClientOptions{BaseURL: hub.URL, Token: "team-secret"})
+	if err != nil {
+		panic(err)
+	}
+	res, err := app.SyncWith(ctx, client, "team-1")
+	fmt.Println("sent:", res.Sent, err)
+
+	_, err = app.SyncWith(ctx, client, "team-3") // not in the token's grant
+	fmt.Println(err != nil)
+	// Output:
+	// sent: 1 <nil>
+	// true
+}
