@@ -20,7 +20,7 @@ func (l *Log) nextConflictLocked(ns string) (uint64, error) {
 	prefix := nsKey(tagConflict, ns)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return 0, fmt.Errorf("oplog: conflicts %q: %w", ns, err)
+		return 0, fmt.Errorf("oplog: conflicts %q: %w", ns, pebbleErr(err))
 	}
 	var n uint64
 	if it.Last() {
@@ -32,7 +32,7 @@ func (l *Log) nextConflictLocked(ns string) (uint64, error) {
 		n = binary.BigEndian.Uint64(k[len(prefix):]) + 1
 	}
 	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("oplog: conflicts %q: %w", ns, err)
+		return 0, fmt.Errorf("oplog: conflicts %q: %w", ns, pebbleErr(err))
 	}
 	l.mu.conflicts[ns] = n
 	return n, nil
@@ -91,7 +91,7 @@ func (l *Log) Conflicts(ctx context.Context, ns string) ([]materialize.Conflict,
 	prefix := nsKey(tagConflict, ns)
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, fmt.Errorf("oplog: conflicts %q: %w", ns, err)
+		return nil, fmt.Errorf("oplog: conflicts %q: %w", ns, pebbleErr(err))
 	}
 	defer it.Close()
 	var out []materialize.Conflict
@@ -102,5 +102,5 @@ func (l *Log) Conflicts(ctx context.Context, ns string) ([]materialize.Conflict,
 		}
 		out = append(out, c)
 	}
-	return out, it.Error()
+	return out, pebbleErr(it.Error())
 }

@@ -23,7 +23,7 @@ func (l *Log) lastFeedLocked(ns string) (uint64, error) {
 	prefix := nsKey(tagFeed, ns)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return 0, fmt.Errorf("oplog: feed %q: %w", ns, err)
+		return 0, fmt.Errorf("oplog: feed %q: %w", ns, pebbleErr(err))
 	}
 	var n uint64
 	if it.Last() {
@@ -35,7 +35,7 @@ func (l *Log) lastFeedLocked(ns string) (uint64, error) {
 		n = binary.BigEndian.Uint64(k[len(prefix):])
 	}
 	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("oplog: feed %q: %w", ns, err)
+		return 0, fmt.Errorf("oplog: feed %q: %w", ns, pebbleErr(err))
 	}
 	l.mu.feeds[ns] = n
 	return n, nil
@@ -68,7 +68,7 @@ func (l *Log) Feed(ctx context.Context, ns string, after uint64) iter.Seq2[mater
 		prefix := nsKey(tagFeed, ns)
 		it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: feedKey(ns, after+1), UpperBound: prefixEnd(prefix)})
 		if err != nil {
-			yield(materialize.Change{}, fmt.Errorf("oplog: feed %q: %w", ns, err))
+			yield(materialize.Change{}, fmt.Errorf("oplog: feed %q: %w", ns, pebbleErr(err)))
 			return
 		}
 		defer it.Close()
@@ -97,7 +97,7 @@ func (l *Log) Feed(ctx context.Context, ns string, after uint64) iter.Seq2[mater
 			want++
 		}
 		if err := it.Error(); err != nil {
-			yield(materialize.Change{}, fmt.Errorf("oplog: feed %q: %w", ns, err))
+			yield(materialize.Change{}, fmt.Errorf("oplog: feed %q: %w", ns, pebbleErr(err)))
 		}
 	}
 }

@@ -58,7 +58,7 @@ func (l *Log) loadIndexes() error {
 	l.mu.indexes = make(map[string][]materialize.Index)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRegistry}, UpperBound: []byte{tagRegistry + 1}})
 	if err != nil {
-		return err
+		return pebbleErr(err)
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
@@ -76,7 +76,7 @@ func (l *Log) loadIndexes() error {
 		}
 		l.mu.indexes[coll] = append(l.mu.indexes[coll], idx)
 	}
-	return it.Error()
+	return pebbleErr(it.Error())
 }
 
 // Indexes returns the indexes registered on collection coll.
@@ -127,7 +127,9 @@ func (l *Log) RebuildIndex(ctx context.Context, coll, name string) error {
 // buildIndexLocked unregisters the index name, deletes its entries, writes
 // entries for every stored state of coll, in batches, then registers it.
 func (l *Log) buildIndexLocked(ctx context.Context, coll string, idx materialize.Index) error {
-	fail := func(err error) error { return fmt.Errorf("oplog: build index %s.%s: %w", coll, idx.Name, err) }
+	fail := func(err error) error {
+		return fmt.Errorf("oplog: build index %s.%s: %w", coll, idx.Name, pebbleErr(err))
+	}
 	if err := l.db.Delete(registryKey(coll, idx.Name), pebble.Sync); err != nil {
 		return fail(err)
 	}
@@ -231,10 +233,10 @@ func (l *Log) DropIndex(ctx context.Context, coll, name string) error {
 func (l *Log) hasKeys(prefix []byte) (bool, error) {
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return false, err
+		return false, pebbleErr(err)
 	}
 	found := it.First()
-	return found, it.Close()
+	return found, pebbleErr(it.Close())
 }
 
 func indexEntryKey(prefix, entry []byte, key string) []byte {
@@ -290,7 +292,7 @@ func (l *Log) IndexScan(ctx context.Context, ns, coll string, idx materialize.In
 		}
 		it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
-			yield(IndexEntry{}, fmt.Errorf("oplog: index scan: %w", err))
+			yield(IndexEntry{}, fmt.Errorf("oplog: index scan: %w", pebbleErr(err)))
 			return
 		}
 		defer it.Close()
@@ -318,7 +320,7 @@ func (l *Log) IndexScan(ctx context.Context, ns, coll string, idx materialize.In
 			}
 		}
 		if err := it.Error(); err != nil {
-			yield(IndexEntry{}, fmt.Errorf("oplog: index scan: %w", err))
+			yield(IndexEntry{}, fmt.Errorf("oplog: index scan: %w", pebbleErr(err)))
 		}
 	}
 }

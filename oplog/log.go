@@ -164,11 +164,20 @@ func Open(dir string, opts Options) (*Log, error) {
 		FS:                 opts.FS,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{logger},
+		EventListener: &pebble.EventListener{
+			// Pebble's default for a damaged or missing file is
+			// Logger.Fatalf, which exits the process at the first read
+			// that touches it. Log it instead: the read returns the
+			// error (ErrCorrupt), and the operator can resync.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				logger.Error("store file corrupt: resync from a peer (docs/OPERATIONS.md)", "path", info.Path, "err", info.Details)
+			},
+		},
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
-		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
+		return nil, fmt.Errorf("oplog: open %s: %w", dir, pebbleErr(err))
 	}
 	l := &Log{db: db, cache: cache, opts: opts, logger: logger}
 	l.readers.cond.L = &l.readers.Mutex
@@ -203,7 +212,7 @@ func (l *Log) loadMeta() error {
 			return fmt.Errorf("write replica id: %w", err)
 		}
 	case err != nil:
-		return fmt.Errorf("read replica id: %w", err)
+		return fmt.Errorf("read replica id: %w", pebbleErr(err))
 	default:
 		if len(v) != len(l.replica) {
 			closer.Close()
@@ -216,7 +225,7 @@ func (l *Log) loadMeta() error {
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return fmt.Errorf("read hlc high-water: %w", err)
+		return fmt.Errorf("read hlc high-water: %w", pebbleErr(err))
 	default:
 		t, derr := hlc.Decode(v)
 		closer.Close()
@@ -280,7 +289,7 @@ func (l *Log) vectorLocked(ns string) (crdt.VersionVector, error) {
 	prefix := nsKey(tagVector, ns)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, err)
+		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, pebbleErr(err))
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k, v := it.Key(), it.Value()
@@ -291,7 +300,7 @@ func (l *Log) vectorLocked(ns string) (crdt.VersionVector, error) {
 		vv[crdt.ReplicaID(k[len(prefix):])] = binary.BigEndian.Uint64(v)
 	}
 	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, err)
+		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, pebbleErr(err))
 	}
 	l.mu.vectors[ns] = vv
 	return vv, nil
@@ -325,7 +334,7 @@ func (l *Log) Namespaces(ctx context.Context) ([]string, error) {
 func (l *Log) namespacesLocked(ctx context.Context) ([]string, error) {
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagNamespace}, UpperBound: []byte{tagNamespace + 1}})
 	if err != nil {
-		return nil, fmt.Errorf("oplog: namespaces: %w", err)
+		return nil, fmt.Errorf("oplog: namespaces: %w", pebbleErr(err))
 	}
 	defer it.Close()
 	var out []string
@@ -336,7 +345,7 @@ func (l *Log) namespacesLocked(ctx context.Context) ([]string, error) {
 		}
 		out = append(out, ns)
 	}
-	return out, it.Error()
+	return out, pebbleErr(it.Error())
 }
 
 // acquire registers a read in progress; release ends it. A read that
@@ -386,7 +395,7 @@ func (l *Log) readState(k []byte) (*crdt.Record, error) {
 		return &crdt.Record{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("oplog: read state %q: %w", k, err)
+		return nil, fmt.Errorf("oplog: read state %q: %w", k, pebbleErr(err))
 	}
 	defer closer.Close()
 	r, err := crdt.DecodeRecord(v)
@@ -394,6 +403,21 @@ func (l *Log) readState(k []byte) (*crdt.Record, error) {
 		return nil, fmt.Errorf("%w: state %q: %w", ErrCorrupt, k, err)
 	}
 	return r, nil
+}
+
+// pebbleErr marks an error from Pebble that reports damaged files (a
+// block checksum mismatch, a malformed MANIFEST, a WAL damaged before its
+// tail) as ErrCorrupt, naming the file when Pebble does; Pebble marks
+// those with its own errors package, which the standard errors.Is does not
+// see. Other errors are returned as they are.
+func pebbleErr(err error) error {
+	if err == nil || !pebble.IsCorruptionError(err) || errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	if info := pebble.ExtractDataCorruptionInfo(err); info != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, info.Path, err)
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
 }
 
 // pebbleLogger sends Pebble's log lines to slog: its chatter at Debug.

@@ -67,7 +67,7 @@ func (l *Log) scanRange(ctx context.Context, snap *pebble.Snapshot, ns string, r
 	hi := logKey(ns, crdt.Dot{Origin: rg.Origin, Seq: rg.To})
 	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(hi)})
 	if err != nil {
-		return yield(Entry{}, fmt.Errorf("oplog: scan %q: %w", ns, err))
+		return yield(Entry{}, fmt.Errorf("oplog: scan %q: %w", ns, pebbleErr(err)))
 	}
 	defer it.Close()
 	want := rg.From
@@ -94,7 +94,7 @@ func (l *Log) scanRange(ctx context.Context, snap *pebble.Snapshot, ns string, r
 		want++
 	}
 	if err := it.Error(); err != nil {
-		return yield(Entry{}, fmt.Errorf("oplog: scan %q: %w", ns, err))
+		return yield(Entry{}, fmt.Errorf("oplog: scan %q: %w", ns, pebbleErr(err)))
 	}
 	if want != rg.To+1 {
 		return yield(Entry{}, fmt.Errorf("%w: log of %v in %q ends at %d, vector says %d", ErrCorrupt, rg.Origin, ns, want-1, rg.To))
@@ -181,7 +181,7 @@ func (l *Log) Records(ctx context.Context, ns, coll string) iter.Seq2[RecordEntr
 		}
 		it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 		if err != nil {
-			yield(RecordEntry{}, fmt.Errorf("oplog: records %q: %w", ns, err))
+			yield(RecordEntry{}, fmt.Errorf("oplog: records %q: %w", ns, pebbleErr(err)))
 			return
 		}
 		defer it.Close()
@@ -201,7 +201,7 @@ func (l *Log) Records(ctx context.Context, ns, coll string) iter.Seq2[RecordEntr
 			}
 		}
 		if err := it.Error(); err != nil {
-			yield(RecordEntry{}, fmt.Errorf("oplog: records %q: %w", ns, err))
+			yield(RecordEntry{}, fmt.Errorf("oplog: records %q: %w", ns, pebbleErr(err)))
 		}
 	}
 }
@@ -225,7 +225,7 @@ func hashStored(ctx context.Context, r iterReader, ns string) (string, int, erro
 	prefix := nsKey(tagState, ns)
 	it, err := r.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return "", 0, fmt.Errorf("oplog: state hash %q: %w", ns, err)
+		return "", 0, fmt.Errorf("oplog: state hash %q: %w", ns, pebbleErr(err))
 	}
 	defer it.Close()
 	h := crdt.NewStateHash()
@@ -237,7 +237,7 @@ func hashStored(ctx context.Context, r iterReader, ns string) (string, int, erro
 		h.Add(c, k, it.Value())
 	}
 	if err := it.Error(); err != nil {
-		return "", 0, fmt.Errorf("oplog: state hash %q: %w", ns, err)
+		return "", 0, fmt.Errorf("oplog: state hash %q: %w", ns, pebbleErr(err))
 	}
 	return h.Sum(), h.Records(), nil
 }

@@ -360,11 +360,19 @@ func (b *batch) prefetch(ops []*crdt.Op) error {
 	prefix := nsKey(tagState, b.ns)
 	it, err := b.l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return fmt.Errorf("oplog: read states: %w", err)
+		return fmt.Errorf("oplog: read states: %w", pebbleErr(err))
 	}
 	for _, w := range wants {
 		r := &crdt.Record{}
-		if it.SeekGE(w.key) && bytes.Equal(it.Key(), w.key) {
+		found := it.SeekGE(w.key)
+		if err := it.Error(); err != nil {
+			// A failed seek reads as "absent", and the next seek clears
+			// the error: check each one, or a damaged state would be
+			// overwritten by the ops folded onto an empty record.
+			it.Close()
+			return fmt.Errorf("oplog: read state %q: %w", w.key, pebbleErr(err))
+		}
+		if found && bytes.Equal(it.Key(), w.key) {
 			if r, err = crdt.DecodeRecord(it.Value()); err != nil {
 				it.Close()
 				return fmt.Errorf("%w: state %q: %w", ErrCorrupt, w.key, err)
@@ -373,7 +381,7 @@ func (b *batch) prefetch(ops []*crdt.Op) error {
 		b.states[w.id] = r
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("oplog: read states: %w", err)
+		return fmt.Errorf("oplog: read states: %w", pebbleErr(err))
 	}
 	return nil
 }
