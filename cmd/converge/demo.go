@@ -2,18 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/convergedb/converge"
-	"github.com/convergedb/converge/transport"
+	"github.com/convergedb/converge/hlc"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -29,31 +30,79 @@ type Task struct {
 
 const demoNS = "team-rocket"
 
+// demoBound bounds every wait of the demo: a failure bound, never a way
+// to synchronize.
+const demoBound = time.Minute
+
+// recheckEvery is how often waitSame re-checks without a change event.
+const recheckEvery = 50 * time.Millisecond
+
+var demoNames = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "ursula", "victor", "walter", "xavier", "yvonne", "zoe", "amir", "bea", "cyd"}
+
+type demoConfig struct {
+	replicas  int
+	ops       int
+	transport string
+	dir       string
+	verbose   bool
+}
+
+// demoReplica is one replica of the demo: a store, its collection, and
+// its replicator over the demo's network.
 type demoReplica struct {
 	name  string
 	db    *converge.DB
 	tasks *converge.Collection[Task]
+	rep   *converge.Replicator
 }
 
-// demoClock is a physical clock for one replica: it starts at a fixed
-// instant and ticks a millisecond per reading, so every run tells the same
-// story. Replicas' clocks differ by a few milliseconds, as real ones do.
-func demoClock(offset int64) func() int64 {
-	now := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMilli() + offset
-	return func() int64 { now++; return now }
-}
+// scriptClock is the demo's physical clock, shared by every replica: the
+// script sets it before each write, so every write gets the HLC of its
+// step (wall time, logical 0) and every run tells the same story.
+type scriptClock struct{ now atomic.Int64 }
+
+// demoStart is when the demo's story begins.
+var demoStart = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+
+func (c *scriptClock) read() int64     { return c.now.Load() }
+func (c *scriptClock) set(t time.Time) { c.now.Store(t.UnixMilli()) }
+func (c *scriptClock) String() string  { return time.UnixMilli(c.read()).UTC().Format("15:04:05") }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stderr)
-	n := fs.Int("replicas", 3, "number of replicas (at least 2)")
-	keep := fs.String("dir", "", "keep the stores in this directory (default: a temp dir, removed afterwards)")
+	cfg := demoConfig{}
+	fs.IntVar(&cfg.replicas, "replicas", 3, "number of replicas (2 to 26)")
+	fs.IntVar(&cfg.ops, "ops", 2, "votes each replica casts on task-3 while partitioned, besides the scripted edits (0 to 100000)")
+	fs.StringVar(&cfg.transport, "transport", "nats", "replicate over `nats` (an in-process NATS server, a leaf node for the cut-off site) or http (an in-process hub)")
+	fs.StringVar(&cfg.dir, "dir", "", "keep the stores in this directory, which must be empty or absent (default: a temp dir, removed afterwards)")
+	fs.BoolVar(&cfg.verbose, "v", false, "verbose: log to stderr and show each replica's change feed and transport counters")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: converge demo [flags]")
+		fmt.Fprintln(stderr, "\nReplicas in one process, a partition with conflicting writes on both sides, the heal.")
+		fmt.Fprintln(stderr, "The last line is \"converged: <replicas> replicas, <records> records, state <hash>\".")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 2 || *n > 26 {
-		return fmt.Errorf("demo: -replicas must be 2 to 26")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
 	}
-	dir := *keep
+	if cfg.replicas < 2 || cfg.replicas > len(demoNames) {
+		return fmt.Errorf("demo: -replicas must be 2 to %d", len(demoNames))
+	}
+	if cfg.ops < 0 || cfg.ops > 100000 {
+		return fmt.Errorf("demo: -ops must be 0 to 100000")
+	}
+	if cfg.transport != "nats" && cfg.transport != "http" {
+		return fmt.Errorf("demo: -transport must be nats or http, not %q", cfg.transport)
+	}
+	return demo(ctx, cfg, stdout, stderr)
+}
+
+func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err error) {
+	dir := cfg.dir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "converge-demo-")
 		if err != nil {
@@ -61,106 +110,210 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer os.RemoveAll(tmp)
 		dir = tmp
+	} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("demo: -dir %s is not empty: the demo starts from empty stores", dir)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "ursula", "victor", "walter", "xavier", "yvonne", "zoe", "amir", "bea", "cyd"}
-	reps := make([]*demoReplica, *n)
-	byID := map[string]string{}
-	for i := range reps {
-		db, err := converge.Open(filepath.Join(dir, names[i]), converge.Options{Clock: demoClock(int64(i)), Logger: logger})
+	logger := slog.New(slog.DiscardHandler)
+	if cfg.verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) }
+	clock := &scriptClock{}
+	clock.set(demoStart)
+	names := demoNames[:cfg.replicas]
+	dbOpts := converge.Options{Clock: clock.read, Logger: logger}
+
+	// Everything opened is closed: every replicator, then every transport,
+	// then every store, then the servers.
+	var closeReps, closePeers, closeDBs, closeNet []func() error
+	defer func() {
+		for _, closers := range [][]func() error{closeReps, closePeers, closeDBs, closeNet} {
+			for _, c := range slices.Backward(closers) {
+				err = errors.Join(err, c())
+			}
+		}
+	}()
+	var network demoNet
+	if cfg.transport == "nats" {
+		network, err = startNATSNet(names, logger)
+	} else {
+		network, err = startHTTPNet(filepath.Join(dir, "hub"), dbOpts, logger)
+	}
+	if err != nil {
+		return err
+	}
+	closeNet = append(closeNet, network.close)
+
+	reps := make([]*demoReplica, len(names))
+	who := map[string]string{} // replica id -> name
+	for i, name := range names {
+		db, err := converge.Open(filepath.Join(dir, name), dbOpts)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
+		closeDBs = append(closeDBs, db.Close)
 		tasks, err := converge.NewCollection[Task](db, "tasks")
 		if err != nil {
 			return err
 		}
-		reps[i] = &demoReplica{name: names[i], db: db, tasks: tasks}
-		byID[db.ReplicaID()] = names[i]
+		peer, closePeer, err := network.connect(i, name, db)
+		if err != nil {
+			return err
+		}
+		closePeers = append(closePeers, closePeer)
+		rep, err := db.OpenReplicator(peer, converge.ReplicatorOptions{
+			Namespaces: []string{demoNS},
+			Interval:   2 * time.Second, // anti-entropy also heals what the live path missed
+			MinBackoff: 20 * time.Millisecond,
+			MaxBackoff: 250 * time.Millisecond,
+			Logger:     logger.With("replica", name),
+		})
+		if err != nil {
+			return err
+		}
+		closeReps = append(closeReps, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), demoBound)
+			defer cancel()
+			return rep.Close(ctx)
+		})
+		reps[i] = &demoReplica{name: name, db: db, tasks: tasks, rep: rep}
+		who[db.ReplicaID()] = name
 	}
-	p := func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) }
-	who := func(id string) string {
-		if s, ok := byID[id]; ok {
+	all := make([]*converge.DB, 0, len(reps)+1)
+	for _, r := range reps {
+		all = append(all, r.db)
+	}
+	hub := network.hub()
+	if hub != nil {
+		who[hub.ReplicaID()] = "hub"
+		all = append(all, hub)
+	}
+	name := func(id string) string {
+		if s, ok := who[id]; ok {
 			return s
 		}
 		return id
 	}
-	p("Converge demo: %d replicas (%s), each with its own Pebble store under %s,", *n, strings.Join(names[:*n], ", "), dir)
-	p("syncing through the in-process transport (every message encoded as on the wire).")
+	width := 0 // of the longest name
+	for _, n := range who {
+		width = max(width, len(n))
+	}
+
+	p("Converge demo: %d replicas (%s), each with its own Pebble store under %s.", len(reps), strings.Join(names, ", "), dir)
+	for _, line := range network.describe(names) {
+		p("%s", line)
+	}
+	p("Every replica reads one scripted clock, so every run tells the same story.")
 	p("")
 
 	alice, bob, carol := reps[0], reps[1], reps[len(reps)-1]
-	if len(reps) == 2 {
-		carol = bob
-	}
-	p("1. %s creates three tasks; everyone syncs.", alice.name)
-	ids := make([]string, 3)
+	left, right := reps[:1], reps[1:]
+	rightDBs := all[1:] // the hub, if any, is on the right side of the cut
+
+	// 1. Everyone starts from the same three tasks.
+	p("1. %s creates three tasks; they replicate live to everyone.", alice.name)
 	for i, title := range []string{"write the README", "fix the flaky test", "plan the offsite"} {
-		id, err := alice.tasks.Put(ctx, demoNS, &Task{ID: fmt.Sprintf("task-%d", i+1), Title: title, Status: "todo", Tags: []string{"q4"}})
-		if err != nil {
+		clock.set(demoStart.Add(time.Duration(i+1) * time.Second))
+		id := fmt.Sprintf("task-%d", i+1)
+		if _, err := alice.tasks.Put(ctx, demoNS, &Task{ID: id, Title: title, Status: "todo", Tags: []string{"q4"}}); err != nil {
 			return err
 		}
-		ids[i] = id
+		p("   %s  %-*s creates %s %q", clock, width, alice.name, id, title)
 	}
-	if err := syncAll(ctx, reps, nil); err != nil {
+	if err := waitSame(ctx, all); err != nil {
+		return fmt.Errorf("before the partition: %w", err)
+	}
+	// One sync each, so every replicator knows its peer holds its ops: the
+	// pending counts below are then exactly the writes made while apart.
+	for _, r := range reps {
+		if _, err := r.rep.SyncNow(ctx, demoNS); err != nil {
+			return fmt.Errorf("%s: sync: %w", r.name, err)
+		}
+	}
+	h, err := alice.db.StateHash(ctx, demoNS)
+	if err != nil {
 		return err
 	}
-	p("   every replica now holds %d tasks.", countTasks(ctx, bob))
+	p("   every replica holds %d tasks, state %s.", countTasks(ctx, bob), h[:12])
 	p("")
 
-	left, right := reps[:1], reps[1:]
-	p("2. The network splits: {%s} | {%s}. Both sides keep working offline.", namesOf(left), namesOf(right))
+	// 2. The partition.
+	clock.set(demoStart.Add(time.Minute))
+	network.cut()
+	p("2. %s {%s} | {%s}. Both sides keep working.", network.cutStory(alice.name), namesOf(left), namesOf(right))
 	steps := []struct {
 		r    *demoReplica
 		what string
+		at   time.Duration // after demoStart
 		do   func() error
 	}{
-		{alice, `renames task-1 to "write the README and the docs"`, func() error {
-			return alice.tasks.Update(ctx, demoNS, ids[0], converge.Set("title", "write the README and the docs"))
+		{alice, `renames task-1 to "write the README and the docs"`, 60 * time.Second, func() error {
+			return alice.tasks.Update(ctx, demoNS, "task-1", converge.Set("title", "write the README and the docs"))
 		}},
-		{bob, `renames task-1 to "README: rewrite from scratch"`, func() error {
-			return bob.tasks.Update(ctx, demoNS, ids[0], converge.Set("title", "README: rewrite from scratch"))
+		{bob, `renames task-1 to "README: rewrite from scratch"`, 61 * time.Second, func() error {
+			return bob.tasks.Update(ctx, demoNS, "task-1", converge.Set("title", "README: rewrite from scratch"))
 		}},
-		{alice, "assigns task-2 to herself and tags it urgent", func() error {
-			return alice.tasks.Update(ctx, demoNS, ids[1], converge.Set("assignee", "alice"), converge.AddToSet("tags", "urgent"))
+		{alice, "assigns task-2 to herself and tags it urgent", 62 * time.Second, func() error {
+			return alice.tasks.Update(ctx, demoNS, "task-2", converge.Set("assignee", "alice"), converge.AddToSet("tags", "urgent"))
 		}},
-		{bob, "deletes task-2 (it was fixed already)", func() error {
-			return bob.tasks.Delete(ctx, demoNS, ids[1])
+		{bob, "deletes task-2 (it was fixed already)", 63 * time.Second, func() error {
+			return bob.tasks.Delete(ctx, demoNS, "task-2")
 		}},
-		{alice, "removes the q4 tag from task-3", func() error {
-			return alice.tasks.Update(ctx, demoNS, ids[2], converge.RemoveFromSet("tags", "q4"))
+		{alice, "removes the q4 tag from task-3", 64 * time.Second, func() error {
+			return alice.tasks.Update(ctx, demoNS, "task-3", converge.RemoveFromSet("tags", "q4"))
 		}},
-		{carol, "tags task-3 offsite and q4 again (concurrent add)", func() error {
-			return carol.tasks.Update(ctx, demoNS, ids[2], converge.AddToSet("tags", "offsite", "q4"))
+		{carol, "tags task-3 offsite and q4 (an add concurrent with the remove)", 65 * time.Second, func() error {
+			return carol.tasks.Update(ctx, demoNS, "task-3", converge.AddToSet("tags", "offsite", "q4"))
 		}},
-		{alice, "votes +1 on task-3", func() error {
-			return alice.tasks.Update(ctx, demoNS, ids[2], converge.Increment("votes", 1))
+		{alice, `sets task-3's status to "done"`, 66 * time.Second, func() error {
+			return alice.tasks.Update(ctx, demoNS, "task-3", converge.Set("status", "done"))
 		}},
-		{bob, "votes +2 on task-3", func() error {
-			return bob.tasks.Update(ctx, demoNS, ids[2], converge.Increment("votes", 2))
+		{carol, `sets task-3's status to "doing", in the same millisecond`, 66 * time.Second, func() error {
+			return carol.tasks.Update(ctx, demoNS, "task-3", converge.Set("status", "doing"))
 		}},
-		{carol, "creates task-4", func() error {
+		{carol, "creates task-4", 67 * time.Second, func() error {
 			_, err := carol.tasks.Put(ctx, demoNS, &Task{ID: "task-4", Title: "book the venue", Status: "todo", Assignee: carol.name})
 			return err
 		}},
 	}
 	for _, s := range steps {
+		clock.set(demoStart.Add(s.at))
 		if err := s.do(); err != nil {
 			return fmt.Errorf("%s %s: %w", s.r.name, s.what, err)
 		}
-		p("   %-6s %s", s.r.name+":", s.what)
-		if s.r == bob && len(right) > 1 {
-			// bob and carol are on the same side: they sync with each other.
-			if err := syncAll(ctx, right, nil); err != nil {
-				return err
+		p("   %s  %-*s %s", clock, width, s.r.name, s.what)
+		if s.r != alice {
+			// The right side replicates live: wait until it agrees, so each
+			// write there sees the ones before it.
+			if err := waitSame(ctx, rightDBs); err != nil {
+				return fmt.Errorf("right side of the partition: %w", err)
 			}
 		}
 	}
+	if cfg.ops > 0 {
+		clock.set(demoStart.Add(2 * time.Minute))
+		from := clock.String()
+		n := 0
+		for _, r := range reps {
+			for range cfg.ops {
+				clock.set(demoStart.Add(2*time.Minute + time.Duration(n)*time.Millisecond))
+				n++
+				if err := r.tasks.Update(ctx, demoNS, "task-3", converge.Increment("votes", 1)); err != nil {
+					return fmt.Errorf("%s votes: %w", r.name, err)
+				}
+			}
+		}
+		p("   %s  each replica votes +1 on task-3, %s (-ops %d): %d votes cast, one op each",
+			from, plural(cfg.ops, "time"), cfg.ops, n)
+		if err := waitSame(ctx, rightDBs); err != nil {
+			return fmt.Errorf("right side of the partition: %w", err)
+		}
+	}
 	p("")
-	p("   while apart, the sides disagree:")
+	p("   While apart, the sides disagree (version vector: origin:ops held):")
+	sideWidth := max(len(alice.name), len(namesOf(right))) + 1
 	for _, r := range []*demoReplica{alice, bob} {
-		t, err := r.tasks.Get(ctx, demoNS, ids[0])
+		t, err := r.tasks.Get(ctx, demoNS, "task-1")
 		if err != nil {
 			return err
 		}
@@ -168,37 +321,98 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		p("   %-6s task-1 %q, state %s", r.name+":", t.Title, h[:12])
-	}
-	p("")
-
-	p("3. The network heals; replicas run anti-entropy (version vectors in, missing ops out).")
-	rounds := 0
-	if err := syncAll(ctx, reps, func(from, to *demoReplica, res transport.Result) {
-		if res.Sent+res.Received > 0 {
-			rounds++
-			p("   %s <-> %s: sent %d ops, received %d, %s detected", to.name, from.name, res.Sent, res.Received, plural(res.Conflicts, "conflict"))
+		vv, err := r.db.Vector(ctx, demoNS)
+		if err != nil {
+			return err
 		}
-	}); err != nil {
+		side := r.name
+		if r == bob {
+			side = namesOf(right)
+		}
+		p("   %-*s task-1 %-32q state %s  %s", sideWidth, side+":", t.Title, h[:12], fmtVector(vv, name, names))
+	}
+	st, err := alice.rep.Status(ctx, demoNS)
+	if err != nil {
 		return err
 	}
+	p("   %s's replicator reports %d pending ops: her writes wait in her log, the offline queue.", alice.name, st.Pending)
 	p("")
 
+	// 3. The heal.
+	before := make([]map[string]uint64, len(all))
+	conflictsBefore := make([]uint64, len(all))
+	feedBefore := make([]uint64, len(all))
+	for i, db := range all {
+		if before[i], err = db.Vector(ctx, demoNS); err != nil {
+			return err
+		}
+		if conflictsBefore[i], err = db.ConflictCount(ctx, demoNS); err != nil {
+			return err
+		}
+		if feedBefore[i], err = db.FeedHead(ctx, demoNS); err != nil {
+			return err
+		}
+	}
+	clock.set(demoStart.Add(3 * time.Minute))
+	started := time.Now()
+	if err := network.heal(); err != nil {
+		return err
+	}
+	p("3. %s", network.healStory(alice.name))
+	if err := waitSame(ctx, all); err != nil {
+		return fmt.Errorf("after the heal: %w", err)
+	}
+	if err := waitPending(ctx, alice.rep, 0); err != nil {
+		return fmt.Errorf("%s's queue: %w", alice.name, err)
+	}
+	elapsed := time.Since(started)
+	for i, db := range all {
+		after, err := db.Vector(ctx, demoNS)
+		if err != nil {
+			return err
+		}
+		var got []string
+		total := uint64(0)
+		for _, n := range names {
+			for id, seq := range after {
+				if name(id) == n && seq > before[i][id] {
+					got = append(got, fmt.Sprintf("%s's %d", n, seq-before[i][id]))
+					total += seq - before[i][id]
+				}
+			}
+		}
+		c, err := db.ConflictCount(ctx, demoNS)
+		if err != nil {
+			return err
+		}
+		p("   %-*s received %s (%s), detected %s", width, name(db.ReplicaID()), plural(int(total), "op"), strings.Join(got, ", "), plural(int(c-conflictsBefore[i]), "conflict"))
+	}
+	p("   %s's queue drained: her replicator reports 0 pending ops.", alice.name)
+	if cfg.verbose {
+		p("   (healed and converged in %v)", elapsed.Round(time.Millisecond))
+	}
+	p("")
+
+	// 4. The converged state.
 	p("4. The converged tasks, read from %s (every replica shows the same):", carol.name)
 	for t, err := range carol.tasks.All(ctx, demoNS) {
 		if err != nil {
 			return err
 		}
-		tags := slices.Clone(t.Tags)
-		p("   %-7s %-32q status=%s assignee=%s tags=%v votes=%d", t.ID, t.Title, t.Status, orDash(t.Assignee), tags, t.Votes)
+		p("   %-7s %-32q status=%-5s assignee=%s tags=%v votes=%d", t.ID, t.Title, t.Status, orDash(t.Assignee), t.Tags, t.Votes)
 	}
-	if _, err := carol.tasks.Get(ctx, demoNS, ids[1]); err != nil {
-		p("   task-2  deleted: a delete wins over the updates concurrent with it")
+	if _, err := carol.tasks.Get(ctx, demoNS, "task-2"); errors.Is(err, converge.ErrNotFound) {
+		p("   task-2  deleted: %s's delete wins over %s's concurrent update (a delete beats the updates it did not see).", bob.name, alice.name)
 	}
-	p("   task-3's tags keep q4: an add concurrent with a remove survives; votes add up (1+2).")
+	p("   task-3 keeps q4: %s's add is concurrent with %s's remove, and an add wins over a remove it did not see.", carol.name, alice.name)
+	if cfg.ops > 0 {
+		p("   task-3's votes add up: %d cast while apart, %d counted (a counter merges increments, it does not overwrite).", cfg.ops*len(reps), cfg.ops*len(reps))
+	}
 	p("")
 
-	p("5. Conflicts detected (%s's conflict log): concurrent writes to one field.", carol.name)
+	// 5. The conflicts and why each write won.
+	p("5. Conflicts: concurrent writes to one field. The merge keeps the write that is")
+	p("   last by (causal length, HLC, replica id), identically on every replica:")
 	conflicts, err := carol.db.Conflicts(ctx, demoNS)
 	if err != nil {
 		return err
@@ -206,23 +420,55 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(conflicts) == 0 {
 		p("   none")
 	}
+	sortConflicts(conflicts)
 	for _, c := range conflicts {
-		p("   %s/%s.%s: %s's %s beat %s's %s: %s", c.Collection, c.Key, c.Field,
-			who(c.Winner.Version.Replica.String()), showValue(c.Winner.Value),
-			who(c.Loser.Version.Replica.String()), showValue(c.Loser.Value), why(c))
+		w, l := c.Winner.Version, c.Loser.Version
+		p("   %s/%s.%s", c.Collection, c.Key, c.Field)
+		p("      won:  %-*s %-32s CL %d, HLC %s, replica %v", width+2, name(w.Replica.String())+"'s", showValue(c.Winner.Value), w.CL, showHLC(w.HLC), w.Replica)
+		p("      lost: %-*s %-32s CL %d, HLC %s, replica %v", width+2, name(l.Replica.String())+"'s", showValue(c.Loser.Value), l.CL, showHLC(l.HLC), l.Replica)
+		p("      why:  %s", why(c, name))
+	}
+	p("   The conflict feed: each replica logs a conflict when the second of its writes")
+	p("   arrives (DB.Conflicts); a report for review or a resolution policy, not part of the state:")
+	for _, db := range all {
+		cs, err := db.Conflicts(ctx, demoNS)
+		if err != nil {
+			return err
+		}
+		sortConflicts(cs)
+		var fields []string
+		for _, c := range cs {
+			fields = append(fields, fmt.Sprintf("%s.%s (%s over %s)", c.Key, c.Field, name(c.Winner.Version.Replica.String()), name(c.Loser.Version.Replica.String())))
+		}
+		if len(fields) == 0 {
+			fields = []string{"none"}
+		}
+		p("   %-*s %s", width+1, name(db.ReplicaID())+":", strings.Join(fields, ", "))
 	}
 	p("")
 
-	p("6. Version vectors (origin: ops held), equal on every replica:")
+	if cfg.verbose {
+		p("   The change feed of each replica during the heal (DB.Feed, position: change):")
+		for i, db := range all {
+			p("   %s:", name(db.ReplicaID()))
+			if err := printFeed(ctx, db, feedBefore[i], name, p); err != nil {
+				return err
+			}
+		}
+		p("   Transport counters:")
+		for i, r := range reps {
+			p("   %-*s %s", width+1, r.name+":", network.stats(i))
+		}
+		p("")
+	}
+
+	// 6. Version vectors, and the check.
+	p("6. Version vectors (origin:ops held), equal on every replica%s:", map[bool]string{true: " and the hub", false: ""}[hub != nil])
 	vv, err := carol.db.Vector(ctx, demoNS)
 	if err != nil {
 		return err
 	}
-	var parts []string
-	for _, id := range slices.Sorted(maps.Keys(vv)) {
-		parts = append(parts, fmt.Sprintf("%s:%d", who(id), vv[id]))
-	}
-	p("   {%s}", strings.Join(parts, " "))
+	p("   %s", fmtVector(vv, name, names))
 
 	hash, records := "", 0
 	for _, r := range reps {
@@ -248,28 +494,125 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// syncAll runs anti-entropy between every pair until a full pass moves
-// nothing.
-func syncAll(ctx context.Context, reps []*demoReplica, report func(from, to *demoReplica, res transport.Result)) error {
-	for pass := 0; pass < 10; pass++ {
-		moved := 0
-		for i, a := range reps {
-			for _, b := range reps[i+1:] {
-				res, err := a.db.SyncWith(ctx, transport.NewMemPeer(b.db.SyncStore(), transport.Limits{}), demoNS)
-				if err != nil {
-					return fmt.Errorf("sync %s with %s: %w", a.name, b.name, err)
+// waitSame waits until every DB holds the same ops and state in the demo's
+// namespace, re-checking after each change any of them commits. A commit
+// whose ops change nothing visible (a write that lost to a concurrent one,
+// an update of a deleted record) publishes no change, so it also re-checks
+// every recheckEvery: nothing announces such commits.
+func waitSame(ctx context.Context, dbs []*converge.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, demoBound)
+	defer cancel()
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	wake := make(chan struct{}, 1)
+	for _, db := range dbs {
+		sub := db.Subscribe(demoNS) // before the first check: no change slips by
+		defer sub.Close()
+		go func() {
+			for {
+				if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
+					return
 				}
-				if report != nil {
-					report(b, a, res)
+				select {
+				case wake <- struct{}{}:
+				default:
 				}
-				moved += res.Sent + res.Received
 			}
+		}()
+	}
+	for {
+		diff, err := difference(ctx, dbs)
+		if err != nil {
+			return err
 		}
-		if moved == 0 {
+		if diff == "" {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-recheck.C:
+		case <-ctx.Done():
+			return fmt.Errorf("replicas did not converge: %s: %w", diff, ctx.Err())
+		}
+	}
+}
+
+// difference describes how the DBs differ in the demo's namespace, or is "".
+func difference(ctx context.Context, dbs []*converge.DB) (string, error) {
+	var h0, v0 string
+	for i, db := range dbs {
+		h, err := db.StateHash(ctx, demoNS)
+		if err != nil {
+			return "", err
+		}
+		vv, err := db.Vector(ctx, demoNS)
+		if err != nil {
+			return "", err
+		}
+		v := fmt.Sprint(vv) // fmt prints maps sorted by key
+		if i == 0 {
+			h0, v0 = h, v
+		} else if h != h0 || v != v0 {
+			return fmt.Sprintf("one has %s, another %s", v0, v), nil
+		}
+	}
+	return "", nil
+}
+
+// waitPending waits on r's status stream until the demo namespace's
+// pending count is n.
+func waitPending(ctx context.Context, r *converge.Replicator, n uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, demoBound)
+	defer cancel()
+	for st := range r.Statuses(ctx) {
+		if st.Namespace == demoNS && st.Pending == n {
 			return nil
 		}
 	}
-	return fmt.Errorf("sync did not settle")
+	return fmt.Errorf("pending ops never reached %d: %w", n, context.Cause(ctx))
+}
+
+// printFeed prints the changes of db's feed after position after, up to
+// its head now.
+func printFeed(ctx context.Context, db *converge.DB, after uint64, name func(string) string, p func(string, ...any)) error {
+	head, err := db.FeedHead(ctx, demoNS)
+	if err != nil || head <= after {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for c, err := range db.Feed(ctx, demoNS, "", after) {
+		if err != nil {
+			return err
+		}
+		p("      #%-3d %s/%s %s %v by %s at %s", c.Seq, c.Collection, c.ID, c.Kind, c.Fields, name(c.Origin), showHLC(c.HLC))
+		if c.Seq >= head {
+			break
+		}
+	}
+	return nil
+}
+
+// sortConflicts orders conflicts by field, for output that does not depend
+// on the order in which ops arrived.
+func sortConflicts(cs []converge.Conflict) {
+	slices.SortFunc(cs, func(a, b converge.Conflict) int {
+		return strings.Compare(a.Collection+"\x00"+a.Key+"\x00"+a.Field, b.Collection+"\x00"+b.Key+"\x00"+b.Field)
+	})
+}
+
+// fmtVector formats a version vector with replica names, in the order of
+// names.
+func fmtVector(vv map[string]uint64, name func(string) string, names []string) string {
+	var parts []string
+	for _, n := range names {
+		for id, seq := range vv {
+			if name(id) == n {
+				parts = append(parts, fmt.Sprintf("%s:%d", n, seq))
+			}
+		}
+	}
+	return "{" + strings.Join(parts, " ") + "}"
 }
 
 func countTasks(ctx context.Context, r *demoReplica) int {
@@ -282,10 +625,14 @@ func countTasks(ctx context.Context, r *demoReplica) int {
 	return n
 }
 
+// namesOf lists the replicas' names, the first few of a long list.
 func namesOf(reps []*demoReplica) string {
 	var s []string
 	for _, r := range reps {
 		s = append(s, r.name)
+	}
+	if len(s) > 4 {
+		return fmt.Sprintf("%s and %d others", strings.Join(s[:3], ", "), len(s)-3)
 	}
 	return strings.Join(s, ", ")
 }
@@ -308,16 +655,28 @@ func showValue(v []byte) string {
 	return fmt.Sprintf("%q", fmt.Sprint(x))
 }
 
+// showHLC formats an HLC as the wall time of day in ms, with the logical
+// counter when it is not zero.
+func showHLC(t hlc.Timestamp) string {
+	s := t.Time().Format("15:04:05.000")
+	if t.Logical() > 0 {
+		s += fmt.Sprintf("+%d", t.Logical())
+	}
+	return s
+}
+
 // why explains a conflict's winner by the LWW order (CL, HLC, replica).
-func why(c converge.Conflict) string {
+func why(c converge.Conflict, name func(string) string) string {
 	w, l := c.Winner.Version, c.Loser.Version
+	wn, ln := name(w.Replica.String()), name(l.Replica.String())
 	switch {
 	case w.CL != l.CL:
-		return "written after the record was re-created"
+		return fmt.Sprintf("%s's write has the higher causal length (%d > %d): it was made after the record was re-created", wn, w.CL, l.CL)
 	case w.HLC != l.HLC:
-		return fmt.Sprintf("later HLC (%v > %v)", w.HLC, l.HLC)
+		return fmt.Sprintf("same causal length; %s's HLC is later (%s > %s)", wn, showHLC(w.HLC), showHLC(l.HLC))
 	}
-	return "same HLC; the higher replica id breaks the tie"
+	return fmt.Sprintf("same causal length and HLC (%s: the same millisecond);\n"+
+		"            the higher replica id breaks the tie: %s's %v > %s's %v", showHLC(w.HLC), wn, w.Replica, ln, l.Replica)
 }
 
 func plural(n int, word string) string {

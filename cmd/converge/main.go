@@ -1,20 +1,25 @@
-// Command converge runs Converge's demo and operator tools.
+// Command converge runs Converge's demo, hub and operator tools.
 //
-//	converge demo      three replicas, a partition, conflicting writes, the heal
+//	converge demo      replicas, a partition, conflicting writes, the heal
+//	converge serve     a hub: HTTP sync endpoint and/or NATS replication, health, metrics
 //	converge inspect   namespaces, vectors, record counts and a log check of a store
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, a second one gets the default behaviour: exit.
+	context.AfterFunc(ctx, stop)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "converge:", err)
@@ -26,6 +31,7 @@ const usage = `usage: converge <command> [flags]
 
 commands:
   demo      run replicas in one process through a partition and a heal
+  serve     run a hub: HTTP sync endpoint and/or NATS replication, /healthz, /metrics
   inspect   show what a store holds and check its state against its log
 
 Run 'converge <command> -h' for a command's flags.
@@ -36,17 +42,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("no command")
 	}
+	var err error
 	switch args[0] {
 	case "demo":
-		return runDemo(ctx, args[1:], stdout, stderr)
+		err = runDemo(ctx, args[1:], stdout, stderr)
+	case "serve":
+		err = runServe(ctx, args[1:], stdout, stderr)
 	case "inspect":
-		return runInspect(ctx, args[1:], stdout, stderr)
+		err = runInspect(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the command printed its usage, as asked
+	}
+	return err
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

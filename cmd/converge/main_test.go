@@ -30,25 +30,46 @@ func convergedLine(n int) *regexp.Regexp {
 
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	out, errOut, err := runCmd(t, "demo")
-	if err != nil {
-		t.Fatalf("run(demo) = %v, want nil; stderr:\n%s\nstdout:\n%s", err, errOut, out)
-	}
-	if got, want := lastLine(out), convergedLine(3); !want.MatchString(got) {
-		t.Errorf("last line = %q, want match for %s", got, want)
-	}
-	for _, want := range []string{
-		"1 conflict detected",                    // the heal reports the conflict
-		"tasks/task-1.title: bob's",              // the conflict log lists it
-		"task-2  deleted",                        // the delete wins
-		`task-1  "README: rewrite from scratch"`, // the winning title is what readers see
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output does not mention %q; output:\n%s", want, out)
-		}
-	}
-	if strings.Contains(out, "   none") {
-		t.Errorf("demo output says no conflicts were detected; output:\n%s", out)
+	for _, tr := range []string{"nats", "http"} {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			out, errOut, err := runCmd(t, "demo", "-transport", tr)
+			if err != nil {
+				t.Fatalf("run(demo -transport %s) = %v, want nil; stderr:\n%s\nstdout:\n%s", tr, err, errOut, out)
+			}
+			if got, want := lastLine(out), convergedLine(3); !want.MatchString(got) {
+				t.Errorf("last line = %q, want match for %s", got, want)
+			}
+			for _, want := range []string{
+				map[string]string{"nats": "over NATS", "http": "over HTTP"}[tr], // the transport it used
+				"alice's replicator reports 6 pending ops",                      // the offline queue: 4 scripted writes and 2 votes
+				"alice received 9 ops (bob's 4, carol's 5), detected 2 conflicts",
+				"bob   received 6 ops (alice's 6), detected 2 conflicts",
+				"reports 0 pending ops",                  // the queue drained
+				`task-1  "README: rewrite from scratch"`, // the winning title is what readers see
+				"task-2  deleted",                        // the delete wins
+				"tags=[offsite q4] votes=6",              // add wins over a concurrent remove; counters add up
+				"tasks/task-1.title",                     // the conflicts, with why each write won
+				"won:  bob's",
+				"lost: alice's",
+				"bob's HLC is later (09:01:01.000 > 09:01:00.000)",
+				"tasks/task-3.status",
+				"the higher replica id breaks the tie",
+				"task-1.title (bob over alice)", // the conflict feed
+				"{alice:9 bob:4 carol:5}",       // the version vectors
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("demo output does not mention %q; output:\n%s", want, out)
+				}
+			}
+			if tr == "http" && !strings.Contains(out, "hub   received 6 ops (alice's 6), detected 2 conflicts") {
+				t.Errorf("the HTTP demo does not report the hub; output:\n%s", out)
+			}
+			// Every replica's conflict feed lists both conflicts.
+			if n := strings.Count(out, "task-1.title (bob over alice), task-3.status ("); n != map[string]int{"nats": 3, "http": 4}[tr] {
+				t.Errorf("%d conflict feeds list both conflicts; output:\n%s", n, out)
+			}
+		})
 	}
 }
 
@@ -64,19 +85,54 @@ func TestDemoReplicas(t *testing.T) {
 			if got, want := lastLine(out), convergedLine(n); !want.MatchString(got) {
 				t.Errorf("last line = %q, want match for %s", got, want)
 			}
+			if want := fmt.Sprintf("votes=%d", 2*n); !strings.Contains(out, want) {
+				t.Errorf("demo output does not show %s; output:\n%s", want, out)
+			}
 		})
 	}
 }
 
-func TestDemoBadReplicas(t *testing.T) {
+func TestDemoOps(t *testing.T) {
 	t.Parallel()
-	for _, arg := range []string{"1", "0", "27", "x"} {
-		out, _, err := runCmd(t, "demo", "-replicas", arg)
+	for _, tt := range []struct {
+		ops, votes int
+		transport  string
+	}{{0, 0, "http"}, {25, 75, "nats"}} {
+		t.Run(fmt.Sprint(tt.ops), func(t *testing.T) {
+			t.Parallel()
+			out, errOut, err := runCmd(t, "demo", "-ops", fmt.Sprint(tt.ops), "-transport", tt.transport, "-v")
+			if err != nil {
+				t.Fatalf("run(demo -ops %d) = %v, want nil; stderr:\n%s\nstdout:\n%s", tt.ops, err, errOut, out)
+			}
+			if got, want := lastLine(out), convergedLine(3); !want.MatchString(got) {
+				t.Errorf("last line = %q, want match for %s", got, want)
+			}
+			for _, want := range []string{
+				fmt.Sprintf("tags=[offsite q4] votes=%d", tt.votes),
+				fmt.Sprintf("reports %d pending ops: her writes wait", 4+tt.ops),
+				"The change feed of each replica during the heal", // -v
+				"Transport counters:",
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("demo -ops %d output does not mention %q; output:\n%s", tt.ops, want, out)
+				}
+			}
+		})
+	}
+}
+
+func TestDemoBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-replicas", "1"}, {"-replicas", "0"}, {"-replicas", "27"}, {"-replicas", "x"},
+		{"-ops", "-1"}, {"-transport", "pigeon"}, {"extra"},
+	} {
+		out, _, err := runCmd(t, append([]string{"demo"}, args...)...)
 		if err == nil {
-			t.Errorf("run(demo -replicas %s) = nil, want an error", arg)
+			t.Errorf("run(demo %q) = nil, want an error", args)
 		}
 		if strings.Contains(out, "converged:") {
-			t.Errorf("run(demo -replicas %s) printed %q", arg, lastLine(out))
+			t.Errorf("run(demo %q) printed %q", args, lastLine(out))
 		}
 	}
 }
@@ -107,6 +163,11 @@ func TestDemoDirThenInspect(t *testing.T) {
 	if strings.Contains(out, "MISMATCH") {
 		t.Errorf("inspect output reports a mismatch:\n%s", out)
 	}
+
+	// The stores are kept: a second run refuses to start from them.
+	if _, _, err := runCmd(t, "demo", "-dir", dir); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("run(demo -dir) on a used directory = %v, want a not-empty error", err)
+	}
 }
 
 func TestInspectArgs(t *testing.T) {
@@ -133,6 +194,9 @@ func TestCommands(t *testing.T) {
 		{name: "help", args: []string{"help"}, wantOut: "usage: converge"},
 		{name: "-h", args: []string{"-h"}, wantOut: "usage: converge"},
 		{name: "demo bad flag", args: []string{"demo", "-nope"}, wantErr: true},
+		{name: "demo -h", args: []string{"demo", "-h"}, wantErrOut: "-transport"},
+		{name: "serve -h", args: []string{"serve", "-h"}, wantErrOut: "CONVERGE_NATS_URL"},
+		{name: "serve without dir", args: []string{"serve", "-tokens", "x"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
