@@ -21,8 +21,15 @@ var ErrUnauthorized = errors.New("httptransport: unauthorized")
 // outside the token's grant, or an op of another namespace was pushed.
 var ErrForbidden = errors.New("httptransport: forbidden")
 
-// ErrTooLarge matches a [*StatusError] of status 413.
+// ErrTooLarge matches a [*StatusError] of status 413: the body is beyond
+// ServerOptions.MaxBody, or it pushes more than MaxOpsPerRequest ops.
 var ErrTooLarge = errors.New("httptransport: request too large")
+
+// ErrTooManyRequests matches a [*StatusError] of status 429: the token
+// holds as many live streams (ServerOptions.MaxStreamsPerToken) or round
+// trips in progress (MaxSyncsPerToken) as the server allows. The error's
+// RetryAfter says when to try again.
+var ErrTooManyRequests = errors.New("httptransport: too many requests")
 
 // Grant is what a token may read and write.
 type Grant struct {

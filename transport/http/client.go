@@ -72,11 +72,13 @@ type ClientStats struct {
 }
 
 // StatusError is an HTTP error status answered by the server. It matches
-// (errors.Is) ErrUnauthorized for 401, ErrForbidden for 403 and ErrTooLarge
-// for 413.
+// (errors.Is) ErrUnauthorized for 401, ErrForbidden for 403, ErrTooLarge
+// for 413 and ErrTooManyRequests for 429.
 type StatusError struct {
 	Code    int
 	Message string // the response body, trimmed
+	// RetryAfter is the server's Retry-After (at most MaxRetryAfter), or 0.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -92,6 +94,8 @@ func (e *StatusError) Is(target error) bool {
 		return target == ErrForbidden
 	case http.StatusRequestEntityTooLarge:
 		return target == ErrTooLarge
+	case http.StatusTooManyRequests:
+		return target == ErrTooManyRequests
 	}
 	return false
 }
@@ -281,7 +285,7 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 	if hresp.StatusCode != http.StatusOK {
 		se := readStatusError(hresp)
 		c.received.Add(int64(len(se.Message)))
-		return nil, retryAfter(hresp.Header.Get("Retry-After")), se
+		return nil, se.RetryAfter, se
 	}
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, transport.MaxMessageSize+1))
 	c.received.Add(int64(len(data)))
@@ -316,7 +320,7 @@ func (c *Client) authorize(r *http.Request) {
 
 func readStatusError(r *http.Response) *StatusError {
 	b, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody)) // a partial message is still a message
-	return &StatusError{Code: r.StatusCode, Message: strings.TrimSpace(string(b))}
+	return &StatusError{Code: r.StatusCode, Message: strings.TrimSpace(string(b)), RetryAfter: min(retryAfter(r.Header.Get("Retry-After")), MaxRetryAfter)}
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date. It
@@ -346,7 +350,8 @@ var ErrStreamEnded = errors.New("httptransport: stream ended by the server")
 // returns (nil: from the beginning) and calls apply with the ops of each
 // frame, in order, as they come; empty frames (heartbeats) are skipped.
 // apply owns the ops it is given. Stream returns nil when ctx ends, and an
-// error when the server refuses the stream (a *StatusError), the
+// error when the server refuses the stream (a *StatusError; 429, with its
+// RetryAfter, when the token holds its limit of streams), the
 // connection fails or ends (ErrStreamEnded) or apply fails: the caller
 // reconnects, with the vector it then holds. Stream does not retry.
 func (c *Client) Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {

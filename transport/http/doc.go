@@ -21,7 +21,11 @@
 //
 //	401  missing or unknown token (WWW-Authenticate: Bearer)
 //	403  namespace outside the token's grant, or a pushed op of another namespace
-//	413  request body beyond ServerOptions.MaxBody (compressed or not)
+//	413  request body beyond ServerOptions.MaxBody (compressed or not), or
+//	     more pushed ops than MaxOpsPerRequest (default 10000)
+//	429  the token holds MaxStreamsPerToken live streams (default 16;
+//	     Retry-After: 5) or MaxSyncsPerToken round trips in progress
+//	     (default 32; Retry-After: 1); the body names the limit
 //	400  malformed request (the body says why)
 //	404, 405  unknown route, wrong method
 //	500  store or authorizer error (the body says why)
@@ -33,6 +37,20 @@
 // op bytes refuse the whole batch too, but inside a 200 response: every op
 // is counted in Applied.Refused with the reason, as transport.Serve and the
 // conformance suite (transporttest) expect, and none is applied.
+//
+// # Limits
+//
+// Every limit has a default; see [ServerOptions]:
+//
+//	MaxBody             8 MiB   a request body, compressed and decompressed (413)
+//	MaxOpsPerRequest    10000   ops pushed in one round trip, one store batch (413)
+//	MaxStreamsPerToken  16      live streams open at once with one token (429)
+//	MaxSyncsPerToken    32      round trips in progress at once with one token (429)
+//	Limits              1000 ops, 1 MiB: a page answered or streamed
+//
+// Within them, the decoders bound every op (crdt.MaxOpSize, 4 MiB; values
+// crdt.MaxValueLen, 1 MiB; names crdt.MaxNameLen) and message
+// (transport.MaxMessageSize, 64 MiB).
 //
 // # Stream encoding
 //

@@ -3,6 +3,7 @@ package httptransport
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,23 @@ import (
 const (
 	DefaultMaxBody           = 8 << 20
 	DefaultHeartbeatInterval = 15 * time.Second
+	// DefaultMaxOpsPerRequest is ten pages of transport's default size
+	// (1000 ops): a client whose sync pages stay at the default never
+	// meets it.
+	DefaultMaxOpsPerRequest = 10000
+	// DefaultMaxStreamsPerToken allows one device a live stream for each
+	// of 16 namespaces, or 16 devices sharing a token one each.
+	DefaultMaxStreamsPerToken = 16
+	// DefaultMaxSyncsPerToken bounds the request bodies held in memory for
+	// one token to 32 × MaxBody (256 MiB at the default MaxBody).
+	DefaultMaxSyncsPerToken = 32
+)
+
+// Retry-After of the 429 answers, in seconds: a round trip frees its slot
+// within a request's time, a stream only when it ends.
+const (
+	retryAfterSync   = "1"
+	retryAfterStream = "5"
 )
 
 // gzipMinSize is the smallest body worth compressing.
@@ -39,6 +57,27 @@ type ServerOptions struct {
 	// MaxBody bounds a request body, on the wire and decompressed; beyond
 	// it the answer is 413. Zero means DefaultMaxBody (8 MiB).
 	MaxBody int64
+	// MaxOpsPerRequest bounds the ops pushed in one round trip (one store
+	// batch); beyond it the answer is 413 with the reason and nothing is
+	// applied. Clients must keep their sync pages (transport.Limits.MaxOps
+	// of the replicator) at or below it: a 413 is not retried. Zero means
+	// DefaultMaxOpsPerRequest (10000); negative means no bound but the
+	// message decoder's (131072).
+	MaxOpsPerRequest int
+	// MaxStreamsPerToken bounds the live streams open at once with one
+	// bearer token. Beyond it a stream request is answered 429 with
+	// Retry-After: 5 and a body naming the limit; a slot is released when
+	// its stream ends (the client goes, the server closes, or a write
+	// fails: a peer that vanished without closing its connection holds its
+	// slot until TCP gives up on it). Zero means DefaultMaxStreamsPerToken
+	// (16); negative means no bound.
+	MaxStreamsPerToken int
+	// MaxSyncsPerToken bounds the round trips in progress at once with one
+	// bearer token, and so the request bodies held in memory for it
+	// (MaxSyncsPerToken × MaxBody, decompressed). Beyond it the answer is
+	// 429 with Retry-After: 1, which the client retries with backoff. Zero
+	// means DefaultMaxSyncsPerToken (32); negative means no bound.
+	MaxSyncsPerToken int
 	// HeartbeatInterval is the longest silence on a live stream before an
 	// empty frame is sent. Zero means DefaultHeartbeatInterval (15s).
 	HeartbeatInterval time.Duration
@@ -52,12 +91,15 @@ type ServerOptions struct {
 // http.StripPrefix. It is safe for concurrent use. Call [Server.Close] to
 // end the live streams before shutting down the http.Server.
 type Server struct {
-	store     transport.Store
-	auth      Authorizer
-	limits    transport.Limits
-	maxBody   int64
-	heartbeat time.Duration
-	log       *slog.Logger
+	store      transport.Store
+	auth       Authorizer
+	limits     transport.Limits
+	maxBody    int64
+	maxOps     int // per pushed request; <= 0: unbounded
+	maxStreams int // per token; <= 0: unbounded
+	maxSyncs   int // per token; <= 0: unbounded
+	heartbeat  time.Duration
+	log        *slog.Logger
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -67,8 +109,14 @@ type Server struct {
 		sync.Mutex
 		closed bool
 		wake   map[string]chan struct{} // per namespace, closed by Notify
+		// use counts the streams and round trips in progress per token
+		// (by its SHA-256: the map keeps no secret); entries at zero go.
+		use map[[sha256.Size]byte]*tokenUse
 	}
 }
+
+// tokenUse is what one token has in progress.
+type tokenUse struct{ streams, syncs int }
 
 // NewServer returns a server for opts. It fails if Store or Auth is nil.
 func NewServer(opts ServerOptions) (*Server, error) {
@@ -93,16 +141,26 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	orDefault := func(v, def int) int {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
 	s := &Server{
-		store:     opts.Store,
-		auth:      opts.Auth,
-		limits:    opts.Limits,
-		maxBody:   opts.MaxBody,
-		heartbeat: opts.HeartbeatInterval,
-		log:       opts.Logger.With("component", "httptransport.server"),
-		done:      make(chan struct{}),
+		store:      opts.Store,
+		auth:       opts.Auth,
+		limits:     opts.Limits,
+		maxBody:    opts.MaxBody,
+		maxOps:     orDefault(opts.MaxOpsPerRequest, DefaultMaxOpsPerRequest),
+		maxStreams: orDefault(opts.MaxStreamsPerToken, DefaultMaxStreamsPerToken),
+		maxSyncs:   orDefault(opts.MaxSyncsPerToken, DefaultMaxSyncsPerToken),
+		heartbeat:  opts.HeartbeatInterval,
+		log:        opts.Logger.With("component", "httptransport.server"),
+		done:       make(chan struct{}),
 	}
 	s.mu.wake = map[string]chan struct{}{}
+	s.mu.use = map[[sha256.Size]byte]*tokenUse{}
 	return s, nil
 }
 
@@ -158,6 +216,40 @@ func (s *Server) addStream() bool {
 	return true
 }
 
+// acquire takes a stream or round-trip slot of token (stream says which),
+// unless the token holds its limit of them: then it returns how many it
+// holds, and false. Call release once, when the stream or round trip ends.
+func (s *Server) acquire(token string, stream bool) (release func(), held int, ok bool) {
+	key := sha256.Sum256([]byte(token))
+	limit := s.maxSyncs
+	if stream {
+		limit = s.maxStreams
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.mu.use[key]
+	if u == nil {
+		u = &tokenUse{}
+	}
+	n := &u.syncs
+	if stream {
+		n = &u.streams
+	}
+	if limit > 0 && *n >= limit {
+		return nil, *n, false
+	}
+	*n++
+	s.mu.use[key] = u
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		*n--
+		if u.streams == 0 && u.syncs == 0 {
+			delete(s.mu.use, key)
+		}
+	}, 0, true
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/")
@@ -210,6 +302,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if route == "sync" {
+		release, held, ok := s.acquire(bearerToken(r), false)
+		if !ok {
+			w.Header().Set("Retry-After", retryAfterSync)
+			s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many round trips in progress with this token: %d, limit %d (ServerOptions.MaxSyncsPerToken); retry later", held, s.maxSyncs))
+			return
+		}
+		defer release()
 		s.serveSync(w, r, ns)
 	} else {
 		s.serveStream(w, r, ns)
@@ -220,6 +319,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	if code >= 500 && code != http.StatusServiceUnavailable {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", msg)
+	} else if code == http.StatusTooManyRequests {
+		s.log.Info("request over a limit", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
 	} else {
 		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
 	}
@@ -315,6 +416,10 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string) {
 		s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("request is of namespace %q, URL of %q", req.Namespace, ns))
 		return
 	}
+	if s.maxOps > 0 && len(req.Ops) > s.maxOps {
+		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request pushes %d ops, limit %d per request (ServerOptions.MaxOpsPerRequest): send smaller pages; nothing applied", len(req.Ops), s.maxOps))
+		return
+	}
 	// Check every pushed op before the store sees any: one op of another
 	// namespace refuses the request; malformed ops refuse the batch.
 	var malformed error
@@ -402,6 +507,13 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string) 
 		s.refuse(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	release, held, ok := s.acquire(bearerToken(r), true)
+	if !ok {
+		w.Header().Set("Retry-After", retryAfterStream)
+		s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many live streams open with this token: %d, limit %d (ServerOptions.MaxStreamsPerToken); close one or retry later", held, s.maxStreams))
+		return
+	}
+	defer release()
 	if !s.addStream() {
 		w.Header().Set("Retry-After", "1")
 		s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
