@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 
 	"github.com/convergedb/converge/hlc"
@@ -76,11 +77,16 @@ func (s *subscription) close() {
 // publish is the store's commit hook: it runs under the store's write lock,
 // in commit order, and never blocks.
 func (db *DB) publish(c *oplog.Commit) {
+	db.subs.Lock()
+	defer db.subs.Unlock()
+	if len(c.Ops) > 0 {
+		for _, h := range db.subs.commitHooks {
+			h.fn(c.Namespace)
+		}
+	}
 	if len(c.Changes) == 0 {
 		return
 	}
-	db.subs.Lock()
-	defer db.subs.Unlock()
 	for _, s := range db.subs.list {
 		if s.ns != "" && s.ns != c.Namespace {
 			continue
@@ -189,5 +195,26 @@ func (db *DB) unsubscribe(s *subscription) {
 			db.subs.list = append(db.subs.list[:i], db.subs.list[i+1:]...)
 			return
 		}
+	}
+}
+
+type commitHook struct{ fn func(ns string) }
+
+// OnCommit calls fn with the namespace after every commit that adds ops to
+// the log, local or remote, including commits that change nothing visible
+// (a write that loses to a newer one, an update of a deleted record), which
+// subscriptions do not see. Use it to wake what serves the log to others,
+// such as httptransport.Server.Notify. fn runs on the committing goroutine
+// with a lock held: it must return at once and must not call the DB. The
+// returned func unregisters it.
+func (db *DB) OnCommit(fn func(ns string)) (stop func()) {
+	h := &commitHook{fn: fn}
+	db.subs.Lock()
+	db.subs.commitHooks = append(db.subs.commitHooks, h)
+	db.subs.Unlock()
+	return func() {
+		db.subs.Lock()
+		defer db.subs.Unlock()
+		db.subs.commitHooks = slices.DeleteFunc(db.subs.commitHooks, func(x *commitHook) bool { return x == h })
 	}
 }

@@ -89,8 +89,9 @@ type DB struct {
 
 	subs struct {
 		sync.Mutex
-		closed bool
-		list   []*subscription
+		closed      bool
+		list        []*subscription
+		commitHooks []*commitHook
 	}
 }
 

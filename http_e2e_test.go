@@ -60,17 +60,7 @@ func startHubOn(t testing.TB, dir string, l net.Listener) *hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for c, err := range db.Changes(ctx, "") {
-			if err != nil {
-				return
-			}
-			srv.Notify(c.Namespace)
-		}
-	}()
+	stopNotify := db.OnCommit(srv.Notify) // every commit wakes the live streams
 	ts := httptest.NewUnstartedServer(srv)
 	if l != nil {
 		ts.Listener.Close()
@@ -78,7 +68,7 @@ func startHubOn(t testing.TB, dir string, l net.Listener) *hub {
 	}
 	ts.Start()
 	h := &hub{db: db, srv: srv, ts: ts}
-	t.Cleanup(func() { h.stop(); cancel(); <-done })
+	t.Cleanup(func() { h.stop(); stopNotify() })
 	return h
 }
 

@@ -271,9 +271,14 @@ func (r *Replicator) loop(ns string) {
 				return
 			}
 		}
-		res := r.syncNamespace(r.ctx, ns, true)
+		// Background syncs run in the live context: Pause cancels one in
+		// progress instead of waiting for it.
+		r.mu.Lock()
+		live := r.mu.live
+		r.mu.Unlock()
+		res := r.syncNamespace(live, ns, true)
 		retry = nil
-		if res.Err != nil && !errors.Is(res.Err, ErrPaused) && r.ctx.Err() == nil {
+		if res.Err != nil && !errors.Is(res.Err, ErrPaused) && live.Err() == nil {
 			r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
 			retry = time.After(r.backoff(ns))
 		}
@@ -403,6 +408,10 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	}
 	r.mu.Unlock()
 	r.update(ns, func(s *Status) {
+		if err != nil && background && ctx.Err() != nil {
+			s.State = StateIdle // cancelled by Pause or Close: not a failure
+			return
+		}
 		if err != nil {
 			s.State, s.LastError = StateError, err
 			s.Failures++
@@ -440,10 +449,10 @@ func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error)
 	return res, res.Err
 }
 
-// Pause stops background syncs and live pushes until Resume. It waits for
-// syncs in progress to finish and live streams to stop: once it returns,
-// nothing from the peer is applied until Resume. Local writes go on, and
-// queue in the log.
+// Pause stops background syncs and live pushes until Resume. It cancels a
+// background sync in progress (a SyncNow in progress finishes first) and
+// waits for live streams to stop: once it returns, nothing from the peer is
+// applied until Resume. Local writes go on, and queue in the log.
 func (r *Replicator) Pause() {
 	r.mu.Lock()
 	if !r.mu.paused {

@@ -383,10 +383,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error
 				h.bridge[ns] = &bridgeState{kick: make(chan struct{}, 1)}
 			}
 		}
-		// The hub's commits, from HTTP clients and from NATS, wake the
-		// live streams. Subscribed before serving: no commit is missed.
-		sub := h.db.Subscribe("")
-		h.wg.Go(func() { h.notifyStreams(sub) })
+		// Every commit of the hub, from HTTP clients and from NATS, wakes
+		// the live streams, also commits that change nothing visible.
+		// Registered before serving: no commit is missed.
+		stopNotify := h.db.OnCommit(h.syncSrv.Notify)
+		context.AfterFunc(h.ctx, stopNotify)
 		for ns, b := range h.bridge {
 			h.wg.Go(func() { h.bridgeLoop(ns, b) })
 		}
@@ -475,30 +476,6 @@ func (h *hub) closeReplication(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// notifyStreams wakes the live streams of each namespace the hub commits
-// to, until the hub stops.
-func (h *hub) notifyStreams(sub *converge.Subscription) {
-	defer sub.Close()
-	for {
-		c, err := sub.Next(h.ctx)
-		if errors.Is(err, converge.ErrLagged) {
-			// Changes were dropped: wake every namespace's streams.
-			nss, err := h.db.Namespaces(h.ctx)
-			if err != nil {
-				h.log.Warn("listing namespaces to wake the live streams", "err", err)
-			}
-			for _, ns := range nss {
-				h.syncSrv.Notify(ns)
-			}
-			continue
-		}
-		if err != nil {
-			return
-		}
-		h.syncSrv.Notify(c.Namespace)
-	}
 }
 
 // applied is called after ops pushed by an HTTP client are applied.
