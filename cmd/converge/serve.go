@@ -73,8 +73,10 @@ It also serves, on the same -listen address and without a token:
   GET /metrics   Prometheus text format: ops, conflicts and replication state per
                  namespace, sync latency, HTTP requests, NATS transport counters
 
-The token file has one token per line: "<token> <ns>[,<ns>...]", where ns is a
-namespace or a pattern ending in ".>" ("acme.>"), or ">" for every namespace;
+The token file has one token per line: "<token> <ns>[,<ns>...] [origins=<id>,...]",
+where ns is a namespace or a pattern ending in ".>" ("acme.>"), or ">" for every
+namespace, and origins, if given, are the replica ids the token may write as
+(ops of any other origin are refused: one writer cannot forge another's);
 blank lines and lines starting with # are ignored.
 
 Every flag has an environment variable: the variable sets the default, the flag

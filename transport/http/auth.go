@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/convergedb/converge/crdt"
@@ -37,6 +38,17 @@ type Grant struct {
 	// "acme.>" grants "acme.x" and "acme.x.y" but not "acme" (as NATS
 	// subjects do). ">" alone grants every namespace.
 	Namespaces []string
+	// Origins, when not empty, are the replica ids the token may write as:
+	// a pushed op of any other origin makes the request a 403, nothing
+	// applied. Use it when each writer has its own token, so one writer
+	// cannot forge another's ops (docs/SECURITY.md). Empty means any
+	// origin: a token shared by many replicas, or a relay.
+	Origins []crdt.ReplicaID
+}
+
+// WritesAs reports whether g lets its holder push ops of origin.
+func (g Grant) WritesAs(origin crdt.ReplicaID) bool {
+	return len(g.Origins) == 0 || slices.Contains(g.Origins, origin)
 }
 
 // Allows reports whether g grants namespace ns.
@@ -79,9 +91,10 @@ type Authorizer interface {
 
 // TokenFile is an [Authorizer] read from a file of lines
 //
-//	<token> <ns>[,<ns>...]
+//	<token> <ns>[,<ns>...] [origins=<replica id>[,<replica id>...]]
 //
-// where each ns is a name or a pattern (see [Grant]). Blank lines and lines
+// where each ns is a name or a pattern (see [Grant]), and origins, if
+// given, are the replica ids the token may write as ([Grant.Origins]). Blank lines and lines
 // starting with '#' are ignored. Tokens are compared in constant time. It
 // is immutable and safe for concurrent use.
 type TokenFile struct {
@@ -117,8 +130,8 @@ func parseTokenFile(sc *bufio.Scanner) (*TokenFile, error) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("line %d: want \"<token> <ns>[,<ns>...]\", got %d fields", n, len(fields))
+		if len(fields) != 2 && len(fields) != 3 {
+			return nil, fmt.Errorf("line %d: want \"<token> <ns>[,<ns>...] [origins=<replica id>,...]\", got %d fields", n, len(fields))
 		}
 		var g Grant
 		for _, p := range strings.Split(fields[1], ",") {
@@ -126,6 +139,19 @@ func parseTokenFile(sc *bufio.Scanner) (*TokenFile, error) {
 				return nil, fmt.Errorf("line %d: %w", n, err)
 			}
 			g.Namespaces = append(g.Namespaces, p)
+		}
+		if len(fields) == 3 {
+			ids, ok := strings.CutPrefix(fields[2], "origins=")
+			if !ok || ids == "" {
+				return nil, fmt.Errorf("line %d: third field %q: want origins=<replica id>[,<replica id>...]", n, fields[2])
+			}
+			for id := range strings.SplitSeq(ids, ",") {
+				r, err := crdt.ParseReplicaID(id)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %w", n, err)
+				}
+				g.Origins = append(g.Origins, r)
+			}
 		}
 		h := sha256.Sum256([]byte(fields[0]))
 		if prev, ok := seen[h]; ok {
@@ -158,5 +184,5 @@ func (f *TokenFile) Authorize(ctx context.Context, token string) (Grant, error) 
 		return Grant{}, ErrUnauthorized
 	}
 	g := f.entries[found].grant
-	return Grant{Namespaces: append([]string(nil), g.Namespaces...)}, nil
+	return Grant{Namespaces: slices.Clone(g.Namespaces), Origins: slices.Clone(g.Origins)}, nil
 }

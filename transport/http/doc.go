@@ -20,7 +20,8 @@
 // # Statuses
 //
 //	401  missing or unknown token (WWW-Authenticate: Bearer)
-//	403  namespace outside the token's grant, or a pushed op of another namespace
+//	403  namespace outside the token's grant, a pushed op of another namespace,
+//	     or of an origin the token may not write as (Grant.Origins)
 //	413  request body beyond ServerOptions.MaxBody (compressed or not), or
 //	     more pushed ops than MaxOpsPerRequest (default 10000)
 //	429  the token holds MaxStreamsPerToken live streams (default 16;

@@ -298,7 +298,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
 		return
 	}
-	if !s.authorize(w, r, ns) {
+	grant, ok := s.authorize(w, r, ns)
+	if !ok {
 		return
 	}
 	if route == "sync" {
@@ -309,7 +310,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer release()
-		s.serveSync(w, r, ns)
+		s.serveSync(w, r, ns, grant)
 	} else {
 		s.serveStream(w, r, ns)
 	}
@@ -329,27 +330,27 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg st
 
 // authorize checks the bearer token's grant for ns, and answers 401, 403
 // or 500 if it does not hold.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, ns string) bool {
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, ns string) (Grant, bool) {
 	token := bearerToken(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="converge"`)
 		s.refuse(w, r, http.StatusUnauthorized, "missing bearer token")
-		return false
+		return Grant{}, false
 	}
 	g, err := s.auth.Authorize(r.Context(), token)
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="converge", error="invalid_token"`)
 		s.refuse(w, r, http.StatusUnauthorized, "invalid bearer token")
-		return false
+		return Grant{}, false
 	case err != nil:
 		s.refuse(w, r, http.StatusInternalServerError, "authorizer: "+err.Error())
-		return false
+		return Grant{}, false
 	case !g.Allows(ns):
 		s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("namespace %q is not granted to this token", ns))
-		return false
+		return Grant{}, false
 	}
-	return true
+	return g, true
 }
 
 func bearerToken(r *http.Request) string {
@@ -402,7 +403,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 }
 
 // serveSync answers one round trip of ns.
-func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string) {
+func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, grant Grant) {
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -433,6 +434,10 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string) {
 		}
 		if op.Namespace != ns {
 			s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("op %d is of namespace %q, not %q: nothing applied", i, op.Namespace, ns))
+			return
+		}
+		if !grant.WritesAs(op.Dot.Origin) {
+			s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("op %d claims origin %v, which this token may not write as: nothing applied", i, op.Dot.Origin))
 			return
 		}
 	}
