@@ -35,7 +35,7 @@ func jetstreamScenario() *Scenario {
 			"as msgpack of the struct under its id, one kv.Put at a time (each waits for the server's ack). " +
 			"Durability like for like: \"no fsync\" rows set Converge with Durability NoSync against JetStream's default " +
 			"(fsync every 2 minutes); \"fsync\" rows set Converge with SyncEveryCommit against JetStream with sync_always " +
-			"(server Options.SyncAlways). \"replicate\" rows: Converge is replicate-http's measurement (HTTP hub, no fsync); JetStream " +
+			"(server Options.SyncAlways). \"replicate\" rows: Converge is replicate-nats's measurement (one writer, -replicas replicas on an embedded NATS server, no fsync); JetStream " +
 			"is one writer putting into the KV and -replicas KV watchers (kv.WatchAll, updates only) on their own connections, " +
 			"timed the same way (latency: put until each watcher receives it), with the default fsync.",
 		Prepare: func(ctx context.Context, e *env) (*Trial, error) {
@@ -74,7 +74,7 @@ func jetstreamScenario() *Scenario {
 						return nil, fmt.Errorf("put, fsync: %w", err)
 					}
 					putValues(out, v, "fsync")
-					if v, err = replicateOverHTTP(ctx, e); err != nil {
+					if v, err = replicateOverNATS(ctx, e); err != nil {
 						return nil, fmt.Errorf("replicate: %w", err)
 					}
 					replValues(out, v)

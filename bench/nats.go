@@ -103,19 +103,7 @@ func replicateNATSScenario() *Scenario {
 				},
 			}
 			if natsConnect != nil {
-				t.Ours = func(ctx context.Context, _ int) (_ Values, err error) {
-					dir, err := e.dir("nats-source")
-					if err != nil {
-						return nil, err
-					}
-					defer e.removeDir(dir)
-					net, err := startNATSNet(ctx, dir, e.cfg.Debounce)
-					if err != nil {
-						return nil, err
-					}
-					defer func() { err = errors.Join(err, net.Close()) }()
-					return replicateConverge(ctx, e, net)
-				}
+				t.Ours = func(ctx context.Context, _ int) (Values, error) { return replicateOverNATS(ctx, e) }
 			}
 			return t, nil
 		},
@@ -404,4 +392,23 @@ func rawNATSPubSub(ctx context.Context, url string, payloads [][]byte, n, receiv
 		return nil, fmt.Errorf("raw NATS: throughput: %w", err)
 	}
 	return replicateValues(n, time.Since(start), lat), nil
+}
+
+// replicateOverNATS measures replication from a writer to e.cfg.Replicas
+// replicas on an embedded NATS server.
+func replicateOverNATS(ctx context.Context, e *env) (_ Values, err error) {
+	if natsConnect == nil {
+		return nil, errNATSUnavailable
+	}
+	dir, err := e.dir("nats-source")
+	if err != nil {
+		return nil, err
+	}
+	defer e.removeDir(dir)
+	net, err := startNATSNet(ctx, dir, e.cfg.Debounce)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, net.Close()) }()
+	return replicateConverge(ctx, e, net)
 }
