@@ -32,6 +32,8 @@ var (
 	// ErrClockDrift: a remote op's HLC ran beyond the drift bound; it was
 	// not applied, and is applied once it falls within the bound.
 	ErrClockDrift = hlc.ErrClockDrift
+	// ErrTooLarge: a write's op exceeds Options.MaxOpSize.
+	ErrTooLarge = oplog.ErrTooLarge
 )
 
 // Durability says when a write reaches stable storage.
@@ -69,6 +71,11 @@ type Options struct {
 	// QuarantineLimit is how many refused remote ops are kept per
 	// namespace for an operator ([DB.Quarantine]). Zero means 1000.
 	QuarantineLimit int
+	// MaxOpSize bounds one op's encoding, local or remote, in bytes: a
+	// larger local write is ErrTooLarge, a larger remote op is refused and
+	// quarantined. Zero means the most the codec allows (4 MiB). Replicas
+	// of a fleet should agree on it.
+	MaxOpSize int
 	// ChangeBuffer is how many changes a subscription holds before it
 	// drops the oldest and reports ErrLagged. Zero means 4096.
 	ChangeBuffer int
@@ -111,6 +118,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		Clock:           opts.Clock,
 		ConflictLogSize: opts.ConflictLogSize,
 		QuarantineLimit: opts.QuarantineLimit,
+		MaxOpSize:       opts.MaxOpSize,
 		CacheSize:       opts.CacheSize,
 		FS:              opts.FS,
 		Logger:          opts.Logger,

@@ -86,3 +86,33 @@ func TestPoisonOpQuarantined(t *testing.T) {
 		t.Fatalf("Apply of the good ops = %+v, %v", a, err)
 	}
 }
+
+// TestMaxOpSize: a local write over the limit is ErrTooLarge and writes
+// nothing; a remote op over this replica's limit is refused and
+// quarantined; the ops of its origin after it wait for it.
+func TestMaxOpSize(t *testing.T) {
+	ctx := t.Context()
+	small := open(t, converge.Options{MaxOpSize: 512})
+	big := open(t, converge.Options{})
+	tasksSmall, tasksBig := coll[Task](t, small, "tasks"), coll[Task](t, big, "tasks")
+	long := Task{ID: "big", Title: string(make([]byte, 2000))}
+	if _, err := tasksSmall.Put(ctx, "ns", &long); !errors.Is(err, converge.ErrTooLarge) {
+		t.Fatalf("local Put over the limit: %v, want ErrTooLarge", err)
+	}
+	if vv, _ := small.Vector(ctx, "ns"); len(vv) != 0 {
+		t.Fatalf("a refused write left ops: %v", vv)
+	}
+	if _, err := tasksBig.Put(ctx, "ns", &long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tasksBig.Put(ctx, "ns", &Task{ID: "fine"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.SyncWith(ctx, transport.NewMemPeer(big.SyncStore(), transport.Limits{}), "ns"); !errors.Is(err, converge.ErrTooLarge) {
+		t.Fatalf("sync of an op over the limit: %v, want an error wrapping ErrTooLarge", err)
+	}
+	qs, err := small.Quarantine(ctx, "ns")
+	if err != nil || len(qs) != 1 || qs[0].Key != "big" || qs[0].Kind != "invalid" {
+		t.Fatalf("quarantine = %+v, %v", qs, err)
+	}
+}

@@ -29,7 +29,7 @@ var (
 	// from a peer; it is never read past silently.
 	ErrCorrupt = errors.New("oplog: store corrupt")
 	// ErrTooLarge is returned for a local op whose encoding exceeds
-	// crdt.MaxOpSize.
+	// Options.MaxOpSize; a remote one is refused (and quarantined) with it.
 	ErrTooLarge = errors.New("oplog: op too large")
 	// ErrNamespace is returned for an empty or oversized namespace name,
 	// or an op ingested under a namespace it does not carry.
@@ -81,6 +81,10 @@ type Options struct {
 	// (see Quarantine); beyond it, refused ops are only reported. Zero
 	// means 1000.
 	QuarantineLimit int
+	// MaxOpSize bounds one op's encoding, local or remote, in bytes. Zero
+	// (or more than crdt.MaxOpSize) means crdt.MaxOpSize. A fleet should
+	// agree on it: an op refused here waits, with its origin's later ops.
+	MaxOpSize int
 	// CacheSize is the Pebble block cache size in bytes. Zero means 64 MiB.
 	CacheSize int64
 	// FS is the file system Pebble uses. Nil means the OS file system;
@@ -147,6 +151,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if opts.QuarantineLimit <= 0 {
 		opts.QuarantineLimit = 1000
+	}
+	if opts.MaxOpSize <= 0 || opts.MaxOpSize > crdt.MaxOpSize {
+		opts.MaxOpSize = crdt.MaxOpSize
 	}
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 64 << 20

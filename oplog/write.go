@@ -125,8 +125,8 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 	ops[len(ops)-1].TxEnd = true
 	for i := range ops {
 		enc := crdt.AppendOp(b.scratch[:0], &ops[i])
-		if len(enc) > crdt.MaxOpSize {
-			return nil, fmt.Errorf("%w: %s/%s/%s: %d bytes, limit %d", ErrTooLarge, ns, ops[i].Collection, ops[i].Key, len(enc), crdt.MaxOpSize)
+		if len(enc) > l.opts.MaxOpSize {
+			return nil, fmt.Errorf("%w: %s/%s/%s: %d bytes, limit %d", ErrTooLarge, ns, ops[i].Collection, ops[i].Key, len(enc), l.opts.MaxOpSize)
 		}
 		b.scratch = enc
 		if err := b.pb.Set(logKey(ns, ops[i].Dot), enc, nil); err != nil {
@@ -265,6 +265,14 @@ func (l *Log) ingestOriginLocked(b *batch, have uint64, ops []*crdt.Op, res *Ing
 			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: err})
 			res.Incomplete += len(pending)
 			return nil
+		}
+		if l.opts.MaxOpSize < crdt.MaxOpSize {
+			if n := len(crdt.AppendOp(b.scratch[:0], op)); n > l.opts.MaxOpSize {
+				err := fmt.Errorf("%w: %d bytes, this replica's limit is %d", ErrTooLarge, n, l.opts.MaxOpSize)
+				res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: err})
+				res.Incomplete += len(pending)
+				return nil
+			}
 		}
 		if err := l.mu.clock.Check(op.HLC); err != nil {
 			res.Refused = append(res.Refused, Refusal{Dot: op.Dot, Err: err})
