@@ -217,22 +217,12 @@ func (d *decoder) dots() ([]Dot, error) {
 // Malformed bytes, trailing bytes and invalid ops are a [*DecodeError]
 // wrapping [ErrInvalidOp]; an unknown version wraps [ErrUnknownVersion].
 func DecodeOp(b []byte) (Op, error) {
-	if len(b) > MaxOpSize {
-		return Op{}, &DecodeError{What: "op", Err: fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidOp, len(b), MaxOpSize)}
-	}
-	d := newDecoder(b)
-	op, err := d.op()
-	if err == nil && d.r.Len() != 0 {
-		err = fmt.Errorf("%w: %d trailing bytes", ErrInvalidOp, d.r.Len())
-	}
-	if err == nil {
-		err = op.Validate()
-	}
+	op, err := DecodeOpUnchecked(b)
 	if err != nil {
-		if !errors.Is(err, ErrInvalidOp) && !errors.Is(err, ErrUnknownVersion) {
-			err = fmt.Errorf("%w: %w", ErrInvalidOp, err)
-		}
-		return Op{}, &DecodeError{What: "op", Offset: d.r.Offset(), Err: err}
+		return Op{}, err
+	}
+	if err := op.Validate(); err != nil {
+		return Op{}, &DecodeError{What: "op", Offset: len(b), Err: err}
 	}
 	return op, nil
 }
