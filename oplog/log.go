@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
@@ -180,6 +181,12 @@ func Open(dir string, opts Options) (*Log, error) {
 				logger.Error("store file corrupt: resync from a peer (docs/OPERATIONS.md)", "path", info.Path, "err", info.Details)
 			},
 		},
+	}
+	// Bloom filters on every level: a local write reads its record's
+	// state first, and for a new record that read misses; without filters
+	// a miss reads an index block of every level.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
