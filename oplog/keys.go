@@ -29,6 +29,8 @@ import (
 //	'X' collection index                  index registry → the indexed field names
 //	'Q' ns origin(16) seq(8)              quarantine: an op refused as invalid or beyond the
 //	                                      clock bound → [1, kind, reason, unix ms, op encoding]
+//	'P' ns peer(16)                       what a peer holds, as it said in sync messages
+//	                                      → [1, origin bin(16), seq, ...]
 //
 // The log of one (namespace, origin) is contiguous and in sequence order,
 // so the ops a peer lacks are one range scan per origin.
@@ -43,6 +45,7 @@ const (
 	tagIndex      = 'I'
 	tagRegistry   = 'X'
 	tagQuarantine = 'Q'
+	tagPeer       = 'P'
 )
 
 var (

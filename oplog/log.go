@@ -131,12 +131,13 @@ type Log struct {
 		sync.Mutex
 		closed     bool
 		clock      *hlc.Clock
-		vectors    map[string]crdt.VersionVector    // loaded lazily per namespace
-		conflicts  map[string]uint64                // next conflict number, per namespace
-		feeds      map[string]uint64                // last change feed number, per namespace
-		known      map[string]bool                  // namespaces registered
-		indexes    map[string][]materialize.Index   // registered indexes, per collection
-		quarantine map[string]map[crdt.Dot]struct{} // quarantined dots, loaded lazily per namespace
+		vectors    map[string]crdt.VersionVector                    // loaded lazily per namespace
+		conflicts  map[string]uint64                                // next conflict number, per namespace
+		feeds      map[string]uint64                                // last change feed number, per namespace
+		known      map[string]bool                                  // namespaces registered
+		indexes    map[string][]materialize.Index                   // registered indexes, per collection
+		quarantine map[string]map[crdt.Dot]struct{}                 // quarantined dots, loaded lazily per namespace
+		peers      map[string]map[crdt.ReplicaID]crdt.VersionVector // what peers hold, loaded lazily
 	}
 }
 
@@ -201,6 +202,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.mu.known = make(map[string]bool)
 	l.mu.feeds = make(map[string]uint64)
 	l.mu.quarantine = make(map[string]map[crdt.Dot]struct{})
+	l.mu.peers = make(map[string]map[crdt.ReplicaID]crdt.VersionVector)
 	err = l.loadMeta()
 	if err == nil {
 		err = l.loadIndexes()

@@ -14,6 +14,10 @@ type Request struct {
 	Vector    crdt.VersionVector // the requester's
 	Ops       [][]byte           // encoded ops pushed to the responder
 	Limits    Limits             // the page the requester wants back
+	// From is the requester's replica id, when it has one: the responder
+	// records Vector as what that replica holds. Zero for a client that
+	// does not say (a relay, an older version).
+	From crdt.ReplicaID
 }
 
 // Response is the responder's half of a round trip.
@@ -22,6 +26,8 @@ type Response struct {
 	Ops     [][]byte           // encoded ops the requester lacks
 	More    bool               // more ops remain beyond this page
 	Applied Applied            // what the responder did with the pushed ops
+	// From is the responder's replica id, when it has one.
+	From crdt.ReplicaID
 }
 
 // MessageVersion is the version of the wire encoding of requests and
@@ -42,9 +48,12 @@ var ErrBadMessage = errors.New("transport: bad message")
 
 // # Encoding
 //
-//	request:  [version=1, 'q', namespace, vector, [op bin, ...], max-ops, max-bytes]
+//	request:  [version=1, 'q', namespace, vector, [op bin, ...], max-ops, max-bytes, (from bin(16))]
 //	response: [version=1, 'r', vector, [op bin, ...], more bool,
-//	           applied, duplicates, refused, conflicts, reason]
+//	           applied, duplicates, refused, conflicts, reason, (from bin(16))]
+//
+// The trailing from (the sender's replica id) is written only when known;
+// decoders accept messages with or without it.
 //	vector:   [origin bin(16), seq uint, ...]  sorted by origin
 
 // Validate checks a request's fields.
@@ -75,19 +84,31 @@ func appendOps(b []byte, ops [][]byte) []byte {
 
 // AppendRequest appends the encoding of r to b.
 func AppendRequest(b []byte, r *Request) []byte {
-	b = mp.AppendArrayHeader(b, 7)
+	n := 7
+	if !r.From.IsZero() {
+		n++
+	}
+	b = mp.AppendArrayHeader(b, n)
 	b = mp.AppendUint(b, MessageVersion)
 	b = mp.AppendUint(b, 'q')
 	b = mp.AppendString(b, r.Namespace)
 	b = appendVector(b, r.Vector)
 	b = appendOps(b, r.Ops)
 	b = mp.AppendUint(b, uint64(max(r.Limits.MaxOps, 0)))
-	return mp.AppendUint(b, uint64(max(r.Limits.MaxBytes, 0)))
+	b = mp.AppendUint(b, uint64(max(r.Limits.MaxBytes, 0)))
+	if !r.From.IsZero() {
+		b = mp.AppendBytes(b, r.From[:])
+	}
+	return b
 }
 
 // AppendResponse appends the encoding of r to b.
 func AppendResponse(b []byte, r *Response) []byte {
-	b = mp.AppendArrayHeader(b, 10)
+	n := 10
+	if !r.From.IsZero() {
+		n++
+	}
+	b = mp.AppendArrayHeader(b, n)
 	b = mp.AppendUint(b, MessageVersion)
 	b = mp.AppendUint(b, 'r')
 	b = appendVector(b, r.Vector)
@@ -101,7 +122,11 @@ func AppendResponse(b []byte, r *Response) []byte {
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}
-	return mp.AppendString(b, reason)
+	b = mp.AppendString(b, reason)
+	if !r.From.IsZero() {
+		b = mp.AppendBytes(b, r.From[:])
+	}
+	return b
 }
 
 type msgReader struct {
@@ -133,19 +158,22 @@ func (m *msgReader) count() int {
 	return int(v)
 }
 
-func (m *msgReader) header(want int, kind byte) {
+// header reads the array header, version and kind, and reports whether
+// the optional trailing sender id follows (want+1 elements).
+func (m *msgReader) header(want int, kind byte) (withFrom bool) {
 	if m.err != nil {
-		return
+		return false
 	}
 	n, err := m.ArrayHeader()
 	if err != nil {
 		m.fail(err)
-		return
+		return false
 	}
-	if n != want {
-		m.fail(fmt.Errorf("array of %d elements, want %d", n, want))
-		return
+	if n != want && n != want+1 {
+		m.fail(fmt.Errorf("array of %d elements, want %d or %d", n, want, want+1))
+		return false
 	}
+	withFrom = n == want+1
 	if v := m.uint(); m.err == nil && v != MessageVersion {
 		m.fail(fmt.Errorf("message version %d, this build reads %d", v, MessageVersion))
 		return
@@ -153,6 +181,24 @@ func (m *msgReader) header(want int, kind byte) {
 	if k := m.uint(); m.err == nil && k != uint64(kind) {
 		m.fail(fmt.Errorf("message kind %q, want %q", rune(k), rune(kind)))
 	}
+	return withFrom
+}
+
+// from reads the sender's replica id: 16 bytes, not zero.
+func (m *msgReader) from() crdt.ReplicaID {
+	if m.err != nil {
+		return crdt.ReplicaID{}
+	}
+	b, err := m.Bytes()
+	if err != nil || len(b) != 16 {
+		m.fail(fmt.Errorf("sender id: %d bytes: %v", len(b), err))
+		return crdt.ReplicaID{}
+	}
+	id := crdt.ReplicaID(b)
+	if id.IsZero() {
+		m.fail(errors.New("sender id is zero"))
+	}
+	return id
 }
 
 func (m *msgReader) vector() crdt.VersionVector {
@@ -221,7 +267,7 @@ func DecodeRequest(b []byte) (*Request, error) {
 	}
 	m := &msgReader{}
 	m.Reset(b)
-	m.header(7, 'q')
+	withFrom := m.header(7, 'q')
 	r := &Request{}
 	if m.err == nil {
 		var err error
@@ -232,6 +278,9 @@ func DecodeRequest(b []byte) (*Request, error) {
 	r.Ops = m.ops()
 	r.Limits.MaxOps = m.count()
 	r.Limits.MaxBytes = m.count()
+	if withFrom {
+		r.From = m.from()
+	}
 	if err := m.done("request"); err != nil {
 		return nil, err
 	}
@@ -248,7 +297,7 @@ func DecodeResponse(b []byte) (*Response, error) {
 	}
 	m := &msgReader{}
 	m.Reset(b)
-	m.header(10, 'r')
+	withFrom := m.header(10, 'r')
 	r := &Response{}
 	r.Vector = m.vector()
 	r.Ops = m.ops()
@@ -265,6 +314,9 @@ func DecodeResponse(b []byte) (*Response, error) {
 		var err error
 		r.Applied.Reason, err = m.String()
 		m.fail(err)
+	}
+	if withFrom {
+		r.From = m.from()
 	}
 	if err := m.done("response"); err != nil {
 		return nil, err

@@ -111,3 +111,35 @@ func normalize(r *transport.Request) *transport.Request {
 	}
 	return &c
 }
+
+// TestMessageFrom: the sender's id travels when set, and messages without
+// it (older senders, relays) still decode.
+func TestMessageFrom(t *testing.T) {
+	req := sampleRequest()
+	plain := transport.AppendRequest(nil, req)
+	req.From = crdt.ReplicaID{9, 9}
+	with := transport.AppendRequest(nil, req)
+	if len(with) != len(plain)+18 {
+		t.Fatalf("request with From is %d bytes, without %d", len(with), len(plain))
+	}
+	got, err := transport.DecodeRequest(with)
+	if err != nil || got.From != req.From {
+		t.Fatalf("DecodeRequest with From = %+v, %v", got, err)
+	}
+	if got, err := transport.DecodeRequest(plain); err != nil || !got.From.IsZero() {
+		t.Fatalf("DecodeRequest without From = %+v, %v", got, err)
+	}
+	resp := sampleResponse()
+	resp.From = crdt.ReplicaID{7}
+	gotResp, err := transport.DecodeResponse(transport.AppendResponse(nil, resp))
+	if err != nil || gotResp.From != resp.From {
+		t.Fatalf("DecodeResponse with From = %+v, %v", gotResp, err)
+	}
+	// A zero id in the trailing element is malformed.
+	bad := append(append([]byte{}, plain...), 0)
+	bad[0]++ // one more element in the array header (fixarray)
+	bad = append(bad[:len(bad)-1], append([]byte{0xc4, 16}, make([]byte, 16)...)...)
+	if _, err := transport.DecodeRequest(bad); !errors.Is(err, transport.ErrBadMessage) {
+		t.Fatalf("request with a zero sender id: %v, want ErrBadMessage", err)
+	}
+}

@@ -83,6 +83,35 @@ type PageLimiter interface {
 	PageLimits() Limits
 }
 
+// A PeerTracker is a Store that records what other replicas hold: the
+// engine calls Acknowledged with a peer's id and vector whenever a message
+// names its sender (requests and responses carry the sender's id when its
+// store is an [Origin]). It is the input of causal stability.
+type PeerTracker interface {
+	Acknowledged(ctx context.Context, ns string, peer crdt.ReplicaID, vv crdt.VersionVector) error
+}
+
+// self returns store's replica id, or zero.
+func self(store Store) crdt.ReplicaID {
+	if o, ok := store.(Origin); ok {
+		return o.Self()
+	}
+	return crdt.ReplicaID{}
+}
+
+// acknowledged records that peer holds vv, if store tracks peers and the
+// message named its sender.
+func acknowledged(ctx context.Context, store Store, ns string, peer crdt.ReplicaID, vv crdt.VersionVector) error {
+	pt, ok := store.(PeerTracker)
+	if !ok || peer.IsZero() || vv == nil {
+		return nil
+	}
+	if err := pt.Acknowledged(ctx, ns, peer, vv); err != nil {
+		return fmt.Errorf("transport: record what %v holds: %w", peer, err)
+	}
+	return nil
+}
+
 // An Origin is a Store that writes ops of its own, not only relays them:
 // Self is its replica id. Transports that publish local commits live
 // publish only Self's ops.
@@ -157,7 +186,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		if targetMine == nil {
 			targetMine = mine.Clone()
 		}
-		req := &Request{Namespace: ns, Vector: mine, Limits: lim}
+		req := &Request{Namespace: ns, Vector: mine, Limits: lim, From: self(store)}
 		pushedAgainst := peerVV
 		if peerVV != nil {
 			if req.Ops, _, err = store.Missing(ctx, ns, peerVV, lim); err != nil {
@@ -170,6 +199,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			return done(fmt.Errorf("transport: sync %q: round %d: %w", ns, res.Rounds, err))
 		}
 		peerVV = resp.Vector
+		if err := acknowledged(ctx, store, ns, resp.From, resp.Vector); err != nil {
+			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
+		}
 		if targetPeer == nil {
 			targetPeer = resp.Vector.Clone()
 		}
@@ -223,7 +255,10 @@ func Serve(ctx context.Context, store Store, req *Request, maxLim Limits) (*Resp
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	resp := &Response{}
+	resp := &Response{From: self(store)}
+	if err := acknowledged(ctx, store, req.Namespace, req.From, req.Vector); err != nil {
+		return nil, fmt.Errorf("transport: serve %q: %w", req.Namespace, err)
+	}
 	if len(req.Ops) > 0 {
 		a, err := store.Apply(ctx, req.Namespace, req.Ops)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -24,6 +25,9 @@ const inspectUsage = `usage:
                                                  log and compare state hashes
   converge inspect DIR conflicts NS              the conflict log of NS
   converge inspect DIR records NS [COLLECTION]   the records of NS as JSON lines
+  converge inspect DIR peers NS                  the replicas this one synced NS with, what
+                                                 each held, and the stable vector
+  converge inspect DIR peers NS forget REPLICA   forget a replica removed from the fleet
   converge inspect DIR quarantine NS             ops of NS refused as invalid or beyond
                                                  the clock bound, with the reason
   converge inspect DIR quarantine NS retry       offer them to the store again
@@ -81,6 +85,12 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			coll = rest[2]
 		}
 		run = func(l *oplog.Log) error { return inspectRecords(ctx, l, rest[1], coll, stdout, stderr) }
+	case rest[0] == "peers":
+		if len(rest) != 2 && !(len(rest) == 4 && rest[2] == "forget") {
+			fset.Usage()
+			return errors.New("inspect peers: want NS, or NS forget REPLICA")
+		}
+		run = func(l *oplog.Log) error { return inspectPeers(ctx, l, rest[1], rest[2:], stdout) }
 	case rest[0] == "quarantine":
 		if len(rest) < 2 {
 			fset.Usage()
@@ -137,8 +147,16 @@ func inspectOverview(ctx context.Context, l *oplog.Log, dir string, verify bool,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "namespace %q: %d ops, %d records (%d deleted), %d conflicts, %d quarantined\n  vector %v\n",
-			ns, vv.Sum(), live, total-live, conflicts, quarantined, vv)
+		peers, err := l.Peers(ctx, ns)
+		if err != nil {
+			return err
+		}
+		stable, err := l.StableVector(ctx, ns)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "namespace %q: %d ops, %d records (%d deleted), %d conflicts, %d quarantined\n  vector %v\n  %d known peers; %d of the ops are stable (every known replica holds them)\n",
+			ns, vv.Sum(), live, total-live, conflicts, quarantined, vv, len(peers), stable.Sum())
 	}
 	if !verify {
 		return nil
@@ -345,4 +363,47 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// inspectPeers lists the known peers of ns, or forgets one.
+func inspectPeers(ctx context.Context, l *oplog.Log, ns string, args []string, stdout io.Writer) error {
+	if len(args) == 2 {
+		id, err := crdt.ParseReplicaID(args[1])
+		if err != nil {
+			return err
+		}
+		if err := l.ForgetPeer(ctx, ns, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "forgot %v\n", id)
+		return nil
+	}
+	ps, err := l.Peers(ctx, ns)
+	if err != nil {
+		return err
+	}
+	mine, err := l.Vector(ctx, ns)
+	if err != nil {
+		return err
+	}
+	ids := make([]crdt.ReplicaID, 0, len(ps))
+	for id := range ps {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, crdt.ReplicaID.Compare)
+	for _, id := range ids {
+		var behind uint64
+		for o, seq := range mine {
+			if seq > ps[id][o] {
+				behind += seq - ps[id][o]
+			}
+		}
+		fmt.Fprintf(stdout, "%v holds %v (%d ops behind this replica)\n", id, ps[id], behind)
+	}
+	stable, err := l.StableVector(ctx, ns)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d peers; stable %v\n", len(ps), stable)
+	return nil
 }

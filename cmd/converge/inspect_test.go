@@ -124,6 +124,14 @@ func TestInspectSubcommands(t *testing.T) {
 	if out, _, err = runCmd(t, "inspect", dir, "conflicts", "ns"); err != nil || !strings.Contains(out, "0 conflicts") {
 		t.Errorf("conflicts: %v\n%s", err, out)
 	}
+	// The store applied other's op through sync: it knows no peer by id
+	// (Apply alone says nothing of the sender).
+	if out, _, err = runCmd(t, "inspect", dir, "peers", "ns"); err != nil || !strings.Contains(out, "0 peers; stable") {
+		t.Errorf("peers: %v\n%s", err, out)
+	}
+	if _, _, err = runCmd(t, "inspect", dir, "peers", "ns", "forget", origin); err == nil {
+		t.Errorf("forgetting an unknown peer: no error")
+	}
 	if out, _, err = runCmd(t, "inspect", dir, "verify"); err != nil || !strings.Contains(out, "verify ok") {
 		t.Errorf("verify: %v\n%s", err, out)
 	}

@@ -270,9 +270,16 @@ func (t *Transport) receive(ctx context.Context, st *stream, m *nats.Msg, have f
 	}
 	mine := have()
 	behind := false
+	origin, oerr := crdt.ParseReplicaID(m.Header.Get(hdrOrigin))
 	if len(b.Ops) == 0 {
 		behind = !mine.Covers(b.Vector)
-	} else if origin, err := crdt.ParseReplicaID(m.Header.Get(hdrOrigin)); err == nil {
+		// An announcement says what its publisher holds.
+		if pt, ok := t.store.(transport.PeerTracker); ok && oerr == nil {
+			if err := pt.Acknowledged(ctx, st.ns, origin, b.Vector); err != nil {
+				return fmt.Errorf("natstransport: stream %q: %w", st.ns, err)
+			}
+		}
+	} else if oerr == nil {
 		behind = mine[origin] < b.Vector[origin]
 	}
 	if !behind || time.Now().Before(st.fetchBack) {

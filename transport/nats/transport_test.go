@@ -275,3 +275,34 @@ func TestMalformedMessagesDropped(t *testing.T) {
 		t.Fatalf("a holds %d items, want 1", n)
 	}
 }
+
+// TestAnnouncementsTrackPeers: on a bus every replica learns what the
+// others hold from their announcements, without syncing with them.
+func TestAnnouncementsTrackPeers(t *testing.T) {
+	s := startServer(t)
+	var reps []*replica
+	for _, name := range []string{"a", "b", "c"} {
+		reps = append(reps, startReplica(t, name, replicaConfig{url: s.ClientURL(), ns: []string{"ns"}}))
+	}
+	reps[0].put(t, "ns", Item{ID: "x"})
+	waitConverged(t, "ns", reps...)
+	for _, r := range reps {
+		poll(t, r.name+" to know both others", func() bool {
+			ps, err := r.db.Peers(context.Background(), "ns")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, p := range ps {
+				if p.Vector[reps[0].db.ReplicaID()] == 1 {
+					n++
+				}
+			}
+			return n == 2
+		})
+	}
+	stable, err := reps[2].db.StableVector(t.Context(), "ns")
+	if err != nil || stable[reps[0].db.ReplicaID()] != 1 {
+		t.Fatalf("c's stable vector = %v, %v", stable, err)
+	}
+}
