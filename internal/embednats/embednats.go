@@ -138,6 +138,19 @@ func WaitLeafNodes(s *Node, n int, timeout time.Duration) error {
 	return nil
 }
 
+// WaitNoLeafNodes waits until s has no leaf node connection (after its
+// link was cut, say).
+func WaitNoLeafNodes(s *Node, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for s.NumLeafNodes() > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embednats: %s still has %d leaf nodes", s.Name(), s.NumLeafNodes())
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition
+	}
+	return nil
+}
+
 // Proxy forwards TCP connections from a loopback port to a target address.
 // Cut closes every connection and refuses new ones until Heal: a network
 // partition of one link.

@@ -71,12 +71,8 @@ func TestLeafThroughProxy(t *testing.T) {
 
 	proxy.Cut()
 	// The leaf notices the broken link asynchronously; wait for it.
-	deadline := time.Now().Add(10 * time.Second)
-	for leaf.NumLeafNodes() != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond) // polling a condition
-	}
-	if n := leaf.NumLeafNodes(); n != 0 {
-		t.Fatalf("after Cut the leaf still has %d connections", n)
+	if err := embednats.WaitNoLeafNodes(leaf, 10*time.Second); err != nil {
+		t.Fatalf("after Cut: %v", err)
 	}
 	for {
 		if _, err := sub.NextMsg(0); err != nil {

@@ -112,7 +112,9 @@ func TestLeafNodeFleetPartition(t *testing.T) {
 
 	// Cut edge 0 off the hub; its replica stays connected to its edge.
 	links[0].Cut()
-	poll(t, "edge 0 to lose its hub", func() bool { return edges[0].NumLeafNodes() == 0 })
+	if err := embednats.WaitNoLeafNodes(edges[0], failBound); err != nil {
+		t.Fatal(err)
+	}
 	before := reps[0].tr.Stats().Reconnects
 	for round := range 3 {
 		for _, r := range reps {
