@@ -161,17 +161,7 @@ func (m *skewMachine) sync(t *rapid.T) {
 		t.Fatalf("sync %d→%d with clocks %v ms off: %v", from, to, m.skew, err)
 	}
 	m.stats.syncs++
-	a, err := m.net.Replica(from).Log().Vector(m.ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.net.Replica(to).Log().Vector(m.ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !a.Equal(b) {
-		t.Fatalf("after sync %d→%d: vectors %v and %v", from, to, a, b)
-	}
+	checkSameVectors(m.ctx, t, m.net, from, to)
 }
 
 func (m *skewMachine) deliver(t *rapid.T) {

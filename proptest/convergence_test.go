@@ -272,17 +272,7 @@ func (m *machine) sync(t *rapid.T) {
 		t.Fatal(err)
 	}
 	// Nothing else writes during a sync: both now hold the same ops.
-	a, err := m.net.Replica(from).Log().Vector(m.ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.net.Replica(to).Log().Vector(m.ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !a.Equal(b) {
-		t.Fatalf("after sync %d→%d: vectors %v and %v", from, to, a, b)
-	}
+	checkSameVectors(m.ctx, t, m.net, from, to)
 }
 
 func (m *machine) partition(t *rapid.T) {
@@ -491,4 +481,20 @@ func TestConvergence(t *testing.T) {
 		})
 		m.finish(rt)
 	})
+}
+
+// checkSameVectors fails unless replicas from and to hold the same ops of
+// ns, as they must right after a sync with no writes during it.
+func checkSameVectors(ctx context.Context, t *rapid.T, net *proptest.Network, from, to int) {
+	a, err := net.Replica(from).Log().Vector(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := net.Replica(to).Log().Vector(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Equal(b) {
+		t.Fatalf("after sync %d→%d: vectors %v and %v", from, to, a, b)
+	}
 }

@@ -23,11 +23,10 @@ const ReadyTimeout = 10 * time.Second
 // without logging or signal handlers. Callers adjust them before Start.
 func Options() *server.Options {
 	return &server.Options{
-		ServerName: "",
-		Host:       "127.0.0.1",
-		Port:       server.RANDOM_PORT,
-		NoLog:      true,
-		NoSigs:     true,
+		Host:   "127.0.0.1",
+		Port:   server.RANDOM_PORT,
+		NoLog:  true,
+		NoSigs: true,
 		// Leaf nodes and routes retry quickly, so heals are fast in tests.
 		LeafNode: server.LeafNodeOpts{ReconnectInterval: 50 * time.Millisecond},
 	}

@@ -185,7 +185,7 @@ func (t *Transport) publishOwn(ctx context.Context, st *stream) error {
 		}
 		last := st.published
 		for _, b := range ops {
-			op, err := crdt.DecodeOp(b)
+			op, err := crdt.DecodeOpUnchecked(b) // our own, validated when written: only the dot is wanted
 			if err != nil {
 				return fmt.Errorf("natstransport: publish %q: own op: %w", st.ns, err)
 			}
