@@ -35,6 +35,17 @@ func (v VersionVector) Merge(o VersionVector) {
 	}
 }
 
+// Meet returns the pointwise minimum of v and o: the ops both hold.
+func (v VersionVector) Meet(o VersionVector) VersionVector {
+	out := make(VersionVector, min(len(v), len(o)))
+	for origin, seq := range v {
+		if m := min(seq, o[origin]); m > 0 {
+			out[origin] = m
+		}
+	}
+	return out
+}
+
 // Covers reports whether v holds every op o holds.
 func (v VersionVector) Covers(o VersionVector) bool {
 	for r, s := range o {

@@ -111,6 +111,23 @@ func Fold(prev *crdt.Record, op *crdt.Op) Effect {
 	return eff
 }
 
+// FoldState merges a record state received whole (a snapshot's) into prev
+// (nil for a record no op has touched yet) and returns the effects: the
+// new state and the visible change, which carries no dot. Snapshots
+// report no conflicts.
+func FoldState(prev, delta *crdt.Record, ns, coll, key string) Effect {
+	if prev == nil {
+		prev = &crdt.Record{}
+	}
+	next := *prev
+	next.Merge(delta)
+	eff := Effect{State: &next}
+	eff.Change = diff(prev, &next, nil)
+	eff.Change.Namespace, eff.Change.Collection, eff.Change.Key = ns, coll, key
+	eff.Change.HLC = next.Updated.HLC
+	return eff
+}
+
 // conflicts finds the register writes of op concurrent with prev's values.
 func conflicts(prev *crdt.Record, op *crdt.Op) []Conflict {
 	var out []Conflict
@@ -153,7 +170,7 @@ func registerOf(r *crdt.Record, name string) *crdt.Field {
 }
 
 // diff compares what readers see of two states of one record, the second
-// made by applying op to the first.
+// made by applying op to the first (nil: by merging a whole state).
 func diff(prev, next *crdt.Record, op *crdt.Op) Change {
 	was, is := prev.Exists(), next.Exists()
 	var c Change
@@ -165,7 +182,7 @@ func diff(prev, next *crdt.Record, op *crdt.Op) Change {
 	case !was && !is:
 		return c
 	}
-	if prev.CL == next.CL {
+	if prev.CL == next.CL && op != nil {
 		// Same incarnation: only the fields op wrote can have changed.
 		for i := range op.Fields {
 			name := op.Fields[i].Name

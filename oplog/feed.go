@@ -57,7 +57,8 @@ func (l *Log) FeedHead(ctx context.Context, ns string) (uint64, error) {
 
 // Feed yields the stored changes of ns numbered after after, in order, up to
 // the last committed when iteration begins. It stops at the first error,
-// which it yields with a zero change.
+// which it yields with a zero change: ErrFeedTrimmed if compaction dropped
+// the changes after after.
 func (l *Log) Feed(ctx context.Context, ns string, after uint64) iter.Seq2[materialize.Change, error] {
 	return func(yield func(materialize.Change, error) bool) {
 		if err := l.acquire(ctx); err != nil {
@@ -84,6 +85,10 @@ func (l *Log) Feed(ctx context.Context, ns string, after uint64) iter.Seq2[mater
 			if err == nil {
 				c.Namespace, c.Seq = ns, binary.BigEndian.Uint64(k[len(prefix):])
 				if c.Seq != want {
+					if want == after+1 && l.feedStartsAt(ctx, ns, c.Seq) {
+						yield(materialize.Change{}, fmt.Errorf("%w: %q keeps the changes from %d, asked for %d on", ErrFeedTrimmed, ns, c.Seq, want))
+						return
+					}
 					err = fmt.Errorf("feed of %q has change %d where %d belongs", ns, c.Seq, want)
 				}
 			}
@@ -100,4 +105,16 @@ func (l *Log) Feed(ctx context.Context, ns string, after uint64) iter.Seq2[mater
 			yield(materialize.Change{}, fmt.Errorf("oplog: feed %q: %w", ns, pebbleErr(err)))
 		}
 	}
+}
+
+// feedStartsAt reports whether n is the first change of the feed of ns:
+// the changes before it were trimmed, not lost.
+func (l *Log) feedStartsAt(ctx context.Context, ns string, n uint64) bool {
+	prefix := nsKey(tagFeed, ns)
+	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: feedKey(ns, n)})
+	if err != nil {
+		return false
+	}
+	defer it.Close()
+	return !it.First() && it.Error() == nil
 }

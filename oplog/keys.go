@@ -31,6 +31,13 @@ import (
 //	                                      clock bound → [1, kind, reason, unix ms, op encoding]
 //	'P' ns peer(16)                       what a peer holds, as it said in sync messages
 //	                                      → [1, origin bin(16), seq, ...]
+//	'H' ns origin(16)                     compaction horizon entry → seq (8 bytes): the log
+//	                                      of origin holds only the ops after it
+//	'B' ns collection key                 base state: the ops at or below the horizon folded
+//	                                      (or a snapshot's state) → crdt.Record encoding
+//
+// A namespace's log holds, per origin, exactly the ops in (horizon, vector];
+// its states are the base states merged with those ops.
 //
 // The log of one (namespace, origin) is contiguous and in sequence order,
 // so the ops a peer lacks are one range scan per origin.
@@ -46,6 +53,8 @@ const (
 	tagRegistry   = 'X'
 	tagQuarantine = 'Q'
 	tagPeer       = 'P'
+	tagHorizon    = 'H'
+	tagBase       = 'B'
 )
 
 var (
@@ -105,6 +114,14 @@ func vectorKey(ns string, origin crdt.ReplicaID) []byte {
 
 func stateKey(ns, coll, key string) []byte {
 	return appendString(appendString(nsKey(tagState, ns), coll), key)
+}
+
+func baseKey(ns, coll, key string) []byte {
+	return appendString(appendString(nsKey(tagBase, ns), coll), key)
+}
+
+func horizonKey(ns string, origin crdt.ReplicaID) []byte {
+	return append(nsKey(tagHorizon, ns), origin[:]...)
 }
 
 func feedKey(ns string, n uint64) []byte {

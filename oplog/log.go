@@ -93,6 +93,10 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives recovery and storage events. Nil means slog.Default().
 	Logger *slog.Logger
+	// FeedRetention is how many of the latest changes [Log.Compact] keeps
+	// in each namespace's change feed. Zero means 10000; negative keeps
+	// every change.
+	FeedRetention int
 	// OnCommit, if set, is called after each successful commit, in commit
 	// order, while the write lock is held: it must return quickly and
 	// must not call the Log's methods. With GroupCommit it runs before
@@ -138,7 +142,11 @@ type Log struct {
 		indexes    map[string][]materialize.Index                   // registered indexes, per collection
 		quarantine map[string]map[crdt.Dot]struct{}                 // quarantined dots, loaded lazily per namespace
 		peers      map[string]map[crdt.ReplicaID]crdt.VersionVector // what peers hold, loaded lazily
+		horizons   map[string]crdt.VersionVector                    // compaction horizons, loaded lazily
 	}
+	// compactMu serializes what rewrites base states and the log below
+	// the vector: compaction and snapshot installation.
+	compactMu sync.Mutex
 }
 
 // Open opens (creating if needed) the store in dir. On first open it
@@ -156,6 +164,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if opts.MaxOpSize <= 0 || opts.MaxOpSize > crdt.MaxOpSize {
 		opts.MaxOpSize = crdt.MaxOpSize
+	}
+	if opts.FeedRetention == 0 {
+		opts.FeedRetention = 10000
 	}
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 64 << 20
@@ -203,6 +214,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.mu.feeds = make(map[string]uint64)
 	l.mu.quarantine = make(map[string]map[crdt.Dot]struct{})
 	l.mu.peers = make(map[string]map[crdt.ReplicaID]crdt.VersionVector)
+	l.mu.horizons = make(map[string]crdt.VersionVector)
 	err = l.loadMeta()
 	if err == nil {
 		err = l.loadIndexes()

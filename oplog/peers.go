@@ -201,6 +201,12 @@ func (l *Log) StableVector(ctx context.Context, ns string) (crdt.VersionVector, 
 	if err != nil {
 		return nil, err
 	}
+	return stableOf(vv, ps), nil
+}
+
+// stableOf returns, per origin of vv, the least of vv's entry and every
+// peer's.
+func stableOf(vv crdt.VersionVector, ps map[crdt.ReplicaID]crdt.VersionVector) crdt.VersionVector {
 	stable := make(crdt.VersionVector, len(vv))
 	for o, seq := range vv {
 		for _, p := range ps {
@@ -210,5 +216,5 @@ func (l *Log) StableVector(ctx context.Context, ns string) (crdt.VersionVector, 
 			stable[o] = seq
 		}
 	}
-	return stable, nil
+	return stable
 }

@@ -26,24 +26,33 @@ func (l *Log) Missing(ctx context.Context, ns string, have crdt.VersionVector) i
 		}
 		defer l.release()
 		l.mu.Lock()
-		snap, mine, err := l.snapshotLocked(ns)
+		snap, mine, h, err := l.snapshotLocked(ns)
 		l.mu.Unlock()
 		if err != nil {
 			yield(Entry{}, err)
 			return
 		}
 		defer snap.Close()
+		if err := checkHorizon(ns, mine, have, h); err != nil {
+			yield(Entry{}, err)
+			return
+		}
 		l.scan(ctx, snap, ns, mine, have, yield)
 	}
 }
 
-// snapshotLocked returns a snapshot of the store and the vector of ns it holds.
-func (l *Log) snapshotLocked(ns string) (*pebble.Snapshot, crdt.VersionVector, error) {
+// snapshotLocked returns a snapshot of the store, and the vector and the
+// compaction horizon of ns it holds.
+func (l *Log) snapshotLocked(ns string) (*pebble.Snapshot, crdt.VersionVector, crdt.VersionVector, error) {
 	vv, err := l.vectorLocked(ns)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return l.db.NewSnapshot(), vv.Clone(), nil
+	h, err := l.horizonLocked(ns)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return l.db.NewSnapshot(), vv.Clone(), h.Clone(), nil
 }
 
 // scan yields the ops of ns in snap that mine holds and have lacks.
@@ -242,11 +251,14 @@ func hashStored(ctx context.Context, r iterReader, ns string) (string, int, erro
 	return h.Sum(), h.Records(), nil
 }
 
-// rebuild folds every op of ns in snap into fresh states.
-func (l *Log) rebuild(ctx context.Context, snap *pebble.Snapshot, ns string, mine crdt.VersionVector) (map[stateID]*crdt.Record, error) {
-	states := make(map[stateID]*crdt.Record)
+// rebuild folds every op of the log of ns in snap onto the base states.
+func (l *Log) rebuild(ctx context.Context, snap *pebble.Snapshot, ns string, mine, horizon crdt.VersionVector) (map[stateID]*crdt.Record, error) {
+	states, err := readBases(ctx, snap, ns)
+	if err != nil {
+		return nil, err
+	}
 	var scanErr error
-	l.scan(ctx, snap, ns, mine, nil, func(e Entry, err error) bool {
+	l.scan(ctx, snap, ns, mine, horizon, func(e Entry, err error) bool {
 		if err != nil {
 			scanErr = err
 			return false
@@ -261,6 +273,32 @@ func (l *Log) rebuild(ctx context.Context, snap *pebble.Snapshot, ns string, min
 		return true
 	})
 	return states, scanErr
+}
+
+// readBases reads the base states of ns in snap.
+func readBases(ctx context.Context, snap *pebble.Snapshot, ns string) (map[stateID]*crdt.Record, error) {
+	states := make(map[stateID]*crdt.Record)
+	prefix := nsKey(tagBase, ns)
+	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("oplog: base states %q: %w", ns, pebbleErr(err))
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		c, k, err := splitStateKey(it.Key(), len(prefix))
+		if err != nil {
+			return nil, fmt.Errorf("%w: base %w", ErrCorrupt, err)
+		}
+		r, err := crdt.DecodeRecord(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("%w: base state %s/%s/%s: %w", ErrCorrupt, ns, c, k, err)
+		}
+		states[stateID{c, k}] = r
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("oplog: base states %q: %w", ns, pebbleErr(err))
+	}
+	return states, nil
 }
 
 func hashStates(states map[stateID]*crdt.Record) (string, int) {
@@ -295,8 +333,9 @@ type Verification struct {
 // OK reports whether the stored state is the state the log produces.
 func (v Verification) OK() bool { return v.StoredHash == v.LogHash && v.StoredCount == v.LogCount }
 
-// Verify rebuilds the state of ns from its log, in memory, and compares
-// its hash with the stored state's, both read from one snapshot.
+// Verify rebuilds the state of ns from its base states and log, in memory,
+// and compares its hash with the stored state's, both read from one
+// snapshot.
 func (l *Log) Verify(ctx context.Context, ns string) (Verification, error) {
 	v := Verification{Namespace: ns}
 	if err := l.acquire(ctx); err != nil {
@@ -304,7 +343,7 @@ func (l *Log) Verify(ctx context.Context, ns string) (Verification, error) {
 	}
 	defer l.release()
 	l.mu.Lock()
-	snap, mine, err := l.snapshotLocked(ns)
+	snap, mine, h, err := l.snapshotLocked(ns)
 	l.mu.Unlock()
 	if err != nil {
 		return v, err
@@ -313,7 +352,7 @@ func (l *Log) Verify(ctx context.Context, ns string) (Verification, error) {
 	if v.StoredHash, v.StoredCount, err = hashStored(ctx, snap, ns); err != nil {
 		return v, err
 	}
-	states, err := l.rebuild(ctx, snap, ns, mine)
+	states, err := l.rebuild(ctx, snap, ns, mine, h)
 	if err != nil {
 		return v, err
 	}
@@ -322,18 +361,18 @@ func (l *Log) Verify(ctx context.Context, ns string) (Verification, error) {
 }
 
 // Rebuild replaces the stored state of ns with the state rebuilt from its
-// log, in one batch, holding the write lock.
+// base states and log, in one batch, holding the write lock.
 func (l *Log) Rebuild(ctx context.Context, ns string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
-	snap, mine, err := l.snapshotLocked(ns)
+	snap, mine, h, err := l.snapshotLocked(ns)
 	if err != nil {
 		return err
 	}
-	states, err := l.rebuild(ctx, snap, ns, mine)
+	states, err := l.rebuild(ctx, snap, ns, mine, h)
 	snap.Close()
 	if err != nil {
 		return err

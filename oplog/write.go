@@ -349,13 +349,21 @@ func (b *batch) state(coll, key string) (*crdt.Record, error) {
 // prefetch reads the states of the records ops touch with one iterator,
 // seeking in key order, which costs much less than a point read per op.
 func (b *batch) prefetch(ops []*crdt.Op) error {
+	ids := make([]stateID, len(ops))
+	for i, op := range ops {
+		ids[i] = stateID{op.Collection, op.Key}
+	}
+	return b.prefetchIDs(ids)
+}
+
+// prefetchIDs reads the states of records ids, as prefetch does.
+func (b *batch) prefetchIDs(ids []stateID) error {
 	type want struct {
 		id  stateID
 		key []byte
 	}
-	wants := make([]want, 0, len(ops))
-	for _, op := range ops {
-		id := stateID{op.Collection, op.Key}
+	wants := make([]want, 0, len(ids))
+	for _, id := range ids {
 		if _, ok := b.states[id]; !ok {
 			wants = append(wants, want{id, stateKey(b.ns, id.coll, id.key)})
 		}
