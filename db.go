@@ -85,14 +85,17 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives storage and sync events. Nil means slog.Default().
 	Logger *slog.Logger
+	// Compaction configures log compaction; see [CompactionOptions].
+	Compaction CompactionOptions
 }
 
 // DB is a replica: a local store of namespaces of collections. It is safe
 // for concurrent use.
 type DB struct {
-	log    *oplog.Log
-	opts   Options
-	logger *slog.Logger
+	log       *oplog.Log
+	opts      Options
+	logger    *slog.Logger
+	compactor *compactor // nil when background compaction is off
 
 	subs struct {
 		sync.Mutex
@@ -122,6 +125,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		CacheSize:       opts.CacheSize,
 		FS:              opts.FS,
 		Logger:          opts.Logger,
+		FeedRetention:   opts.Compaction.FeedRetention,
 		OnCommit:        db.publish,
 	})
 	if err != nil {
@@ -129,12 +133,18 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	db.log = l
 	db.logger = db.logger.With("replica", l.ReplicaID())
+	if !opts.Compaction.Disabled {
+		db.compactor = db.startCompactor(opts.Compaction.withDefaults())
+	}
 	return db, nil
 }
 
 // Close closes the DB and ends every change subscription. Writes that
 // returned are durable as the durability mode promised.
 func (db *DB) Close() error {
+	if db.compactor != nil {
+		db.compactor.stop()
+	}
 	err := db.log.Close()
 	db.subs.Lock()
 	db.subs.closed = true

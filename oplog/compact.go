@@ -337,3 +337,66 @@ func (l *Log) closing() bool {
 	defer l.readers.Unlock()
 	return l.readers.closing
 }
+
+// NamespaceStats counts what a namespace holds, by keyspace: the log, the
+// states, the base states and the change feed (keys and values, in bytes).
+type NamespaceStats struct {
+	Namespace             string
+	LogOps, States, Bases int
+	LogBytes, StateBytes  int64
+	BaseBytes             int64
+	FeedChanges           int
+	FeedBytes             int64
+	Vector, Horizon       crdt.VersionVector
+}
+
+// Stats counts what ns holds, from one consistent snapshot. It reads every
+// key of the namespace: it takes time on large stores.
+func (l *Log) Stats(ctx context.Context, ns string) (NamespaceStats, error) {
+	st := NamespaceStats{Namespace: ns}
+	if err := l.acquire(ctx); err != nil {
+		return st, err
+	}
+	defer l.release()
+	l.mu.Lock()
+	snap, mine, h, err := l.snapshotLocked(ns)
+	l.mu.Unlock()
+	if err != nil {
+		return st, err
+	}
+	defer snap.Close()
+	st.Vector, st.Horizon = mine, h
+	for _, c := range []struct {
+		tag   byte
+		n     *int
+		bytes *int64
+	}{
+		{tagLog, &st.LogOps, &st.LogBytes},
+		{tagState, &st.States, &st.StateBytes},
+		{tagBase, &st.Bases, &st.BaseBytes},
+		{tagFeed, &st.FeedChanges, &st.FeedBytes},
+	} {
+		prefix := nsKey(c.tag, ns)
+		it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return st, fmt.Errorf("oplog: stats %q: %w", ns, pebbleErr(err))
+		}
+		for it.First(); it.Valid(); it.Next() {
+			*c.n++
+			*c.bytes += int64(len(it.Key()) + len(it.Value()))
+		}
+		if err := it.Close(); err != nil {
+			return st, fmt.Errorf("oplog: stats %q: %w", ns, pebbleErr(err))
+		}
+	}
+	return st, nil
+}
+
+// DiskUsage returns the bytes of the store's files, as Pebble counts them.
+func (l *Log) DiskUsage(ctx context.Context) (uint64, error) {
+	if err := l.acquire(ctx); err != nil {
+		return 0, err
+	}
+	defer l.release()
+	return l.db.Metrics().DiskSpaceUsage(), nil
+}

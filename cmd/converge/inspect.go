@@ -28,6 +28,10 @@ const inspectUsage = `usage:
   converge inspect DIR peers NS                  the replicas this one synced NS with, what
                                                  each held, and the stable vector
   converge inspect DIR peers NS forget REPLICA   forget a replica removed from the fleet
+  converge inspect DIR compact NS [all]          compact NS: fold the ops every known peer
+                                                 holds (all: every op) into base states,
+                                                 drop them, and show the store before and
+                                                 after
   converge inspect DIR quarantine NS             ops of NS refused as invalid or beyond
                                                  the clock bound, with the reason
   converge inspect DIR quarantine NS retry       offer them to the store again
@@ -91,6 +95,12 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return errors.New("inspect peers: want NS, or NS forget REPLICA")
 		}
 		run = func(l *oplog.Log) error { return inspectPeers(ctx, l, rest[1], rest[2:], stdout) }
+	case rest[0] == "compact":
+		if len(rest) != 2 && !(len(rest) == 3 && rest[2] == "all") {
+			fset.Usage()
+			return errors.New("inspect compact: want NS, or NS all")
+		}
+		run = func(l *oplog.Log) error { return inspectCompact(ctx, l, dir, rest[1], len(rest) == 3, stdout) }
 	case rest[0] == "quarantine":
 		if len(rest) < 2 {
 			fset.Usage()
@@ -155,8 +165,12 @@ func inspectOverview(ctx context.Context, l *oplog.Log, dir string, verify bool,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "namespace %q: %d ops, %d records (%d deleted), %d conflicts, %d quarantined\n  vector %v\n  %d known peers; %d of the ops are stable (every known replica holds them)\n",
-			ns, vv.Sum(), live, total-live, conflicts, quarantined, vv, len(peers), stable.Sum())
+		h, err := l.Horizon(ctx, ns)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "namespace %q: %d ops, %d records (%d deleted), %d conflicts, %d quarantined\n  vector %v\n  %d known peers; %d of the ops are stable (every known replica holds them)\n  %d ops compacted into base states, %d in the log; horizon %v\n",
+			ns, vv.Sum(), live, total-live, conflicts, quarantined, vv, len(peers), stable.Sum(), h.Sum(), vv.Sum()-h.Sum(), h)
 	}
 	if !verify {
 		return nil
@@ -406,4 +420,51 @@ func inspectPeers(ctx context.Context, l *oplog.Log, ns string, args []string, s
 	}
 	fmt.Fprintf(stdout, "%d peers; stable %v\n", len(ps), stable)
 	return nil
+}
+
+// inspectCompact compacts ns and prints what it holds before and after.
+func inspectCompact(ctx context.Context, l *oplog.Log, dir, ns string, all bool, stdout io.Writer) error {
+	show := func(when string) error {
+		st, err := l.Stats(ctx, ns)
+		if err != nil {
+			return err
+		}
+		size, files, err := diskUse(dir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: log %d ops (%s), states %d (%s), base states %d (%s), feed %d changes (%s); disk %s in %d files; horizon %v\n",
+			when, st.LogOps, humanBytes(st.LogBytes), st.States, humanBytes(st.StateBytes), st.Bases, humanBytes(st.BaseBytes),
+			st.FeedChanges, humanBytes(st.FeedBytes), humanBytes(size), files, st.Horizon)
+		return nil
+	}
+	if err := show("before"); err != nil {
+		return err
+	}
+	opts := oplog.CompactOptions{Reclaim: true}
+	if all {
+		vv, err := l.Vector(ctx, ns)
+		if err != nil {
+			return err
+		}
+		opts.Horizon = vv
+	}
+	st, err := l.Compact(ctx, ns, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "compacted %d ops into %d base states in %d batches; trimmed %d feed changes\n", st.Ops, st.Records, st.Batches, st.FeedTrimmed)
+	if st.Ops == 0 && !all {
+		fmt.Fprintln(stdout, "(nothing is stable: no known peer holds ops beyond the horizon; see inspect DIR peers NS)")
+	}
+	if err := l.Close(); err != nil { // flush, so the disk figure is what stays
+		return err
+	}
+	l2, err := oplog.Open(dir, oplog.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer l2.Close()
+	l = l2
+	return show("after")
 }

@@ -1,0 +1,187 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/oplog"
+)
+
+// ErrCompacted: a peer asked for ops this replica compacted away; it must
+// bootstrap from a snapshot (the sync engine does so by itself).
+var ErrCompacted = oplog.ErrCompacted
+
+// ErrFeedTrimmed is yielded by [DB.Feed] when the changes asked for were
+// dropped by compaction (CompactionOptions.FeedRetention): start again
+// from the current state.
+var ErrFeedTrimmed = oplog.ErrFeedTrimmed
+
+// CompactionOptions configure log compaction. The zero value compacts
+// every namespace in the background every 10 minutes, at up to 50,000 ops
+// a second, keeping the latest 10,000 changes of each change feed.
+//
+// Compaction folds the ops every known peer holds (the stable vector)
+// into base states and drops them from the log, so the store grows with
+// the data, not with its history. A replica that has never synced a
+// namespace with a peer compacts nothing of it: its writes must reach a
+// peer first. A peer that later asks for compacted ops bootstraps from a
+// snapshot. See docs/OPERATIONS.md.
+type CompactionOptions struct {
+	// Disabled turns the background compaction off; [DB.Compact] still
+	// works.
+	Disabled bool
+	// Interval between background compactions. Zero means 10 minutes.
+	Interval time.Duration
+	// Rate bounds the ops folded per second in the background. Zero means
+	// 50,000.
+	Rate int
+	// FeedRetention is how many of the latest changes of each
+	// namespace's change feed compaction keeps. Zero means 10,000;
+	// negative keeps every change.
+	FeedRetention int
+}
+
+func (o CompactionOptions) withDefaults() CompactionOptions {
+	if o.Interval <= 0 {
+		o.Interval = 10 * time.Minute
+	}
+	if o.Rate <= 0 {
+		o.Rate = 50_000
+	}
+	return o
+}
+
+// CompactStats reports one compaction of one namespace.
+type CompactStats struct {
+	Namespace string
+	// Ops dropped from the log, and base states written.
+	Ops, Records int
+	// FeedTrimmed counts change feed entries dropped.
+	FeedTrimmed int
+	// Horizon is the compaction horizon after it: origin replica id →
+	// the ops folded and dropped.
+	Horizon map[string]uint64
+}
+
+func compactStats(st oplog.CompactStats) CompactStats {
+	return CompactStats{Namespace: st.Namespace, Ops: st.Ops, Records: st.Records, FeedTrimmed: st.FeedTrimmed, Horizon: vectorMap(st.After)}
+}
+
+func vectorMap(vv crdt.VersionVector) map[string]uint64 {
+	out := make(map[string]uint64, len(vv))
+	for o, seq := range vv {
+		out[o.String()] = seq
+	}
+	return out
+}
+
+// Compact compacts namespace ns now, at full speed: it folds the ops every
+// known peer holds into base states, drops them from the log and returns
+// the disk space. Writers are never blocked for more than one commit.
+func (db *DB) Compact(ctx context.Context, ns string) (CompactStats, error) {
+	if err := checkNamespace(ns); err != nil {
+		return CompactStats{}, err
+	}
+	st, err := db.log.Compact(ctx, ns, oplog.CompactOptions{Reclaim: true})
+	if err != nil {
+		return compactStats(st), fmt.Errorf("converge: compact %q: %w", ns, err)
+	}
+	return compactStats(st), nil
+}
+
+// Horizon returns the compaction horizon of ns: origin replica id → the
+// ops folded into base states and dropped from the log.
+func (db *DB) Horizon(ctx context.Context, ns string) (map[string]uint64, error) {
+	h, err := db.log.Horizon(ctx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("converge: horizon %q: %w", ns, err)
+	}
+	return vectorMap(h), nil
+}
+
+// compactor runs background compactions until stopped.
+type compactor struct {
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func (db *DB) startCompactor(opts CompactionOptions) *compactor {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &compactor{cancel: cancel}
+	c.done.Add(1)
+	go func() {
+		defer c.done.Done()
+		t := time.NewTicker(opts.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			db.compactAll(ctx, opts.Rate)
+		}
+	}()
+	return c
+}
+
+func (c *compactor) stop() {
+	c.cancel()
+	c.done.Wait()
+}
+
+// compactAll compacts every namespace once, paced to rate ops a second.
+func (db *DB) compactAll(ctx context.Context, rate int) {
+	nss, err := db.log.Namespaces(ctx)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
+			db.logger.Warn("background compaction: list namespaces", "err", err)
+		}
+		return
+	}
+	pace := newPacer(rate)
+	for _, ns := range nss {
+		st, err := db.log.Compact(ctx, ns, oplog.CompactOptions{Wait: pace.wait, Reclaim: true})
+		switch {
+		case errors.Is(err, context.Canceled) || errors.Is(err, ErrClosed):
+			return
+		case err != nil:
+			db.logger.Warn("background compaction failed", "namespace", ns, "err", err)
+		case st.Ops > 0:
+			db.logger.Info("compacted", "namespace", ns, "ops", st.Ops, "records", st.Records, "feed_trimmed", st.FeedTrimmed)
+		}
+	}
+}
+
+// pacer spaces out work to a rate in units a second.
+type pacer struct {
+	rate float64
+	next time.Time
+}
+
+func newPacer(rate int) *pacer { return &pacer{rate: float64(rate)} }
+
+// wait blocks until n more units fit the rate.
+func (p *pacer) wait(ctx context.Context, n int) error {
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	delay := p.next.Sub(now)
+	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	if delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
