@@ -95,7 +95,9 @@ func (l *Log) peersLocked(ns string) (map[crdt.ReplicaID]crdt.VersionVector, err
 }
 
 // Acknowledge records that replica peer holds at least vv in ns (merged
-// with what it was known to hold). It writes only when that grows, and
+// with what it was known to hold); a peer that holds nothing yet is known
+// too, and holds the stable vector at nothing. It writes only when that
+// grows, and
 // without fsync: what peers hold is advisory, a lost update is learned
 // again at the next sync.
 func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, vv crdt.VersionVector) error {
@@ -117,8 +119,8 @@ func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, v
 	if err != nil {
 		return err
 	}
-	cur := ps[peer]
-	if cur.Covers(vv) {
+	cur, known := ps[peer]
+	if known && cur.Covers(vv) {
 		return nil
 	}
 	merged := cur.Clone()
