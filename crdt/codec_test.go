@@ -660,6 +660,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	for _, r := range sampleRecords() {
 		f.Add(r.Encode())
 	}
+	// A state written before tombstone collection.
+	f.Add(uncollected(mkOp(rA, 1, ts(1), 1, assign("a", vInt(1)), add("s", vInt(1)), count("c", 1, 0)), mkOp(rB, 1, ts(2), 1, remove("s", vInt(1), Dot{rA, 1})), mkOp(rA, 2, ts(3), 2)).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRecord(b)
 		if err != nil {
@@ -680,6 +682,14 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		c := r.Clone()
 		c.Merge(r)
+		// The merge collected the tombstones: merging again changes
+		// nothing, and the result decodes.
+		again := *c
+		again.Merge(c)
+		checkSameBytes(t, "merged again", &again, c)
+		if _, err := DecodeRecord(c.Encode()); err != nil {
+			t.Fatalf("merged state does not decode: %v", err)
+		}
 		c.Merge(Delta(mkOp(rA, 1, ts(1), r.CL|1, assign("a", vInt(1)), add("s", vInt(1)), count("c", 1, 1))))
 		if len(r.Fields) > 0 {
 			name := r.Fields[0].Name

@@ -17,7 +17,9 @@
 //
 // Every field write is tagged with the CL at which it was made, and only
 // writes tagged with the record's current CL are visible: a delete wins over
-// updates concurrent with it, and a re-created record starts empty.
+// updates concurrent with it, and a re-created record starts empty. Since
+// CL only grows, what is tagged with an earlier CL is dead, and the merge
+// drops it (tombstone collection; see [Record]).
 //
 // Fields come in kinds ([Kind]): an LWW register ordered by (CL, HLC,
 // replica); an add-wins observed-remove set; a PN-counter; and max and min

@@ -14,8 +14,17 @@ import (
 //
 // A Record is normalized: Fields sorted by (Name, Kind) with one entry per
 // pair, set elements sorted by [OrderValues], dots and counts sorted, and no add
-// whose dot was removed. Every method keeps it so, which is what makes its
-// encoding canonical.
+// whose dot was removed. And its tombstones are collected: it holds nothing
+// tagged with a causal length below CL, which could never be visible again:
+//   - no set add (Tag) and no counter Tally below CL;
+//   - no set element left with neither adds nor removed dots;
+//   - no component (Field) whose version At is below CL, except a set
+//     component that still holds removed dots, which are kept (an add they
+//     cancel may still arrive); its At is then the zero Version.
+//
+// Every method keeps it so, which is what makes its encoding canonical.
+// [DecodeRecord] also accepts states whose tombstones were not collected
+// (stored before collection existed); the next Merge or Apply collects them.
 type Record struct {
 	// CL is the causal length: odd while the record exists.
 	CL uint64
@@ -92,12 +101,20 @@ func compareFieldKey(a, b *Field) int {
 	return cmp.Compare(int(a.Kind), int(b.Kind))
 }
 
-// Merge joins o into r: afterwards r is the least upper bound of both.
-// Merge is commutative, associative and idempotent. Afterwards r may share
-// slices with o. Merge never writes into the backing arrays of either
-// record's slices (it builds new ones), so a shallow copy of a Record is a
-// safe starting point for a merge that must leave the original intact.
+// Merge joins o into r: afterwards r is the least upper bound of both, with
+// its tombstones collected (see [Record]). Merge is commutative, associative
+// and idempotent. Afterwards r may share slices with o. Merge never writes
+// into the backing arrays of either record's slices (it builds new ones), so
+// a shallow copy of a Record is a safe starting point for a merge that must
+// leave the original intact.
 func (r *Record) Merge(o *Record) {
+	r.join(o)
+	r.dropStale()
+}
+
+// join is Merge without collecting tombstones: the plain join of the two
+// states, keeping everything either holds.
+func (r *Record) join(o *Record) {
 	switch {
 	case o.CL > r.CL:
 		r.CL, r.Created, r.Updated = o.CL, o.Created, o.Updated
@@ -140,6 +157,128 @@ func (r *Record) Merge(o *Record) {
 		}
 	}
 	r.Fields = out
+}
+
+// dropStale collects r's tombstones: it removes what is tagged with a causal
+// length below r.CL, which can never be visible again since CL only grows
+// and only parts at the current CL are visible. It drops set adds and
+// counter tallies below CL, set elements left without adds and removed
+// dots, and components written below CL. Removed dots are kept (their add
+// may still arrive, at any CL), so a set component written below CL that
+// holds some stays, with the zero Version: its version cannot matter any
+// more, and resetting it keeps the result a function of the joined state
+// alone, whatever was collected before the join. So the collected join is
+// still a join, and equal ops give equal bytes.
+//
+// dropStale allocates only when something is stale, and never writes into
+// the backing arrays of r's slices, which may be shared with other records.
+func (r *Record) dropStale() {
+	i := 0
+	for i < len(r.Fields) && !r.Fields[i].hasStale(r.CL) {
+		i++
+	}
+	if i == len(r.Fields) {
+		return
+	}
+	out := make([]Field, i, len(r.Fields))
+	copy(out, r.Fields[:i])
+	for _, f := range r.Fields[i:] {
+		if f.hasStale(r.CL) {
+			var keep bool
+			if f, keep = f.withoutStale(r.CL); !keep {
+				continue
+			}
+		}
+		out = append(out, f)
+	}
+	r.Fields = out
+}
+
+// hasStale reports whether f holds anything dropStale removes or resets at
+// causal length cl.
+func (f *Field) hasStale(cl uint64) bool {
+	if f.At.CL < cl {
+		switch f.Kind {
+		case KindSet:
+			if f.At != (Version{}) || len(f.Elems) == 0 {
+				return true
+			}
+		case KindCounter:
+			if f.At != (Version{}) || len(f.Counts) == 0 {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	switch f.Kind {
+	case KindSet:
+		return slices.ContainsFunc(f.Elems, func(e Elem) bool { return e.hasStale(cl) })
+	case KindCounter:
+		return slices.ContainsFunc(f.Counts, func(t Tally) bool { return t.CL < cl })
+	}
+	return false
+}
+
+// withoutStale returns f without its parts below causal length cl, in new
+// slices, and whether anything of it is left to keep.
+func (f Field) withoutStale(cl uint64) (Field, bool) {
+	switch f.Kind {
+	case KindSet:
+		if slices.ContainsFunc(f.Elems, func(e Elem) bool { return e.hasStale(cl) }) {
+			elems := make([]Elem, 0, len(f.Elems))
+			for _, e := range f.Elems {
+				if e.hasStale(cl) {
+					e.Adds = dropStaleTags(e.Adds, cl)
+					if len(e.Adds) == 0 && len(e.Removed) == 0 {
+						continue
+					}
+				}
+				elems = append(elems, e)
+			}
+			f.Elems = nil
+			if len(elems) > 0 {
+				f.Elems = elems
+			}
+		}
+	case KindCounter:
+		var counts []Tally
+		for _, t := range f.Counts {
+			if t.CL >= cl {
+				counts = append(counts, t)
+			}
+		}
+		f.Counts = counts
+	}
+	if f.At.CL < cl {
+		// Only removed dots (or, in a hostile state, parts tagged above
+		// the component's version) can keep a component written below cl.
+		if len(f.Elems) == 0 && len(f.Counts) == 0 {
+			return f, false
+		}
+		f.At, f.Seen, f.Value = Version{}, 0, nil
+	}
+	return f, true
+}
+
+// hasStale reports whether e has an add below causal length cl, or is empty.
+func (e *Elem) hasStale(cl uint64) bool {
+	if len(e.Adds) == 0 && len(e.Removed) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(e.Adds, func(t Tag) bool { return t.CL < cl })
+}
+
+// dropStaleTags returns the tags at causal length cl or above, in a new
+// slice (nil if none).
+func dropStaleTags(tags []Tag, cl uint64) []Tag {
+	var out []Tag
+	for _, t := range tags {
+		if t.CL >= cl {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (f *Field) merge(o *Field) {
@@ -313,6 +452,15 @@ func isNil(v []byte) bool { return len(v) == 0 || (len(v) == 1 && v[0] == 0xc0) 
 // is r.Merge(Delta(op)). The result aliases op's values. op should be valid
 // ([Op.Validate]); an invalid op still yields a normalized record.
 func Delta(op *Op) *Record {
+	r := delta(op)
+	// Everything in a delta is at the op's CL; only a remove that lists
+	// no dots leaves something to drop, an empty element.
+	r.dropStale()
+	return r
+}
+
+// delta is Delta without collecting tombstones.
+func delta(op *Op) *Record {
 	st := op.Stamp()
 	at := Version{CL: op.CL, Stamp: st}
 	r := &Record{CL: op.CL, Created: st, Updated: st}
@@ -364,7 +512,11 @@ func Delta(op *Op) *Record {
 }
 
 // Apply applies op to r: r.Merge(Delta(op)).
-func (r *Record) Apply(op *Op) { r.Merge(Delta(op)) }
+func (r *Record) Apply(op *Op) {
+	// r.Merge(delta(op)) is the same: Merge collects the delta's tombstones
+	// with r's.
+	r.Merge(delta(op))
+}
 
 // current returns the component of field name that is visible: the one
 // written last, if written at the record's current CL. It returns nil when

@@ -94,7 +94,9 @@ func appendStamp(b []byte, s Stamp) []byte {
 
 // DecodeRecord decodes a record state written by [Record.AppendBinary]. It
 // checks that the state is normalized (sorted, no duplicates), so damaged
-// bytes are an error rather than a wrong record. Errors are a [*DecodeError]
+// bytes are an error rather than a wrong record. It does not require the
+// tombstones to be collected: states stored before collection existed
+// still decode, and the next [Record.Merge] collects them. Errors are a [*DecodeError]
 // wrapping [ErrInvalidRecord] or [ErrUnknownVersion]. The result does not
 // alias b.
 func DecodeRecord(b []byte) (*Record, error) {
