@@ -2,6 +2,7 @@ package converge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/convergedb/converge/crdt"
@@ -11,7 +12,12 @@ import (
 
 // SyncStore returns the DB as the sync engine's [transport.Store], for
 // serving peers (transport.Serve, transport.NewMemPeer) and for transports.
+// It is also a [transport.SnapshotStore] (a peer below the compaction
+// horizon bootstraps from its snapshots), a [transport.PeerTracker] and a
+// [transport.Origin].
 func (db *DB) SyncStore() transport.Store { return syncStore{db} }
+
+var _ transport.SnapshotStore = syncStore{}
 
 type syncStore struct{ db *DB }
 
@@ -24,6 +30,9 @@ func (s syncStore) Vector(ctx context.Context, ns string) (crdt.VersionVector, e
 
 func (s syncStore) Missing(ctx context.Context, ns string, have crdt.VersionVector, lim transport.Limits) ([][]byte, bool, error) {
 	p, err := s.db.log.Page(ctx, ns, have, oplog.PageLimits{MaxOps: lim.MaxOps, MaxBytes: lim.MaxBytes})
+	if errors.Is(err, oplog.ErrCompacted) {
+		return nil, false, fmt.Errorf("%w: %w", transport.ErrSnapshotNeeded, err)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -81,4 +90,36 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 		}
 	}
 	return a, nil
+}
+
+// Snapshot implements [transport.SnapshotStore].
+func (s syncStore) Snapshot(ctx context.Context, ns string, after *transport.SnapshotCursor, lim transport.Limits) (crdt.VersionVector, []transport.SnapshotRecord, bool, error) {
+	var cur *oplog.SnapshotCursor
+	if after != nil {
+		cur = &oplog.SnapshotCursor{Collection: after.Collection, Key: after.Key}
+	}
+	p, err := s.db.log.Snapshot(ctx, ns, cur, oplog.PageLimits{MaxOps: lim.MaxOps, MaxBytes: lim.MaxBytes})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	recs := make([]transport.SnapshotRecord, len(p.Records))
+	for i, r := range p.Records {
+		recs[i] = transport.SnapshotRecord(r)
+	}
+	return p.Vector, recs, p.More, nil
+}
+
+// InstallSnapshot implements [transport.SnapshotStore].
+func (s syncStore) InstallSnapshot(ctx context.Context, ns string, recs []transport.SnapshotRecord) error {
+	in := make([]oplog.SnapshotRecord, len(recs))
+	for i, r := range recs {
+		in[i] = oplog.SnapshotRecord(r)
+	}
+	_, err := s.db.log.InstallSnapshot(ctx, ns, in)
+	return err
+}
+
+// FinishSnapshot implements [transport.SnapshotStore].
+func (s syncStore) FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVector) error {
+	return s.db.log.FinishSnapshot(ctx, ns, vv)
 }

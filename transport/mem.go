@@ -10,10 +10,10 @@ import (
 // ErrUnreachable is returned by a [MemPeer] that is disconnected.
 var ErrUnreachable = errors.New("transport: peer unreachable")
 
-// MemPeer is an in-memory transport: a [Peer] that serves round trips from
-// another replica's [Store] in the same process. Every message is encoded
-// and decoded as it would be on a network, so the wire codec is exercised.
-// It is safe for concurrent use.
+// MemPeer is an in-memory transport: a [Peer] (and [Snapshotter]) that
+// serves round trips and snapshot pages from another replica's [Store] in
+// the same process. Every message is encoded and decoded as it would be on
+// a network, so the wire codec is exercised. It is safe for concurrent use.
 type MemPeer struct {
 	store  Store
 	limits Limits
@@ -37,7 +37,8 @@ func (p *MemPeer) SetDown(down bool) {
 	p.mu.Unlock()
 }
 
-// Stats returns the round trips made and the bytes sent and received.
+// Stats returns the round trips made (snapshot pages included) and the
+// bytes sent and received.
 func (p *MemPeer) Stats() (trips, sent, received int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -71,4 +72,34 @@ func (p *MemPeer) RoundTrip(ctx context.Context, req *Request) (*Response, error
 	p.bytesRx += len(out)
 	p.mu.Unlock()
 	return DecodeResponse(out)
+}
+
+// Snapshot implements [Snapshotter]: it serves a snapshot page from the
+// peer's store ([ServeSnapshot]), through the wire encoding.
+func (p *MemPeer) Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error) {
+	p.mu.Lock()
+	down := p.down
+	p.mu.Unlock()
+	if down {
+		return nil, ErrUnreachable
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	wire := AppendSnapshotRequest(nil, req)
+	in, err := DecodeSnapshotRequest(bytes.Clone(wire))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := ServeSnapshot(ctx, p.store, in, p.limits)
+	if err != nil {
+		return nil, err
+	}
+	out := AppendSnapshotResponse(nil, resp)
+	p.mu.Lock()
+	p.trips++
+	p.bytesTx += len(wire)
+	p.bytesRx += len(out)
+	p.mu.Unlock()
+	return DecodeSnapshotResponse(out)
 }

@@ -17,6 +17,12 @@
 // special. Ops travel in their canonical encoding ([crdt.AppendOp]); a page
 // never ends inside a transaction.
 //
+// A replica whose vector is below a responder's compaction horizon (the
+// ops it lacks were folded into base states and dropped) is answered
+// "snapshot needed" and bootstraps from a snapshot of the responder's
+// record states ([SnapshotStore], [Snapshotter], [ServeSnapshot]), then
+// syncs ops as usual.
+//
 // The engine talks to the store through [Store], which it owns; any store
 // works with any transport.
 package transport
@@ -36,7 +42,9 @@ type Store interface {
 	Vector(ctx context.Context, ns string) (crdt.VersionVector, error)
 	// Missing returns a page of the encoded ops of ns that a replica
 	// holding have lacks, at most about lim's bounds and ending at a
-	// transaction boundary, and whether more remain.
+	// transaction boundary, and whether more remain. When have is below
+	// the store's compaction horizon (the ops it lacks were dropped from
+	// the log), the error wraps [ErrSnapshotNeeded].
 	Missing(ctx context.Context, ns string, have crdt.VersionVector, lim Limits) (ops [][]byte, more bool, err error)
 	// Apply ingests encoded ops of ns received from a peer. Ops it cannot
 	// apply (malformed, beyond a gap, beyond the clock bound) are counted
@@ -135,13 +143,20 @@ type Result struct {
 	Reason    string
 	// PeerVector is the peer's vector at the end: what it acknowledged.
 	PeerVector crdt.VersionVector
-	Duration   time.Duration
+	// Snapshots counts the bootstraps from a snapshot of the peer's (the
+	// peer answered that our vector is below its compaction horizon).
+	Snapshots int
+	// SnapshotRecords and SnapshotBytes count the record states installed
+	// by those bootstraps, and their encoded bytes.
+	SnapshotRecords, SnapshotBytes int
+	Duration                       time.Duration
 }
 
 // Options tune [Sync].
 type Options struct {
 	Limits Limits
-	// MaxRounds bounds the rounds of one sync. Zero means 10000.
+	// MaxRounds bounds the rounds of one sync, and the pages of one
+	// snapshot. Zero means 10000.
 	MaxRounds int
 	// PeerVector is the peer's vector from an earlier sync, if known: the
 	// first round then pushes what it lacks right away.
@@ -152,6 +167,17 @@ type Options struct {
 
 // Sync runs anti-entropy rounds for namespace ns between store and peer
 // until both hold the same ops, and reports what moved.
+//
+// When the peer answers that our vector is below its compaction horizon
+// ([Response].SnapshotNeeded), Sync bootstraps from a snapshot if store is
+// a [SnapshotStore] and peer a [Snapshotter] (page by page; the pages are
+// installed, then the vector is raised to the pointwise minimum of the
+// pages' vectors), then goes on with op rounds; else, or after
+// three bootstraps in one sync, it fails with an error wrapping
+// [ErrSnapshotNeeded]. When it is the peer that is below our horizon,
+// Sync pushes nothing, pulls what the peer has, and fails with an error
+// wrapping ErrSnapshotNeeded: the peer must bootstrap, by syncing from its
+// side.
 func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) (Result, error) {
 	now := opts.Now
 	if now == nil {
@@ -178,6 +204,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	var targetMine, targetPeer crdt.VersionVector
 	var refusal error // our store's first refusal
 	retriedStale := false
+	fresh := false       // peerVV is from a response of this sync
+	var peerBehind error // the peer is below our compaction horizon
+	bootstraps := 0
 	for res.Rounds < maxRounds {
 		mine, err := store.Vector(ctx, ns)
 		if err != nil {
@@ -189,8 +218,18 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		req := &Request{Namespace: ns, Vector: mine, Limits: lim, From: self(store)}
 		pushedAgainst := peerVV
 		if peerVV != nil {
-			if req.Ops, _, err = store.Missing(ctx, ns, peerVV, lim); err != nil {
+			ops, _, err := store.Missing(ctx, ns, peerVV, lim)
+			switch {
+			case errors.Is(err, ErrSnapshotNeeded):
+				// Push nothing. Against a vector of an earlier sync, learn
+				// the peer's actual one first.
+				if fresh {
+					peerBehind = fmt.Errorf("transport: sync %q: the peer (vector %v) is behind this replica's compaction horizon and must bootstrap from a snapshot (it does when it syncs with this replica): %w", ns, peerVV, err)
+				}
+			case err != nil:
 				return done(fmt.Errorf("transport: sync %q: %w", ns, err))
+			default:
+				req.Ops, peerBehind = ops, nil
 			}
 		}
 		resp, err := peer.RoundTrip(ctx, req)
@@ -198,7 +237,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		if err != nil {
 			return done(fmt.Errorf("transport: sync %q: round %d: %w", ns, res.Rounds, err))
 		}
-		peerVV = resp.Vector
+		peerVV, fresh = resp.Vector, true
 		if err := acknowledged(ctx, store, ns, resp.From, resp.Vector); err != nil {
 			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
 		}
@@ -209,6 +248,21 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		res.Refused += resp.Applied.Refused
 		if res.Reason == "" {
 			res.Reason = resp.Applied.Reason
+		}
+		if resp.SnapshotNeeded {
+			ss, storeOK := store.(SnapshotStore)
+			sp, peerOK := peer.(Snapshotter)
+			switch {
+			case !storeOK || !peerOK:
+				return done(fmt.Errorf("transport: sync %q: %w: this replica (vector %v) is behind the peer's compaction horizon, and the store (%T) or the peer (%T) cannot carry a snapshot", ns, ErrSnapshotNeeded, mine, store, peer))
+			case bootstraps >= maxBootstraps:
+				return done(fmt.Errorf("transport: sync %q: %w: still behind the peer's compaction horizon after %d bootstraps from a snapshot (vector %v, the peer's %v)", ns, ErrSnapshotNeeded, bootstraps, mine, peerVV))
+			}
+			bootstraps++
+			if err := bootstrap(ctx, ss, sp, ns, lim, maxRounds, &res); err != nil {
+				return done(fmt.Errorf("transport: sync %q: bootstrap from a snapshot: %w", ns, err))
+			}
+			continue
 		}
 		got, err := store.Apply(ctx, ns, resp.Ops)
 		if err != nil {
@@ -226,8 +280,13 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		if mine, err = store.Vector(ctx, ns); err != nil {
 			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
 		}
-		if mine.Covers(targetPeer) && peerVV.Covers(targetMine) {
-			return done(nil)
+		if mine.Covers(targetPeer) {
+			if peerVV.Covers(targetMine) {
+				return done(nil)
+			}
+			if peerBehind != nil {
+				return done(peerBehind)
+			}
 		}
 		progress := resp.Applied.Applied > 0 || got.Applied > 0
 		offered := len(req.Ops) > 0 || len(resp.Ops) > 0
@@ -239,6 +298,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			continue
 		}
 		if !progress && (offered || res.Rounds > 1) {
+			if peerBehind != nil {
+				return done(peerBehind)
+			}
 			if refusal != nil {
 				return done(fmt.Errorf("transport: sync %q: %w: %w", ns, ErrNoProgress, refusal))
 			}
@@ -250,7 +312,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 
 // Serve answers one round trip on the responder's side: it applies the ops
 // pushed in req, then returns its vector and a page of what the requester
-// lacks.
+// lacks, or, when the requester's vector is below the store's compaction
+// horizon (Missing fails with [ErrSnapshotNeeded]), its vector and
+// SnapshotNeeded.
 func Serve(ctx context.Context, store Store, req *Request, maxLim Limits) (*Response, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -269,7 +333,11 @@ func Serve(ctx context.Context, store Store, req *Request, maxLim Limits) (*Resp
 	lim := clampLimits(req.Limits, maxLim.withDefaults())
 	var err error
 	resp.Ops, resp.More, err = store.Missing(ctx, req.Namespace, req.Vector, lim)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrSnapshotNeeded):
+		// The requester bootstraps from a snapshot, then asks again.
+		resp.Ops, resp.More, resp.SnapshotNeeded = nil, false, true
+	case err != nil:
 		return nil, fmt.Errorf("transport: serve %q: %w", req.Namespace, err)
 	}
 	// The vector is read after the page, so it covers every op sent.

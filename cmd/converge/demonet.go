@@ -38,6 +38,9 @@ type demoNet interface {
 	healStory(name string) string
 	// stats describes what replica i's transport did.
 	stats(i int) string
+	// joiner returns a peer for a replica that joins late, through the
+	// hub, and a func that closes it.
+	joiner(name string, db *converge.DB) (transport.Peer, func() error, error)
 	close() error
 }
 
@@ -106,6 +109,14 @@ func (n *natsNet) connect(i int, name string, db *converge.DB) (transport.Peer, 
 }
 
 func (n *natsNet) hub() *converge.DB { return nil }
+
+func (n *natsNet) joiner(name string, db *converge.DB) (transport.Peer, func() error, error) {
+	tr, err := natstransport.Connect(n.hubSrv.ClientURL(), natstransport.Options{Store: db.SyncStore(), Logger: n.logger.With("replica", name)}, nats.Name(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tr, tr.Close, nil
+}
 
 func (n *natsNet) cut() { n.link.Cut() }
 
@@ -267,6 +278,14 @@ func (n *httpNet) connect(i int, name string, db *converge.DB) (transport.Peer, 
 }
 
 func (n *httpNet) hub() *converge.DB { return n.db }
+
+func (n *httpNet) joiner(name string, db *converge.DB) (transport.Peer, func() error, error) {
+	c, err := httptransport.NewClient(httptransport.ClientOptions{BaseURL: n.url, Token: demoToken, Logger: n.logger.With("replica", name)})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, func() error { return nil }, nil
+}
 
 func (n *httpNet) cut() { n.link.Cut() }
 

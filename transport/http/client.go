@@ -73,7 +73,8 @@ type ClientStats struct {
 
 // StatusError is an HTTP error status answered by the server. It matches
 // (errors.Is) ErrUnauthorized for 401, ErrForbidden for 403, ErrTooLarge
-// for 413 and ErrTooManyRequests for 429.
+// for 413, ErrTooManyRequests for 429 and transport.ErrSnapshotNeeded for
+// 409 (a stream asked for below the server's compaction horizon).
 type StatusError struct {
 	Code    int
 	Message string // the response body, trimmed
@@ -96,17 +97,20 @@ func (e *StatusError) Is(target error) bool {
 		return target == ErrTooLarge
 	case http.StatusTooManyRequests:
 		return target == ErrTooManyRequests
+	case http.StatusConflict:
+		return target == transport.ErrSnapshotNeeded
 	}
 	return false
 }
 
-// temporary reports whether the status is worth retrying.
+// temporary reports whether the status is worth retrying: 5xx but 501
+// (a server that cannot serve snapshots will not learn to), and 429.
 func (e *StatusError) temporary() bool {
-	return e.Code >= 500 || e.Code == http.StatusTooManyRequests
+	return e.Code >= 500 && e.Code != http.StatusNotImplemented || e.Code == http.StatusTooManyRequests
 }
 
-// Client is the client side of the HTTP transport: a transport.Peer and a
-// live stream. It is safe for concurrent use.
+// Client is the client side of the HTTP transport: a transport.Peer, a
+// transport.Snapshotter and a live stream. It is safe for concurrent use.
 type Client struct {
 	base       string
 	token      string
@@ -205,7 +209,7 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // RoundTrip implements transport.Peer: it POSTs req to /v1/sync/{ns}.
-// Network errors, 5xx and 429 are retried up to MaxRetries times with
+// Network errors, 5xx (but 501) and 429 are retried up to MaxRetries times with
 // backoff; other statuses are returned at once as a *StatusError (see its
 // sentinels), as are malformed responses (transport.ErrBadMessage) and the
 // end of ctx.
@@ -213,21 +217,45 @@ func (c *Client) RoundTrip(ctx context.Context, req *transport.Request) (*transp
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	body := transport.AppendRequest(nil, req)
+	var resp *transport.Response
+	err := c.post(ctx, "sync", req.Namespace, transport.AppendRequest(nil, req), func(b []byte) (err error) {
+		resp, err = transport.DecodeResponse(b)
+		return err
+	})
+	return resp, err
+}
+
+// Snapshot implements transport.Snapshotter: it POSTs req to
+// /v1/snapshot/{ns} and returns the page, with the retries of RoundTrip.
+func (c *Client) Snapshot(ctx context.Context, req *transport.SnapshotRequest) (*transport.SnapshotResponse, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var resp *transport.SnapshotResponse
+	err := c.post(ctx, "snapshot", req.Namespace, transport.AppendSnapshotRequest(nil, req), func(b []byte) (err error) {
+		resp, err = transport.DecodeSnapshotResponse(b)
+		return err
+	})
+	return resp, err
+}
+
+// post sends body to /v1/{route}/{ns}, retrying as RoundTrip says, and
+// passes the answer's body to decode.
+func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode func([]byte) error) error {
 	encoding := ""
 	if len(body) >= gzipMinSize {
 		if z, ok := gzipped(body); ok {
 			body, encoding = z, "gzip"
 		}
 	}
-	u := c.base + "/v1/sync/" + url.PathEscape(req.Namespace)
+	u := c.base + "/v1/" + route + "/" + url.PathEscape(ns)
 	for attempt := 0; ; attempt++ {
-		resp, retryAfter, err := c.try(ctx, u, body, encoding)
+		retryAfter, err := c.try(ctx, u, body, encoding, decode)
 		if err == nil {
-			return resp, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("httptransport: sync %q: %w", req.Namespace, ctx.Err())
+			return fmt.Errorf("httptransport: %s %q: %w", route, ns, ctx.Err())
 		}
 		var temp bool
 		if se, ok := errors.AsType[*StatusError](err); ok {
@@ -236,20 +264,20 @@ func (c *Client) RoundTrip(ctx context.Context, req *transport.Request) (*transp
 			_, temp = errors.AsType[*netError](err)
 		}
 		if !temp {
-			return nil, fmt.Errorf("httptransport: sync %q: %w", req.Namespace, err)
+			return fmt.Errorf("httptransport: %s %q: %w", route, ns, err)
 		}
 		if attempt >= c.maxRetries {
-			return nil, fmt.Errorf("httptransport: sync %q: giving up after %d attempts: %w", req.Namespace, attempt+1, err)
+			return fmt.Errorf("httptransport: %s %q: giving up after %d attempts: %w", route, ns, attempt+1, err)
 		}
 		wait := max(c.backoff(attempt), min(retryAfter, MaxRetryAfter))
 		c.retries.Add(1)
-		c.log.Warn("retrying sync", "ns", req.Namespace, "attempt", attempt+1, "wait", wait, "err", err)
+		c.log.Warn("retrying "+route, "ns", ns, "attempt", attempt+1, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("httptransport: sync %q: %w (while retrying: %w)", req.Namespace, ctx.Err(), err)
+			return fmt.Errorf("httptransport: %s %q: %w (while retrying: %w)", route, ns, ctx.Err(), err)
 		}
 	}
 }
@@ -261,12 +289,12 @@ type netError struct{ err error }
 func (e *netError) Error() string { return e.err.Error() }
 func (e *netError) Unwrap() error { return e.err }
 
-// try makes one attempt of a round trip. It returns the Retry-After the
-// server asked for, if any.
-func (c *Client) try(ctx context.Context, u string, body []byte, encoding string) (*transport.Response, time.Duration, error) {
+// try makes one attempt of a POST and decodes the answer's body. It
+// returns the Retry-After the server asked for, if any.
+func (c *Client) try(ctx context.Context, u string, body []byte, encoding string, decode func([]byte) error) (time.Duration, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	hreq.Header.Set("Content-Type", contentTypeMsg)
 	hreq.Header.Set("Accept", contentTypeMsg)
@@ -279,37 +307,33 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 	c.sent.Add(int64(len(body)))
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		return nil, 0, &netError{err}
+		return 0, &netError{err}
 	}
 	defer hresp.Body.Close() // fully read or abandoned: nothing to report
 	if hresp.StatusCode != http.StatusOK {
 		se := readStatusError(hresp)
 		c.received.Add(int64(len(se.Message)))
-		return nil, se.RetryAfter, se
+		return se.RetryAfter, se
 	}
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, transport.MaxMessageSize+1))
 	c.received.Add(int64(len(data)))
 	if err != nil {
-		return nil, 0, &netError{fmt.Errorf("reading response: %w", err)}
+		return 0, &netError{fmt.Errorf("reading response: %w", err)}
 	}
 	switch enc := strings.ToLower(hresp.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
+			return 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
 		}
 		if data, err = io.ReadAll(io.LimitReader(zr, transport.MaxMessageSize+1)); err != nil {
-			return nil, 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
+			return 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
 		}
 	default:
-		return nil, 0, fmt.Errorf("%w: response content encoding %q", transport.ErrBadMessage, enc)
+		return 0, fmt.Errorf("%w: response content encoding %q", transport.ErrBadMessage, enc)
 	}
-	resp, err := transport.DecodeResponse(data)
-	if err != nil {
-		return nil, 0, err
-	}
-	return resp, 0, nil
+	return 0, decode(data)
 }
 
 func (c *Client) authorize(r *http.Request) {

@@ -9,6 +9,11 @@
 //	                              optionally Content-Encoding: gzip;
 //	                              answer: a transport response, gzip'd when the
 //	                              client accepts it and the body is large enough.
+//	POST /v1/snapshot/{ns}        body: a snapshot page request
+//	                              (transport.AppendSnapshotRequest), as for sync;
+//	                              answer: a snapshot page (transport.AppendSnapshotResponse),
+//	                              gzip'd as for sync. A client below the server's
+//	                              compaction horizon bootstraps from these pages.
 //	GET  /v1/stream/{ns}?v=<vec>  a chunked stream of frames (below), each holding
 //	                              the next page of the ops the client lacks.
 //	GET  /v1/health               200 "ok", no token needed.
@@ -29,7 +34,10 @@
 //	     (default 32; Retry-After: 1); the body names the limit
 //	400  malformed request (the body says why)
 //	404, 405  unknown route, wrong method
+//	409  a stream asked for below the compaction horizon: sync first (the
+//	     client's error matches transport.ErrSnapshotNeeded)
 //	500  store or authorizer error (the body says why)
+//	501  snapshot asked of a store that cannot make snapshots
 //	503  the server is closing (Retry-After: 1)
 //
 // Nothing is applied for a refused request. Pushed ops are checked before
@@ -46,8 +54,10 @@
 //	MaxBody             8 MiB   a request body, compressed and decompressed (413)
 //	MaxOpsPerRequest    10000   ops pushed in one round trip, one store batch (413)
 //	MaxStreamsPerToken  16      live streams open at once with one token (429)
-//	MaxSyncsPerToken    32      round trips in progress at once with one token (429)
-//	Limits              1000 ops, 1 MiB: a page answered or streamed
+//	MaxSyncsPerToken    32      round trips and snapshot pages in progress at once
+//	                            with one token (429)
+//	Limits              1000 ops, 1 MiB: a page answered or streamed; for
+//	                    snapshot pages, 1000 records, 1 MiB
 //
 // Within them, the decoders bound every op (crdt.MaxOpSize, 4 MiB; values
 // crdt.MaxValueLen, 1 MiB; names crdt.MaxNameLen) and message

@@ -265,11 +265,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route, nsEsc = "sync", strings.TrimPrefix(rest, "sync/")
 	case strings.HasPrefix(rest, "stream/"):
 		route, nsEsc = "stream", strings.TrimPrefix(rest, "stream/")
+	case strings.HasPrefix(rest, "snapshot/"):
+		route, nsEsc = "snapshot", strings.TrimPrefix(rest, "snapshot/")
 	default:
 		http.NotFound(w, r)
 		return
 	}
-	want := map[string]string{"health": http.MethodGet, "sync": http.MethodPost, "stream": http.MethodGet}[route]
+	want := map[string]string{"health": http.MethodGet, "sync": http.MethodPost, "snapshot": http.MethodPost, "stream": http.MethodGet}[route]
 	if r.Method != want {
 		w.Header().Set("Allow", want)
 		s.refuse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", r.Method, want))
@@ -302,17 +304,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if route == "stream" {
+		s.serveStream(w, r, ns)
+		return
+	}
+	// Round trips and snapshot pages share the per-token slots.
+	release, held, ok := s.acquire(bearerToken(r), false)
+	if !ok {
+		w.Header().Set("Retry-After", retryAfterSync)
+		s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many round trips in progress with this token: %d, limit %d (ServerOptions.MaxSyncsPerToken); retry later", held, s.maxSyncs))
+		return
+	}
+	defer release()
 	if route == "sync" {
-		release, held, ok := s.acquire(bearerToken(r), false)
-		if !ok {
-			w.Header().Set("Retry-After", retryAfterSync)
-			s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many round trips in progress with this token: %d, limit %d (ServerOptions.MaxSyncsPerToken); retry later", held, s.maxSyncs))
-			return
-		}
-		defer release()
 		s.serveSync(w, r, ns, grant)
 	} else {
-		s.serveStream(w, r, ns)
+		s.serveSnapshot(w, r, ns)
 	}
 }
 
@@ -458,7 +465,12 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, gr
 	if malformed != nil {
 		resp.Applied = refused
 	}
-	out := transport.AppendResponse(nil, resp)
+	s.reply(w, r, transport.AppendResponse(nil, resp))
+}
+
+// reply writes an encoded message as a 200, gzip'd when the client
+// accepts it and that pays.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, out []byte) {
 	h := w.Header()
 	h.Set("Content-Type", contentTypeMsg)
 	h.Add("Vary", "Accept-Encoding")
@@ -470,6 +482,37 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, gr
 	}
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.Write(out) // a failed write is the client's: it retries
+}
+
+// serveSnapshot answers one snapshot page of ns, within the server's
+// Limits (MaxOps counts records).
+func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request, ns string) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := transport.DecodeSnapshotRequest(body)
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Namespace != ns {
+		s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("snapshot request is of namespace %q, URL of %q", req.Namespace, ns))
+		return
+	}
+	resp, err := transport.ServeSnapshot(r.Context(), s.store, req, s.limits)
+	switch {
+	case errors.Is(err, transport.ErrBadMessage):
+		s.refuse(w, r, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, errors.ErrUnsupported):
+		s.refuse(w, r, http.StatusNotImplemented, err.Error())
+		return
+	case err != nil:
+		s.refuse(w, r, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.reply(w, r, transport.AppendSnapshotResponse(nil, resp))
 }
 
 // acceptsGzip reports whether r's Accept-Encoding allows gzip.
@@ -527,6 +570,21 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string) 
 	defer s.streams.Done()
 	ctx := r.Context()
 	log := s.log.With("ns", ns, "remote", r.RemoteAddr)
+	// The first page is read before the answer's status: a client below
+	// the compaction horizon gets a 409, and syncs (bootstrapping from a
+	// snapshot) before it streams again.
+	wake := s.wakeup(ns) // before reading, so no commit is missed
+	ops, more, err := s.store.Missing(ctx, ns, have, s.limits)
+	if errors.Is(err, transport.ErrSnapshotNeeded) {
+		s.refuse(w, r, http.StatusConflict, fmt.Sprintf("snapshot needed: the vector is below the server's compaction horizon; sync (POST /v1/sync) to bootstrap from a snapshot, then stream again: %v", err))
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.refuse(w, r, http.StatusInternalServerError, "reading ops: "+err.Error())
+		}
+		return
+	}
 	rc := http.NewResponseController(w)
 	// A stream outlives any write timeout of the http.Server; a writer
 	// that cannot lift it is still served.
@@ -546,14 +604,21 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string) 
 	heartbeat := time.NewTimer(s.heartbeat)
 	defer heartbeat.Stop()
 	beat := false
-	for {
-		wake := s.wakeup(ns) // before reading, so no commit is missed
-		ops, more, err := s.store.Missing(ctx, ns, have, s.limits)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("stream: reading ops", "err", err)
+	for first := true; ; first = false {
+		if !first {
+			wake = s.wakeup(ns) // before reading, so no commit is missed
+			ops, more, err = s.store.Missing(ctx, ns, have, s.limits)
+			if errors.Is(err, transport.ErrSnapshotNeeded) {
+				// Compacted past what the stream sent: the client syncs.
+				log.Info("stream: the client fell below the compaction horizon; ending the stream", "err", err)
+				return
 			}
-			return
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("stream: reading ops", "err", err)
+				}
+				return
+			}
 		}
 		if len(ops) > 0 || beat {
 			vec, err := s.store.Vector(ctx, ns)

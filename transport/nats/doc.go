@@ -24,7 +24,9 @@
 // While a [Transport] streams a namespace ([Transport.Stream], which the
 // converge replicator runs), it
 //
-//   - answers anti-entropy requests for it from its store ([transport.Serve]);
+//   - answers anti-entropy requests for it from its store ([transport.Serve]),
+//     and snapshot page requests, which travel on the same subjects
+//     ([transport.ServeSnapshot], dispatched by the message's kind);
 //   - publishes the replica's own new ops, in batches, on the ops subject
 //     when told of a local commit ([Transport.Notify]), each batch carrying
 //     the publisher's version vector;
@@ -33,12 +35,15 @@
 //   - applies the ops others publish, and when a batch or announcement
 //     shows that the publisher holds ops this replica lacks (a gap in an
 //     origin's sequence, or a replica that was cut off), fetches them from
-//     that publisher directly instead of applying out of order.
+//     that publisher directly instead of applying out of order; if the
+//     publisher answers that this replica is below its compaction horizon,
+//     syncs with it (transport.Sync), bootstrapping from its snapshot.
 //
 // [Transport.RoundTrip] is the requester's side of [transport.Sync]: the
 // first request goes to the queue group (whichever replica or hub is
 // reachable answers) and later ones to the transport that answered, until
-// it stops answering.
+// it stops answering. [Transport.Snapshot] asks for snapshot pages the
+// same way, each within the max payload.
 //
 // Every message on our subjects is decoded with bounds checks; a malformed
 // one is counted ([Stats].Malformed), logged and dropped, never applied.

@@ -12,18 +12,20 @@ import (
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/internal/embednats"
+	"github.com/convergedb/converge/oplog"
 	"github.com/convergedb/converge/transport"
 	"github.com/convergedb/converge/transport/transporttest"
 )
 
 // FuzzHandleMessage passes arbitrary bytes, as NATS messages built
 // directly, to the two handlers of incoming messages: a stream's receive
-// (a live batch) and answer (an anti-entropy request, with and without a
-// reply subject). One transport with a real store on an embedded server
-// serves every input. Neither may panic; a message that does not decode,
-// or is of another namespace, is counted in Stats.Malformed by each
-// handler and leaves the store as it was; a request with a reply subject
-// always gets a reply (an answer, or a Converge-Error refusal); a request
+// (a live batch) and answer (an anti-entropy request or a snapshot page
+// request, with and without a reply subject). One transport with a real
+// store, its log partly compacted, on an embedded server serves every
+// input. Neither may panic; a message that does not decode, or is of
+// another namespace, is counted in Stats.Malformed by each handler and
+// leaves the store as it was; a request with a reply subject always gets a
+// reply (an answer of its kind, or a Converge-Error refusal); a request
 // without one is counted and dropped.
 func FuzzHandleMessage(f *testing.F) {
 	srv, err := embednats.Run()
@@ -41,6 +43,15 @@ func FuzzHandleMessage(f *testing.F) {
 		if _, err := remote.Items.Put(ctx, "ns", &transporttest.Item{ID: fmt.Sprint("remote-", i), Name: "remote", Tags: []string{"t"}}); err != nil {
 			f.Fatal(err)
 		}
+	}
+	// Compact the first two ops: a request below them is answered
+	// "snapshot needed".
+	self, err := crdt.ParseReplicaID(local.DB.ReplicaID())
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := local.DB.Log().Compact(ctx, "ns", oplog.CompactOptions{Horizon: crdt.VersionVector{self: 2}}); err != nil {
+		f.Fatal(err)
 	}
 	store := local.DB.SyncStore()
 	tr, err := Connect(srv.ClientURL(), Options{Store: store, Logger: quiet, RequestTimeout: 2 * time.Second})
@@ -92,6 +103,10 @@ func FuzzHandleMessage(f *testing.F) {
 	f.Add(transport.AppendRequest(nil, &transport.Request{Namespace: "ns", Vector: remoteVV, Ops: [][]byte{ops[0][:10], ops[1]}}), origin)
 	f.Add([]byte("garbage"), "not a replica id")
 	f.Add([]byte{}, "")
+	f.Add(transport.AppendSnapshotRequest(nil, &transport.SnapshotRequest{Namespace: "ns", Limits: transport.Limits{MaxOps: 2}}), "")
+	f.Add(transport.AppendSnapshotRequest(nil, &transport.SnapshotRequest{Namespace: "ns", After: &transport.SnapshotCursor{Collection: "items", Key: "local-0"}}), origin)
+	f.Add(transport.AppendSnapshotRequest(nil, &transport.SnapshotRequest{Namespace: "other"}), "")
+	f.Add(transport.AppendSnapshotResponse(nil, &transport.SnapshotResponse{Vector: remoteVV}), "")
 
 	state := func(t *testing.T) (string, crdt.VersionVector) {
 		h, err := local.DB.StateHash(ctx, "ns")
@@ -102,7 +117,13 @@ func FuzzHandleMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, origin string) {
 		req, err := transport.DecodeRequest(data)
-		malformed := err != nil || req.Namespace != "ns"
+		malformed := err != nil || req.Namespace != "ns" // as a live batch, and a request unless a snapshot one
+		liveMalformed := malformed
+		kind, _ := transport.MessageKind(data)
+		if kind == transport.KindSnapshotRequest {
+			sreq, err := transport.DecodeSnapshotRequest(data)
+			malformed = err != nil || sreq.Namespace != "ns"
+		}
 		h0, v0 := state(t)
 		m0 := tr.Stats().Malformed
 
@@ -126,12 +147,15 @@ func FuzzHandleMessage(f *testing.F) {
 			t.Fatalf("no reply to a request: %v", err)
 		}
 
-		want := int64(0)
+		wantLive, want := int64(0), int64(0)
+		if liveMalformed {
+			wantLive = 1
+		}
 		if malformed {
 			want = 1
 		}
-		if m1-m0 != want || m2-m1 != 1 || m3-m2 != want {
-			t.Fatalf("malformed counted %d, %d, %d; want %d, 1, %d", m1-m0, m2-m1, m3-m2, want, want)
+		if m1-m0 != wantLive || m2-m1 != 1 || m3-m2 != want {
+			t.Fatalf("malformed counted %d, %d, %d; want %d, 1, %d", m1-m0, m2-m1, m3-m2, wantLive, want)
 		}
 		reason := reply.Header.Get(hdrError)
 		if malformed {
@@ -145,6 +169,15 @@ func FuzzHandleMessage(f *testing.F) {
 		}
 		if reason != "" {
 			return // a refusal of a well-formed request (by transport.Serve)
+		}
+		if kind == transport.KindSnapshotRequest {
+			if _, err := transport.DecodeSnapshotResponse(reply.Data); err != nil {
+				t.Fatalf("undecodable snapshot page: %v", err)
+			}
+			if h1, v1 := state(t); h1 != h0 || !v1.Equal(v0) {
+				t.Fatalf("a snapshot request changed the store: vector %v -> %v", v0, v1)
+			}
+			return
 		}
 		if _, err := transport.DecodeResponse(reply.Data); err != nil {
 			t.Fatalf("undecodable answer: %v", err)

@@ -11,8 +11,9 @@ import (
 	"github.com/convergedb/converge/transport"
 )
 
-// Serve answers anti-entropy requests for ns from the store, on the
-// namespace's queue subject and on this transport's direct subject, until
+// Serve answers anti-entropy requests and snapshot page requests for ns
+// from the store, on the namespace's queue subject and on this transport's
+// direct subject, until
 // stop is called or the transport closes. It returns once the server has
 // registered the subscriptions. [Transport.Stream] serves while it runs;
 // Serve is for replicas that only answer (a hub without a replicator, a
@@ -86,12 +87,17 @@ func (t *Transport) unsubscribe(sv *subscription) error {
 	return errors.Join(errs...)
 }
 
-// answer serves one anti-entropy request of ns. Malformed requests are
-// counted, logged and refused; nothing of theirs is applied.
+// answer serves one anti-entropy request or snapshot page request of ns,
+// by the message's kind. Malformed requests are counted, logged and
+// refused; nothing of theirs is applied.
 func (t *Transport) answer(ns string, m *nats.Msg) {
 	t.c.bytesIn.Add(int64(len(m.Data)))
 	if m.Reply == "" {
 		t.drop(ns, m, errors.New("request without a reply subject"))
+		return
+	}
+	if kind, err := transport.MessageKind(m.Data); err == nil && kind == transport.KindSnapshotRequest {
+		t.answerSnapshot(ns, m)
 		return
 	}
 	req, err := transport.DecodeRequest(m.Data)
@@ -136,6 +142,54 @@ func (t *Transport) answer(ns string, m *nats.Msg) {
 			return
 		}
 		t.c.served.Add(1)
+		t.c.bytesOut.Add(int64(len(data)))
+		return
+	}
+}
+
+// answerSnapshot serves one snapshot page request of ns, within the max
+// payload.
+func (t *Transport) answerSnapshot(ns string, m *nats.Msg) {
+	req, err := transport.DecodeSnapshotRequest(m.Data)
+	if err != nil {
+		t.drop(ns, m, err)
+		t.refuse(m, err.Error())
+		return
+	}
+	if req.Namespace != ns {
+		err := fmt.Errorf("snapshot request for namespace %q on the subject of %q", req.Namespace, ns)
+		t.drop(ns, m, err)
+		t.refuse(m, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, t.opts.RequestTimeout)
+	defer cancel()
+	lim := t.PageLimits()
+	for {
+		resp, err := transport.ServeSnapshot(ctx, t.store, req, lim)
+		if err != nil {
+			t.log.Warn("serving a snapshot page failed", "ns", ns, "err", err)
+			t.refuse(m, err.Error())
+			return
+		}
+		data := transport.AppendSnapshotResponse(nil, resp)
+		if len(data) > t.maxPayload {
+			if len(resp.Records) > 1 {
+				// Fewer records, until the page fits.
+				req.Limits = transport.Limits{MaxOps: len(resp.Records) / 2, MaxBytes: lim.MaxBytes}
+				continue
+			}
+			t.refuse(m, fmt.Sprintf("snapshot page of %d bytes (one record state) exceeds the max payload %d", len(data), t.maxPayload))
+			return
+		}
+		out := nats.NewMsg(m.Reply)
+		out.Header.Set(hdrFrom, t.id)
+		out.Data = data
+		if err := m.RespondMsg(out); err != nil {
+			t.log.Debug("snapshot reply failed", "ns", ns, "err", err)
+			return
+		}
+		t.c.snapshotPages.Add(1)
 		t.c.bytesOut.Add(int64(len(data)))
 		return
 	}

@@ -177,6 +177,13 @@ func (t *Transport) publishOwn(ctx context.Context, st *stream) error {
 	lim := t.PageLimits()
 	for {
 		ops, more, err := t.store.Missing(ctx, st.ns, have, lim)
+		if errors.Is(err, transport.ErrSnapshotNeeded) {
+			// Compacted: every known peer holds them. Receivers that lack
+			// some see it in the announcements, and fetch or bootstrap.
+			t.log.Debug("own ops compacted before they were published; skipping them", "ns", st.ns, "from", st.published+1, "to", vv[t.self])
+			st.published = vv[t.self]
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -302,16 +309,20 @@ func (t *Transport) receive(ctx context.Context, st *stream, m *nats.Msg, have f
 var errApply = errors.New("apply")
 
 // fetch pulls from the transport with id from what have() lacks, page by
-// page, until it has what the peer had or a page brings nothing.
+// page, until it has what the peer had or a page brings nothing. If the
+// peer answers that have() is below its compaction horizon, it bootstraps
+// from the peer's snapshot instead.
 func (t *Transport) fetch(ctx context.Context, st *stream, from string, have func() crdt.VersionVector, apply func([][]byte) error) error {
 	t.c.fetches.Add(1)
 	lim := t.PageLimits()
 	for range fetchRounds {
 		req := &transport.Request{Namespace: st.ns, Vector: have(), Limits: lim}
-		data := transport.AppendRequest(nil, req)
-		resp, _, err := t.request(ctx, st.subj.direct(from), data)
+		resp, err := t.roundTrip(ctx, st.subj.direct(from), req)
 		if err != nil {
 			return err
+		}
+		if resp.SnapshotNeeded {
+			return t.bootstrap(ctx, st, from)
 		}
 		if len(resp.Ops) == 0 {
 			return nil
@@ -325,3 +336,45 @@ func (t *Transport) fetch(ctx context.Context, st *stream, from string, have fun
 	}
 	return nil
 }
+
+// bootstrap syncs the store with the transport with id from, which
+// answered that this replica is below its compaction horizon: a snapshot
+// first, then the ops beyond it (transport.Sync).
+func (t *Transport) bootstrap(ctx context.Context, st *stream, from string) error {
+	if t.store == nil {
+		return fmt.Errorf("natstransport: fetch %q: %w, and this transport has no store to install it in", st.ns, transport.ErrSnapshotNeeded)
+	}
+	t.c.bootstraps.Add(1)
+	peer := &directPeer{t: t, subject: st.subj.direct(from)}
+	res, err := transport.Sync(ctx, t.store, peer, st.ns, transport.Options{Limits: t.PageLimits()})
+	if err != nil {
+		return fmt.Errorf("natstransport: fetch %q: bootstrap from %s: %w", st.ns, from, err)
+	}
+	t.log.Info("bootstrapped from a snapshot", "ns", st.ns, "peer", from, "records", res.SnapshotRecords, "bytes", res.SnapshotBytes, "ops", res.Received)
+	return nil
+}
+
+// directPeer is one transport, reached on its direct subject: the live
+// path's bootstrap syncs with the publisher that answered, and only it.
+type directPeer struct {
+	t       *Transport
+	subject string
+}
+
+// RoundTrip implements transport.Peer.
+func (p *directPeer) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
+	return p.t.roundTrip(ctx, p.subject, req)
+}
+
+// Snapshot implements transport.Snapshotter.
+func (p *directPeer) Snapshot(ctx context.Context, req *transport.SnapshotRequest) (*transport.SnapshotResponse, error) {
+	var resp *transport.SnapshotResponse
+	_, err := p.t.request(ctx, p.subject, transport.AppendSnapshotRequest(nil, req), func(b []byte) (err error) {
+		resp, err = transport.DecodeSnapshotResponse(b)
+		return err
+	})
+	return resp, err
+}
+
+// PageLimits implements transport.PageLimiter.
+func (p *directPeer) PageLimits() transport.Limits { return p.t.PageLimits() }

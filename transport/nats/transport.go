@@ -69,8 +69,14 @@ type Options struct {
 
 // Stats count what a transport did. Every field only grows.
 type Stats struct {
-	Requests     int64 // anti-entropy requests sent
-	Served       int64 // anti-entropy requests answered
+	Requests int64 // requests sent (anti-entropy rounds and snapshot pages)
+	Served   int64 // anti-entropy requests answered
+	// SnapshotPages counts the snapshot pages answered.
+	SnapshotPages int64
+	// Bootstraps counts the snapshot bootstraps the live path ran: a
+	// targeted fetch answered that this replica is below the publisher's
+	// compaction horizon, so it synced with the publisher, snapshot first.
+	Bootstraps   int64
 	Published    int64 // live batches published (heartbeats included)
 	PublishedOps int64
 	Received     int64 // live batches received
@@ -86,11 +92,12 @@ type Stats struct {
 type counters struct {
 	requests, served, published, publishedOps, received, receivedOps atomic.Int64
 	fetches, malformed, denied, reconnects, bytesOut, bytesIn        atomic.Int64
+	snapshotPages, bootstraps                                        atomic.Int64
 }
 
 // Transport is one replica's attachment to a NATS system. It is a
-// [transport.Peer] for the sync engine and a live streamer for the
-// converge replicator. It is safe for concurrent use.
+// [transport.Peer] and [transport.Snapshotter] for the sync engine and a
+// live streamer for the converge replicator. It is safe for concurrent use.
 type Transport struct {
 	nc         *nats.Conn
 	owned      bool
@@ -205,6 +212,7 @@ func (t *Transport) Stats() Stats {
 	c := &t.c
 	return Stats{
 		Requests: c.requests.Load(), Served: c.served.Load(),
+		SnapshotPages: c.snapshotPages.Load(), Bootstraps: c.bootstraps.Load(),
 		Published: c.published.Load(), PublishedOps: c.publishedOps.Load(),
 		Received: c.received.Load(), ReceivedOps: c.receivedOps.Load(),
 		Fetches: c.fetches.Load(), Malformed: c.malformed.Load(), Denied: c.denied.Load(),
@@ -338,48 +346,93 @@ func (t *Transport) withTimeout(ctx context.Context) (context.Context, context.C
 // transport that answered the last one while it answers, else to the
 // queue group.
 func (t *Transport) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
-	subj, err := subjectsFor(t.opts.Prefix, req.Namespace)
-	if err != nil {
-		return nil, err
+	var resp *transport.Response
+	err := t.ask(ctx, req.Namespace, transport.AppendRequest(nil, req), func(b []byte) (err error) {
+		resp, err = transport.DecodeResponse(b)
+		return err
+	})
+	return resp, err
+}
+
+// Snapshot implements transport.Snapshotter: it asks for one snapshot
+// page of req.Namespace as RoundTrip asks for a round, with the page's
+// bytes capped by PageLimits so that it fits the max payload. The pages of
+// one snapshot may come from different responders; transport.Sync takes
+// care of that.
+func (t *Transport) Snapshot(ctx context.Context, req *transport.SnapshotRequest) (*transport.SnapshotResponse, error) {
+	r := *req
+	pl := t.PageLimits()
+	if r.Limits.MaxBytes <= 0 || r.Limits.MaxBytes > pl.MaxBytes {
+		r.Limits.MaxBytes = pl.MaxBytes
 	}
-	data := transport.AppendRequest(nil, req)
+	if pl.MaxOps > 0 && (r.Limits.MaxOps <= 0 || r.Limits.MaxOps > pl.MaxOps) {
+		r.Limits.MaxOps = pl.MaxOps
+	}
+	var resp *transport.SnapshotResponse
+	err := t.ask(ctx, r.Namespace, transport.AppendSnapshotRequest(nil, &r), func(b []byte) (err error) {
+		resp, err = transport.DecodeSnapshotResponse(b)
+		return err
+	})
+	return resp, err
+}
+
+// ask sends an encoded request of ns to the transport that answered the
+// last one while it answers, else to the queue group, and passes the
+// answer to decode.
+func (t *Transport) ask(ctx context.Context, ns string, data []byte, decode func([]byte) error) error {
+	subj, err := subjectsFor(t.opts.Prefix, ns)
+	if err != nil {
+		return err
+	}
 	if len(data) > t.maxPayload {
-		return nil, fmt.Errorf("natstransport: request of %d bytes: %w", len(data), ErrTooLarge)
+		return fmt.Errorf("natstransport: request of %d bytes: %w", len(data), ErrTooLarge)
 	}
 	t.mu.Lock()
-	pinned := t.mu.pinned[req.Namespace]
+	pinned := t.mu.pinned[ns]
 	t.mu.Unlock()
 	if pinned != "" {
-		resp, _, err := t.request(ctx, subj.direct(pinned), data)
+		_, err := t.request(ctx, subj.direct(pinned), data, decode)
 		if err == nil {
-			return resp, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, err
+			return err
 		}
 		var remote *RemoteError
 		if errors.As(err, &remote) {
-			return nil, err
+			return err
 		}
-		t.log.Debug("pinned peer did not answer; asking the group", "ns", req.Namespace, "peer", pinned, "err", err)
+		t.log.Debug("pinned peer did not answer; asking the group", "ns", ns, "peer", pinned, "err", err)
 		t.mu.Lock()
-		delete(t.mu.pinned, req.Namespace)
+		delete(t.mu.pinned, ns)
 		t.mu.Unlock()
 	}
-	resp, from, err := t.request(ctx, subj.sync, data)
+	from, err := t.request(ctx, subj.sync, data, decode)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if validID(from) {
 		t.mu.Lock()
-		t.mu.pinned[req.Namespace] = from
+		t.mu.pinned[ns] = from
 		t.mu.Unlock()
 	}
-	return resp, nil
+	return nil
 }
 
-// request sends one encoded request and decodes the answer.
-func (t *Transport) request(ctx context.Context, subject string, data []byte) (*transport.Response, string, error) {
+// roundTrip sends one anti-entropy request to subject and decodes the
+// answer.
+func (t *Transport) roundTrip(ctx context.Context, subject string, req *transport.Request) (*transport.Response, error) {
+	var resp *transport.Response
+	_, err := t.request(ctx, subject, transport.AppendRequest(nil, req), func(b []byte) (err error) {
+		resp, err = transport.DecodeResponse(b)
+		return err
+	})
+	return resp, err
+}
+
+// request sends one encoded request and passes the answer to decode. It
+// returns the id of the transport that answered.
+func (t *Transport) request(ctx context.Context, subject string, data []byte, decode func([]byte) error) (string, error) {
 	ctx, cancel := t.withTimeout(ctx)
 	defer cancel()
 	m := nats.NewMsg(subject)
@@ -389,19 +442,18 @@ func (t *Transport) request(ctx context.Context, subject string, data []byte) (*
 	t.c.bytesOut.Add(int64(len(data)))
 	reply, err := t.nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
-		return nil, "", fmt.Errorf("natstransport: request %s: %w", subject, err)
+		return "", fmt.Errorf("natstransport: request %s: %w", subject, err)
 	}
 	t.c.bytesIn.Add(int64(len(reply.Data)))
 	from := reply.Header.Get(hdrFrom)
 	if reason := reply.Header.Get(hdrError); reason != "" {
-		return nil, from, fmt.Errorf("natstransport: request %s: %w", subject, &RemoteError{Reason: reason})
+		return from, fmt.Errorf("natstransport: request %s: %w", subject, &RemoteError{Reason: reason})
 	}
-	resp, err := transport.DecodeResponse(reply.Data)
-	if err != nil {
+	if err := decode(reply.Data); err != nil {
 		t.c.malformed.Add(1)
-		return nil, from, fmt.Errorf("natstransport: reply to %s: %w", subject, err)
+		return from, fmt.Errorf("natstransport: reply to %s: %w", subject, err)
 	}
-	return resp, from, nil
+	return from, nil
 }
 
 // validID reports whether s can be a transport id (a nuid: 22 base-62

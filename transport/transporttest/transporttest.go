@@ -10,6 +10,7 @@ package transporttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -20,6 +21,8 @@ import (
 
 // NewPeer connects to a replica serving store through the transport under
 // test and returns the client side. It should register cleanups with t.
+// The suite expects the peer to be a transport.Snapshotter too: a replica
+// below the responder's compaction horizon bootstraps through it.
 type NewPeer func(t *testing.T, server transport.Store) transport.Peer
 
 // Item is the record type the suite writes.
@@ -87,8 +90,114 @@ func put(t testing.TB, r *Replica, ns string, items ...Item) {
 	}
 }
 
+// compacted returns a replica holding items in ns whose log is compacted
+// away: it synced with another replica through newPeer (so that one is a
+// known peer holding every op) and compacted to the stable vector.
+func compacted(t *testing.T, newPeer NewPeer, ns string, items ...Item) *Replica {
+	t.Helper()
+	r, other := OpenReplica(t), OpenReplica(t)
+	put(t, r, ns, items...)
+	if _, err := r.DB.SyncWith(t.Context(), newPeer(t, other.DB.SyncStore()), ns); err != nil {
+		t.Fatalf("sync with the peer that lets it compact: %v", err)
+	}
+	st, err := r.DB.Compact(t.Context(), ns)
+	if err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+	vv, err := r.DB.Vector(t.Context(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ops == 0 || fmt.Sprint(st.Horizon) != fmt.Sprint(vv) {
+		t.Fatalf("compacted %d ops to horizon %v; want every op (vector %v)", st.Ops, st.Horizon, vv)
+	}
+	return r
+}
+
+// checkPeer fails the test unless r knows the replica peer holds what it
+// holds of ns.
+func checkPeer(t testing.TB, ns string, r, peer *Replica) {
+	t.Helper()
+	ps, err := r.DB.Peers(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := peer.DB.Vector(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Replica == peer.DB.ReplicaID() {
+			if fmt.Sprint(p.Vector) != fmt.Sprint(want) {
+				t.Errorf("acknowledged vector of the peer %v, want %v", p.Vector, want)
+			}
+			return
+		}
+	}
+	t.Errorf("the peer %s is not known: %+v", peer.DB.ReplicaID(), ps)
+}
+
 // Run runs the conformance suite against the transport newPeer makes.
 func Run(t *testing.T, newPeer NewPeer) {
+	t.Run("SnapshotBootstrap", func(t *testing.T) {
+		// The responder compacted its log away: a new replica gets "snapshot
+		// needed", bootstraps from a paged snapshot, then syncs ops.
+		const n = 60
+		items := make([]Item, n)
+		for i := range items {
+			items[i] = Item{ID: fmt.Sprintf("item-%03d", i), Name: "b", N: int64(i), Tags: []string{"t"}, Count: 1}
+		}
+		b := compacted(t, newPeer, "ns", items...)
+		put(t, b, "ns", Item{ID: "item-000", Name: "after compaction"}) // an op in the log, beyond the horizon
+		a := OpenReplica(t)
+		put(t, a, "ns", Item{ID: "from-a", Name: "a's own"})
+		peer := newPeer(t, b.DB.SyncStore())
+		if _, ok := peer.(transport.Snapshotter); !ok {
+			t.Fatalf("%T is not a transport.Snapshotter", peer)
+		}
+		res, err := transport.Sync(t.Context(), a.DB.SyncStore(), peer, "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
+		if err != nil {
+			t.Fatalf("sync from a new replica: %v", err)
+		}
+		if res.Snapshots != 1 || res.SnapshotRecords != n || res.SnapshotBytes == 0 {
+			t.Errorf("snapshots %d of %d records, %d bytes; want 1 of %d records", res.Snapshots, res.SnapshotRecords, res.SnapshotBytes, n)
+		}
+		if res.Sent != 1 {
+			t.Errorf("sent %d ops, want a's own 1", res.Sent)
+		}
+		CheckConverged(t, "ns", a, b)
+		checkPeer(t, "ns", a, b)
+		// Once bootstrapped, syncs are op syncs again.
+		put(t, b, "ns", Item{ID: "later", Name: "b"})
+		res, err = a.DB.SyncWith(t.Context(), peer, "ns")
+		if err != nil || res.Snapshots != 0 || res.Received != 1 {
+			t.Fatalf("sync after the bootstrap: %+v, %v; want 1 op received and no snapshot", res, err)
+		}
+		CheckConverged(t, "ns", a, b)
+	})
+
+	t.Run("SnapshotPushPath", func(t *testing.T) {
+		// The requester compacted its log away and the responder is new: the
+		// requester cannot push what the responder lacks. The responder
+		// bootstraps when it syncs the other way.
+		a := compacted(t, newPeer, "ns", Item{ID: "x", Name: "a"}, Item{ID: "y", Name: "a", Tags: []string{"t"}})
+		b := OpenReplica(t)
+		_, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns")
+		if !errors.Is(err, transport.ErrSnapshotNeeded) {
+			t.Fatalf("push to a new replica below the compaction horizon: %v, want ErrSnapshotNeeded", err)
+		}
+		res, err := b.DB.SyncWith(t.Context(), newPeer(t, a.DB.SyncStore()), "ns")
+		if err != nil || res.Snapshots != 1 {
+			t.Fatalf("the new replica's sync: %+v, %v; want a bootstrap", res, err)
+		}
+		if _, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns"); err != nil {
+			t.Fatalf("push after the bootstrap: %v", err)
+		}
+		CheckConverged(t, "ns", a, b)
+		checkPeer(t, "ns", a, b)
+		checkPeer(t, "ns", b, a)
+	})
+
 	t.Run("BothDirections", func(t *testing.T) {
 		a, b := OpenReplica(t), OpenReplica(t)
 		put(t, a, "ns", Item{ID: "x", Name: "from a"}, Item{ID: "y", Name: "only a"})

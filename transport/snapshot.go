@@ -1,0 +1,184 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/convergedb/converge/crdt"
+)
+
+// ErrSnapshotNeeded says that ops a replica lacks are below a store's
+// compaction horizon: they were folded into base states and dropped from
+// the log, so they cannot be sent as ops. The replica must bootstrap from a
+// snapshot of the namespace's states, then catch up with op sync.
+//
+// [Store.Missing] returns an error wrapping it when have is below the
+// horizon; [Serve] turns that into a [Response] with SnapshotNeeded set,
+// and [Sync] bootstraps when both its store and its peer can
+// ([SnapshotStore], [Snapshotter]). Errors of Sync wrap it when a
+// bootstrap is impossible, or when it is the peer that is behind this
+// store's horizon (the peer must bootstrap, by syncing from its side).
+var ErrSnapshotNeeded = errors.New("transport: snapshot needed")
+
+// SnapshotCursor is a position in a snapshot: the page starts after the
+// record (Collection, Key). Records are ordered by collection, then key
+// (byte-wise).
+type SnapshotCursor struct{ Collection, Key string }
+
+// SnapshotRecord is one record of a snapshot: its key and its encoded
+// state (crdt.Record.AppendBinary).
+type SnapshotRecord struct {
+	Collection, Key string
+	State           []byte
+}
+
+// SnapshotRequest asks for one page of a namespace's snapshot.
+type SnapshotRequest struct {
+	Namespace string
+	// After is where the page starts: after this record. Nil means from
+	// the first record.
+	After *SnapshotCursor
+	// Limits bound the page: MaxOps counts records, MaxBytes their
+	// states' bytes.
+	Limits Limits
+	// From is the requester's replica id, when it has one.
+	From crdt.ReplicaID
+}
+
+// SnapshotResponse is one page of a namespace's snapshot.
+type SnapshotResponse struct {
+	// Vector is the responder's vector when it read the page: the page's
+	// states hold at least these ops. A snapshot made of several pages
+	// stands for the pointwise minimum of its pages' vectors.
+	Vector crdt.VersionVector
+	// Records are the page's states, in (collection, key) order, after the
+	// request's cursor.
+	Records []SnapshotRecord
+	// More says that records follow: ask again after the last one.
+	More bool
+	// From is the responder's replica id, when it has one.
+	From crdt.ReplicaID
+}
+
+// A SnapshotStore is a [Store] that can make and install snapshots of a
+// namespace's states: a store that compacts its log must be one, or
+// replicas below its horizon cannot catch up.
+type SnapshotStore interface {
+	Store
+	// Snapshot returns a page of the record states of ns after the cursor
+	// (nil: from the first), in (collection, key) order, at most about
+	// lim's bounds (MaxOps counts records) but at least one record when
+	// any remain, whether more remain, and the vector of the store when the
+	// page was read (the states hold at least its ops).
+	Snapshot(ctx context.Context, ns string, after *SnapshotCursor, lim Limits) (vv crdt.VersionVector, recs []SnapshotRecord, more bool, err error)
+	// InstallSnapshot merges snapshot states into ns. It is idempotent and
+	// may be called in any order; it does not move the vector.
+	InstallSnapshot(ctx context.Context, ns string, recs []SnapshotRecord) error
+	// FinishSnapshot raises the vector of ns to cover vv, once every page
+	// of a snapshot standing for vv is installed.
+	FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVector) error
+}
+
+// A Snapshotter is a [Peer] that can also carry snapshot pages: [Sync]
+// bootstraps from it when it answers that a snapshot is needed.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error)
+}
+
+// ServeSnapshot answers one snapshot page request on the responder's
+// side, with pages capped at maxLim. It fails with an error wrapping
+// errors.ErrUnsupported if store is not a [SnapshotStore], and
+// [ErrBadMessage] if req is malformed.
+func ServeSnapshot(ctx context.Context, store Store, req *SnapshotRequest, maxLim Limits) (*SnapshotResponse, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	ss, ok := store.(SnapshotStore)
+	if !ok {
+		return nil, fmt.Errorf("transport: serve snapshot %q: store %T cannot make snapshots: %w", req.Namespace, store, errors.ErrUnsupported)
+	}
+	lim := clampLimits(req.Limits, maxLim.withDefaults())
+	vv, recs, more, err := ss.Snapshot(ctx, req.Namespace, req.After, lim)
+	if err != nil {
+		return nil, fmt.Errorf("transport: serve snapshot %q: %w", req.Namespace, err)
+	}
+	if err := checkPage(req.After, recs, more); err != nil {
+		return nil, fmt.Errorf("transport: serve snapshot %q: store's page: %w", req.Namespace, err)
+	}
+	return &SnapshotResponse{Vector: vv, Records: recs, More: more, From: self(store)}, nil
+}
+
+// checkPage checks that a page's records follow after, in order, and that
+// a page with more to come moves the cursor.
+func checkPage(after *SnapshotCursor, recs []SnapshotRecord, more bool) error {
+	if more && len(recs) == 0 {
+		return errors.New("an empty page with more to come")
+	}
+	prev := after
+	for i := range recs {
+		r := &recs[i]
+		if prev != nil && compareKeys(prev.Collection, prev.Key, r.Collection, r.Key) >= 0 {
+			return fmt.Errorf("record %d (%q, %q) is not after (%q, %q)", i, r.Collection, r.Key, prev.Collection, prev.Key)
+		}
+		prev = &SnapshotCursor{Collection: r.Collection, Key: r.Key}
+	}
+	return nil
+}
+
+// maxBootstraps bounds the snapshot bootstraps of one [Sync]: a responder
+// that compacts faster than a snapshot installs would otherwise loop.
+const maxBootstraps = 3
+
+// bootstrap pages through peer's snapshot of ns, installs every page in
+// store, and raises store's vector to the pointwise minimum of the pages'
+// vectors: what the snapshot as a whole stands for, even if its pages
+// came from different responders or the responder wrote between pages.
+func bootstrap(ctx context.Context, store SnapshotStore, peer Snapshotter, ns string, lim Limits, maxPages int, res *Result) error {
+	var after *SnapshotCursor
+	var vv crdt.VersionVector // nil until the first page
+	for page := 0; ; page++ {
+		if page >= maxPages {
+			return fmt.Errorf("snapshot of more than %d pages", maxPages)
+		}
+		resp, err := peer.Snapshot(ctx, &SnapshotRequest{Namespace: ns, After: after, Limits: lim, From: self(store)})
+		if err != nil {
+			return fmt.Errorf("snapshot page %d: %w", page+1, err)
+		}
+		if err := checkPage(after, resp.Records, resp.More); err != nil {
+			return fmt.Errorf("snapshot page %d: %w: %w", page+1, ErrBadMessage, err)
+		}
+		if err := acknowledged(ctx, store, ns, resp.From, resp.Vector); err != nil {
+			return err
+		}
+		if len(resp.Records) > 0 {
+			if err := store.InstallSnapshot(ctx, ns, resp.Records); err != nil {
+				return fmt.Errorf("install snapshot page %d: %w", page+1, err)
+			}
+		}
+		res.SnapshotRecords += len(resp.Records)
+		for i := range resp.Records {
+			res.SnapshotBytes += len(resp.Records[i].State)
+		}
+		vv = minVector(vv, resp.Vector)
+		if !resp.More {
+			break
+		}
+		last := resp.Records[len(resp.Records)-1]
+		after = &SnapshotCursor{Collection: last.Collection, Key: last.Key}
+	}
+	if err := store.FinishSnapshot(ctx, ns, vv); err != nil {
+		return fmt.Errorf("finish snapshot at %v: %w", vv, err)
+	}
+	res.Snapshots++
+	return nil
+}
+
+// minVector returns the pointwise minimum of acc and v, origins absent
+// from either counting as 0; a nil acc is the first page (v itself).
+func minVector(acc, v crdt.VersionVector) crdt.VersionVector {
+	if acc == nil {
+		return v.Clone()
+	}
+	return acc.Meet(v)
+}
