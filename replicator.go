@@ -67,8 +67,12 @@ type SyncResult struct {
 	Received  int // ops this replica applied
 	Conflicts int // conflicts detected in what was received
 	Rounds    int
-	Duration  time.Duration
-	Err       error
+	// Snapshots counts bootstraps from a snapshot of the peer's states
+	// (this replica was behind the peer's compaction horizon), and
+	// SnapshotRecords the record states they installed.
+	Snapshots, SnapshotRecords int
+	Duration                   time.Duration
+	Err                        error
 }
 
 // SyncState says what a namespace's replication is doing.
@@ -400,7 +404,8 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 		peerVV = nil // start with a vector exchange: the live path has likely delivered
 	}
 	res, err := transport.Sync(ctx, r.db.SyncStore(), r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
-	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: res.Received, Conflicts: res.Conflicts, Rounds: res.Rounds, Duration: res.Duration, Err: err}
+	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: res.Received, Conflicts: res.Conflicts, Rounds: res.Rounds,
+		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
 	now := time.Now()
 	r.mu.Lock()
 	if res.PeerVector != nil {
