@@ -159,15 +159,20 @@ func (db *DB) compactAll(ctx context.Context, rate int) {
 
 // pacer spaces out work to a rate in units a second.
 type pacer struct {
-	rate float64
-	next time.Time
+	rate  float64
+	next  time.Time
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
-func newPacer(rate int) *pacer { return &pacer{rate: float64(rate)} }
+func newPacer(rate int) *pacer {
+	return &pacer{rate: float64(rate), now: time.Now, sleep: sleepCtx}
+}
 
-// wait blocks until n more units fit the rate.
+// wait blocks until n more units fit the rate: the work already admitted
+// takes 1/rate a unit, and n is admitted once that time has passed.
 func (p *pacer) wait(ctx context.Context, n int) error {
-	now := time.Now()
+	now := p.now()
 	if p.next.Before(now) {
 		p.next = now
 	}
@@ -176,7 +181,11 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 	if delay <= 0 {
 		return nil
 	}
-	t := time.NewTimer(delay)
+	return p.sleep(ctx, delay)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

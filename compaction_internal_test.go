@@ -1,0 +1,87 @@
+package converge
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/convergedb/converge/transport"
+)
+
+// TestPacer: batches are admitted at the rate, whatever their sizes; time
+// spent working counts toward the wait.
+func TestPacer(t *testing.T) {
+	now := time.Unix(0, 0)
+	var slept []time.Duration
+	p := &pacer{rate: 1000, now: func() time.Time { return now }, sleep: func(_ context.Context, d time.Duration) error {
+		slept = append(slept, d)
+		now = now.Add(d)
+		return nil
+	}}
+	for _, n := range []int{100, 300, 100} {
+		if err := p.wait(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 100 units take 100ms at 1000/s, then 300 take 300ms.
+	want := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}
+	if len(slept) != len(want) || slept[0] != want[0] || slept[1] != want[1] {
+		t.Fatalf("slept %v, want %v", slept, want)
+	}
+	// Work that took longer than its share needs no wait.
+	now = now.Add(time.Second)
+	slept = nil
+	if err := p.wait(t.Context(), 50); err != nil || len(slept) != 0 {
+		t.Fatalf("after a slow batch: slept %v, %v", slept, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	p = newPacer(1)
+	if err := p.wait(ctx, 1); err != nil {
+		t.Fatalf("first wait: %v", err)
+	}
+	if err := p.wait(ctx, 1); err == nil {
+		t.Fatal("a cancelled wait returned nil")
+	}
+}
+
+// TestCompactAll: the background pass compacts every namespace.
+func TestCompactAll(t *testing.T) {
+	ctx := t.Context()
+	opts := Options{Durability: NoSync, Compaction: CompactionOptions{Disabled: true}}
+	a, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	hub, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	type rec struct {
+		ID string `msgpack:"-" converge:"id"`
+		V  int    `msgpack:"v"`
+	}
+	c, err := NewCollection[rec](a, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"n1", "n2"} {
+		for i := range 10 {
+			if _, err := c.Put(ctx, ns, &rec{ID: "k", V: i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := a.SyncWith(ctx, transport.NewMemPeer(hub.SyncStore(), transport.Limits{}), ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.compactAll(ctx, 1_000_000)
+	for _, ns := range []string{"n1", "n2"} {
+		h, err := a.Horizon(ctx, ns)
+		if err != nil || h[a.ReplicaID()] != 10 {
+			t.Fatalf("horizon of %s after the background pass = %v, %v; want all 10 ops", ns, h, err)
+		}
+	}
+}
