@@ -36,6 +36,10 @@ type config struct {
 
 	CatchupOps int
 
+	CompactionUpdates int // writes of the compaction scenario's history
+	CompactionRecords int // records they go to
+	SnapshotRecords   int // records of the snapshot a replica bootstraps from
+
 	PartitionReplicas int
 	PartitionMinority int
 	PartitionWrites   int // per replica, while partitioned
@@ -65,6 +69,10 @@ func defaultConfig() config {
 
 		CatchupOps: 100_000,
 
+		CompactionUpdates: 1_000_000,
+		CompactionRecords: 1_000,
+		SnapshotRecords:   100_000,
+
 		PartitionReplicas: 5,
 		PartitionMinority: 2,
 		PartitionWrites:   2_000,
@@ -82,6 +90,7 @@ func quickConfig() config {
 	c.Records, c.QueryTime, c.MinQuery = 10_000, 100*time.Millisecond, 2
 	c.ReplicateOps, c.LatencySamples = 3_000, 50
 	c.CatchupOps = 10_000
+	c.CompactionUpdates, c.SnapshotRecords = 20_000, 5_000
 	c.PartitionWrites, c.PartitionShared = 200, 20
 	return c
 }
@@ -112,6 +121,9 @@ func parseFlags(name string, args []string) (config, error) {
 	fs.IntVar(&c.LatencySamples, "latency-samples", c.LatencySamples, "writes timed one at a time for end-to-end latency")
 	fs.DurationVar(&c.Debounce, "debounce", c.Debounce, "replicator debounce (converge.ReplicatorOptions.Debounce; 0: Converge's default, 20ms)")
 	fs.IntVar(&c.CatchupOps, "catchup-ops", c.CatchupOps, "ops a replica is behind in catchup-*")
+	fs.IntVar(&c.CompactionUpdates, "compaction-updates", c.CompactionUpdates, "writes of the history compaction folds (the records' puts included)")
+	fs.IntVar(&c.CompactionRecords, "compaction-records", c.CompactionRecords, "records the compaction history writes to")
+	fs.IntVar(&c.SnapshotRecords, "snapshot-records", c.SnapshotRecords, "records of the snapshot a fresh replica bootstraps from")
 	fs.IntVar(&c.PartitionReplicas, "partition-replicas", c.PartitionReplicas, "replicas in converge-partition (besides the HTTP hub)")
 	fs.IntVar(&c.PartitionMinority, "partition-minority", c.PartitionMinority, "replicas cut off from the others in converge-partition")
 	fs.IntVar(&c.PartitionWrites, "partition-writes", c.PartitionWrites, "writes per replica while partitioned")
@@ -139,6 +151,8 @@ func parseFlags(name string, args []string) (config, error) {
 		pick("replicate-ops", &c.ReplicateOps, q.ReplicateOps)
 		pick("latency-samples", &c.LatencySamples, q.LatencySamples)
 		pick("catchup-ops", &c.CatchupOps, q.CatchupOps)
+		pick("compaction-updates", &c.CompactionUpdates, q.CompactionUpdates)
+		pick("snapshot-records", &c.SnapshotRecords, q.SnapshotRecords)
 		pick("partition-writes", &c.PartitionWrites, q.PartitionWrites)
 		pick("partition-shared", &c.PartitionShared, q.PartitionShared)
 		if !set["query-time"] {
@@ -171,6 +185,11 @@ func (c config) validate() error {
 	positive("replicas", c.Replicas)
 	positive("latency-samples", c.LatencySamples)
 	positive("catchup-ops", c.CatchupOps)
+	positive("compaction-records", c.CompactionRecords)
+	positive("snapshot-records", c.SnapshotRecords)
+	if c.CompactionUpdates < c.CompactionRecords {
+		errs = append(errs, fmt.Errorf("-compaction-updates must be at least -compaction-records (%d), got %d", c.CompactionRecords, c.CompactionUpdates))
+	}
 	positive("partition-replicas", c.PartitionReplicas)
 	positive("partition-writes", c.PartitionWrites)
 	if c.PartitionMinority <= 0 || c.PartitionMinority >= c.PartitionReplicas {
@@ -189,8 +208,10 @@ func (c config) validate() error {
 func (c config) summary() string {
 	return fmt.Sprintf("-runs %d -put-ops %d -sync-ops %d -put-batch %d -ingest-ops %d -ingest-batch %d -ingest-sync=%v "+
 		"-records %d -query-time %v -replicate-ops %d -replicas %d -latency-samples %d -debounce %v -catchup-ops %d "+
+		"-compaction-updates %d -compaction-records %d -snapshot-records %d "+
 		"-partition-replicas %d -partition-minority %d -partition-writes %d -partition-shared %d",
 		c.Runs, c.PutOps, c.SyncOps, c.PutBatch, c.IngestOps, c.IngestBatch, c.IngestSync,
 		c.Records, c.QueryTime, c.ReplicateOps, c.Replicas, c.LatencySamples, c.Debounce, c.CatchupOps,
+		c.CompactionUpdates, c.CompactionRecords, c.SnapshotRecords,
 		c.PartitionReplicas, c.PartitionMinority, c.PartitionWrites, c.PartitionShared)
 }

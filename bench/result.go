@@ -120,10 +120,14 @@ func oneLine(s string) string {
 	return first
 }
 
-// formatRatio renders a ratio as "1.23×", or "-" when undefined.
+// formatRatio renders a ratio as "1.23×" (three significant digits below
+// 0.1, "0.00224×"), or "-" when undefined.
 func formatRatio(r *float64) string {
 	if r == nil {
 		return "-"
+	}
+	if *r > 0 && *r < 0.1 {
+		return fmt.Sprintf("%.3g×", *r)
 	}
 	return fmt.Sprintf("%.2f×", *r)
 }

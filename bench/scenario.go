@@ -257,6 +257,8 @@ func scenarios() []*Scenario {
 		replicateHTTPScenario(),
 		catchupNATSScenario(),
 		catchupHTTPScenario(),
+		snapshotScenario(),
+		compactionScenario(),
 		partitionScenario(),
 		jetstreamScenario(),
 	}

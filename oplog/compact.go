@@ -38,7 +38,11 @@ type CompactOptions struct {
 	// least one peer is known, and nothing otherwise: a replica's ops
 	// must reach a peer before it drops them.
 	Horizon crdt.VersionVector
-	// BatchOps is how many ops one batch folds and drops. Zero means 1000.
+	// BatchOps is how many ops one batch folds and drops. Zero means
+	// 10000. Each batch rewrites the base state of every record its ops
+	// touch, so larger batches write less (1000 wrote 6 times the base
+	// states 10000 did, folding 300,000 updates of 1,000 records); each
+	// holds the write lock for one commit of that size.
 	BatchOps int
 	// Wait, if set, is called before each batch with its size: a rate
 	// limiter. An error ends the compaction (what was done stays done).
@@ -126,7 +130,7 @@ func (l *Log) Compact(ctx context.Context, ns string, opts CompactOptions) (Comp
 		return st, err
 	}
 	if opts.BatchOps <= 0 {
-		opts.BatchOps = 1000
+		opts.BatchOps = 10000
 	}
 	if err := l.acquire(ctx); err != nil {
 		return st, err
