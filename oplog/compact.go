@@ -71,22 +71,9 @@ func (l *Log) horizonLocked(ns string) (crdt.VersionVector, error) {
 	if h, ok := l.mu.horizons[ns]; ok {
 		return h, nil
 	}
-	h := crdt.VersionVector{}
-	prefix := nsKey(tagHorizon, ns)
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	h, err := l.loadSeqs(tagHorizon, ns)
 	if err != nil {
-		return nil, fmt.Errorf("oplog: load horizon %q: %w", ns, pebbleErr(err))
-	}
-	for it.First(); it.Valid(); it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != len(prefix)+16 || len(v) != 8 {
-			it.Close()
-			return nil, fmt.Errorf("%w: horizon entry %q", ErrCorrupt, k)
-		}
-		h[crdt.ReplicaID(k[len(prefix):])] = binary.BigEndian.Uint64(v)
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("oplog: load horizon %q: %w", ns, pebbleErr(err))
+		return nil, fmt.Errorf("oplog: load horizon %q: %w", ns, err)
 	}
 	l.mu.horizons[ns] = h
 	return h, nil

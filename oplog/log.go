@@ -313,24 +313,34 @@ func (l *Log) vectorLocked(ns string) (crdt.VersionVector, error) {
 	if vv, ok := l.mu.vectors[ns]; ok {
 		return vv, nil
 	}
+	vv, err := l.loadSeqs(tagVector, ns)
+	if err != nil {
+		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, err)
+	}
+	l.mu.vectors[ns] = vv
+	return vv, nil
+}
+
+// loadSeqs reads the entries of a keyspace of origin → seq (the vector's,
+// the horizon's) of ns.
+func (l *Log) loadSeqs(tag byte, ns string) (crdt.VersionVector, error) {
 	vv := crdt.VersionVector{}
-	prefix := nsKey(tagVector, ns)
+	prefix := nsKey(tag, ns)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, pebbleErr(err))
+		return nil, pebbleErr(err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k, v := it.Key(), it.Value()
 		if len(k) != len(prefix)+16 || len(v) != 8 {
 			it.Close()
-			return nil, fmt.Errorf("%w: vector entry %q", ErrCorrupt, k)
+			return nil, fmt.Errorf("%w: entry %q", ErrCorrupt, k)
 		}
 		vv[crdt.ReplicaID(k[len(prefix):])] = binary.BigEndian.Uint64(v)
 	}
 	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("oplog: load vector %q: %w", ns, pebbleErr(err))
+		return nil, pebbleErr(err)
 	}
-	l.mu.vectors[ns] = vv
 	return vv, nil
 }
 

@@ -47,59 +47,45 @@ func (p *MemPeer) Stats() (trips, sent, received int) {
 
 // RoundTrip implements [Peer].
 func (p *MemPeer) RoundTrip(ctx context.Context, req *Request) (*Response, error) {
-	p.mu.Lock()
-	down := p.down
-	p.mu.Unlock()
-	if down {
-		return nil, ErrUnreachable
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	wire := AppendRequest(nil, req)
-	in, err := DecodeRequest(bytes.Clone(wire))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := Serve(ctx, p.store, in, p.limits)
-	if err != nil {
-		return nil, err
-	}
-	out := AppendResponse(nil, resp)
-	p.mu.Lock()
-	p.trips++
-	p.bytesTx += len(wire)
-	p.bytesRx += len(out)
-	p.mu.Unlock()
-	return DecodeResponse(out)
+	return memTrip(ctx, p, req, AppendRequest, DecodeRequest, Serve, AppendResponse, DecodeResponse)
 }
 
 // Snapshot implements [Snapshotter]: it serves a snapshot page from the
 // peer's store ([ServeSnapshot]), through the wire encoding.
 func (p *MemPeer) Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error) {
+	return memTrip(ctx, p, req, AppendSnapshotRequest, DecodeSnapshotRequest, ServeSnapshot, AppendSnapshotResponse, DecodeSnapshotResponse)
+}
+
+// memTrip carries one exchange through the wire encoding both ways and
+// counts it.
+func memTrip[Q, R any](ctx context.Context, p *MemPeer, req Q,
+	encodeReq func([]byte, Q) []byte, decodeReq func([]byte) (Q, error),
+	serve func(context.Context, Store, Q, Limits) (R, error),
+	encodeResp func([]byte, R) []byte, decodeResp func([]byte) (R, error)) (R, error) {
+	var zero R
 	p.mu.Lock()
 	down := p.down
 	p.mu.Unlock()
 	if down {
-		return nil, ErrUnreachable
+		return zero, ErrUnreachable
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return zero, err
 	}
-	wire := AppendSnapshotRequest(nil, req)
-	in, err := DecodeSnapshotRequest(bytes.Clone(wire))
+	wire := encodeReq(nil, req)
+	in, err := decodeReq(bytes.Clone(wire))
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	resp, err := ServeSnapshot(ctx, p.store, in, p.limits)
+	resp, err := serve(ctx, p.store, in, p.limits)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	out := AppendSnapshotResponse(nil, resp)
+	out := encodeResp(nil, resp)
 	p.mu.Lock()
 	p.trips++
 	p.bytesTx += len(wire)
 	p.bytesRx += len(out)
 	p.mu.Unlock()
-	return DecodeSnapshotResponse(out)
+	return decodeResp(out)
 }
