@@ -11,6 +11,7 @@ import (
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/internal/mp"
+	"github.com/convergedb/converge/oplog"
 )
 
 // Model is a reference implementation of Converge's merge semantics, as
@@ -70,7 +71,11 @@ func (m *Model) Add(ops ...crdt.Op) error {
 	return nil
 }
 
-// AddLog adds every op of namespace ns that db holds.
+// AddLog adds every op of namespace ns that db holds. Once db compacted
+// ns, its log no longer holds every op and AddLog fails with an error
+// wrapping converge.ErrCompacted: give the model the ops as they are
+// written instead (see [Model.Add]), and check a replica against the ops
+// its vector covers with [Model.Within].
 func (m *Model) AddLog(ctx context.Context, db *converge.DB, ns string) error {
 	for e, err := range db.Log().Missing(ctx, ns, nil) {
 		if err != nil {
@@ -87,6 +92,23 @@ func (m *Model) AddLog(ctx context.Context, db *converge.DB, ns string) error {
 func (m *Model) Ops(ns string) []crdt.Op {
 	out := slices.Collect(maps.Values(m.ops[ns]))
 	slices.SortFunc(out, func(a, b crdt.Op) int { return a.Dot.Compare(b.Dot) })
+	return out
+}
+
+// Within returns a model of the ops of ns that vv covers: what a replica
+// holding vv must show.
+func (m *Model) Within(ns string, vv crdt.VersionVector) *Model {
+	out := NewModel()
+	for d, op := range m.ops[ns] {
+		if vv.Contains(d) {
+			if out.ops[ns] == nil {
+				out.ops[ns] = make(map[crdt.Dot]crdt.Op)
+				out.raw[ns] = make(map[crdt.Dot][]byte)
+			}
+			out.ops[ns][d] = op
+			out.raw[ns][d] = m.raw[ns][d]
+		}
+	}
 	return out
 }
 
@@ -288,12 +310,17 @@ func unset(v []byte) bool { return len(v) == 0 || (len(v) == 1 && v[0] == 0xc0) 
 // sets as element lists, in order, counters as totals). Its error lists every
 // difference.
 func (m *Model) Check(ctx context.Context, db *converge.DB, ns string) error {
+	return m.CheckLog(ctx, db.Log(), ns)
+}
+
+// CheckLog is [Model.Check] for a store opened with package oplog.
+func (m *Model) CheckLog(ctx context.Context, l *oplog.Log, ns string) error {
 	want := m.Records(ns)
 	var diffs []string
 	seen := make(map[RecordID]bool, len(want))
-	for e, err := range db.Log().Records(ctx, ns, "") {
+	for e, err := range l.Records(ctx, ns, "") {
 		if err != nil {
-			return fmt.Errorf("proptest: model check of %s: %w", db.ReplicaID(), err)
+			return fmt.Errorf("proptest: model check of %s: %w", l.ReplicaID(), err)
 		}
 		id := RecordID{e.Collection, e.Key}
 		seen[id] = true
@@ -313,7 +340,7 @@ func (m *Model) Check(ctx context.Context, db *converge.DB, ns string) error {
 		return nil
 	}
 	slices.Sort(diffs)
-	return fmt.Errorf("proptest: replica %s differs from the model in %q:\n  %s", db.ReplicaID(), ns, strings.Join(diffs, "\n  "))
+	return fmt.Errorf("proptest: replica %s differs from the model in %q:\n  %s", l.ReplicaID(), ns, strings.Join(diffs, "\n  "))
 }
 
 func compareRecord(id RecordID, want *ModelRecord, got *crdt.Record) []string {

@@ -357,7 +357,10 @@ var ErrIngest = errors.New("proptest: receiver broke the ingest contract")
 // After each batch Deliver checks that the receiver applied no op beyond
 // the complete transactions that follow on from what it held (an error
 // wrapping [ErrIngest]). If the two replicas are partitioned apart it fails
-// with an error wrapping transport.ErrUnreachable.
+// with an error wrapping transport.ErrUnreachable. If to lacks ops that from
+// compacted away (below from's compaction horizon), it fails with an error
+// wrapping converge.ErrCompacted: to must bootstrap from a snapshot, which
+// [Network.Sync] does.
 func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *rand.Rand, p DeliverPolicy) (Delivery, error) {
 	var d Delivery
 	if !n.Reachable(from, to) {
@@ -370,7 +373,13 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 	}
 	scanFrom := have
 	if p.Resend > 0 {
-		scanFrom = nil
+		// Resend what the receiver holds too, but not below the sender's
+		// compaction horizon: those ops are gone from its log.
+		h, err := n.dbs[from].Log().Horizon(ctx, ns)
+		if err != nil {
+			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
+		}
+		scanFrom = have.Meet(h)
 	}
 	type msg struct {
 		op  crdt.Op
