@@ -288,7 +288,10 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 				return done(peerBehind)
 			}
 		}
-		progress := resp.Applied.Applied > 0 || got.Applied > 0
+		// Progress is what either side applied, or our vector moving on
+		// its own: a concurrent sync or a live delivery may apply the
+		// page first, and then it comes back as duplicates.
+		progress := resp.Applied.Applied > 0 || got.Applied > 0 || !req.Vector.Covers(mine)
 		offered := len(req.Ops) > 0 || len(resp.Ops) > 0
 		if !progress && !retriedStale && len(req.Ops) > 0 && !pushedAgainst.Equal(resp.Vector) {
 			// We pushed against a stale idea of the peer's vector (another
@@ -298,6 +301,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			continue
 		}
 		if !progress && (offered || res.Rounds > 1) {
+			if peerBehind != nil && refusal != nil {
+				return done(fmt.Errorf("%w; and pulling stopped: %w: %w", peerBehind, ErrNoProgress, refusal))
+			}
 			if peerBehind != nil {
 				return done(peerBehind)
 			}
