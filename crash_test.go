@@ -12,14 +12,23 @@ package converge_test
 // the log holds, and the state is the state the log rebuilds. Then it
 // restarts the child on the same store, many times.
 //
-// Kill timing is the only randomness; its seed is logged and can be set with
-// CONVERGE_CRASH_SEED. CONVERGE_CRASH_ITERATIONS sets the number of kills
-// per scenario (default 30, 5 with -short).
+// In most lives the child also compacts its log as it goes (a goroutine
+// beside the writers or the ingesting loop, woken by each acknowledgement),
+// to its vector, in small batches, so kills land inside compactions too.
+// The log then holds, per origin, exactly the ops above the horizon, and the
+// stored state is the base states merged with the log: the checks read the
+// horizon and the base states along with the log, and a horizon that a
+// later synced write made durable must survive the kill.
+//
+// Kill timing and compaction are the only randomness; the seed is logged
+// and can be set with CONVERGE_CRASH_SEED. CONVERGE_CRASH_ITERATIONS sets
+// the number of kills per scenario (default 30, 5 with -short).
 
 import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -42,6 +51,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/oplog"
 	"github.com/convergedb/converge/transport"
 )
 
@@ -64,12 +74,16 @@ type crashConfig struct {
 	Writers    int    // writer: concurrent writer goroutines, each with its own ids
 	OpsFile    string // ingest: the source's ops, in delivery order
 	MaxBatch   int    // ingest: ops per Apply, at most
+	Compact    bool   // compact the log while writing or ingesting
 }
 
 // crashLine is one protocol line of a child. Kinds: "open" (about to open
 // the store), "ready" (opened), "try" (a write is about to be made; Writes
 // is the state of every record it touches once it is made), "ack" (the
-// write N of writer W returned nil), "done" (ingest: everything applied).
+// write N of writer W returned nil), "done" (ingest: everything applied),
+// "compact" (compaction N to horizon Vector, Ops per batch, begins),
+// "compacted" (it returned: Ops dropped in Batches, the horizon is now
+// Vector), "fail" (the child failed outside its test goroutine, with Err).
 // An ingest "ack" carries the vector the store reached.
 type crashLine struct {
 	Kind    string            `json:"k"`
@@ -79,7 +93,9 @@ type crashLine struct {
 	Writes  []crashWrite      `json:"writes,omitempty"`
 	Ops     int               `json:"ops,omitempty"`
 	Applied int               `json:"applied,omitempty"`
+	Batches int               `json:"b,omitempty"`
 	Vector  map[string]uint64 `json:"vv,omitempty"`
+	Err     string            `json:"err,omitempty"`
 }
 
 // crashWrite is a record's state after a write: its fields (P is the
@@ -203,6 +219,108 @@ func (o *crashOut) emit(l crashLine) error {
 	return err
 }
 
+// fail reports an error of a goroutine that is not the test's: the parent
+// fails the test on it (t.Errorf would be lost when the parent kills the
+// child).
+func (o *crashOut) fail(err error) {
+	msg := err.Error()
+	if len(msg) > 2048 {
+		msg = msg[:2048] + "..."
+	}
+	o.emit(crashLine{Kind: "fail", Err: msg})
+}
+
+// crashVV returns vv keyed by replica id strings, as protocol lines carry
+// it.
+func crashVV(vv crdt.VersionVector) map[string]uint64 {
+	out := make(map[string]uint64, len(vv))
+	for o, seq := range vv {
+		if seq > 0 {
+			out[o.String()] = seq
+		}
+	}
+	return out
+}
+
+// crashCompactor compacts the child's log: to its vector, or a little
+// below it at times (so the log keeps a tail), in batches of 1 to 50 ops,
+// sometimes asking Pebble to reclaim the space at once. The child has no
+// peers: the horizon is given explicitly.
+type crashCompactor struct {
+	db  *converge.DB
+	out *crashOut
+	rng *rand.Rand
+	n   int
+}
+
+// round runs one compaction, between a "compact" and a "compacted" line,
+// if the log holds ops it may fold.
+func (c *crashCompactor) round(ctx context.Context) error {
+	l := c.db.Log()
+	vv, err := l.Vector(ctx, crashNS)
+	if err != nil {
+		return err
+	}
+	h, err := l.Horizon(ctx, crashNS) // only this compactor moves it
+	if err != nil {
+		return err
+	}
+	var lag uint64
+	if c.rng.IntN(3) == 0 {
+		lag = uint64(c.rng.IntN(40))
+	}
+	opts := oplog.CompactOptions{Horizon: crdt.VersionVector{}, BatchOps: 1 + c.rng.IntN(50), Reclaim: c.rng.IntN(10) == 0}
+	work := false
+	for o, seq := range vv {
+		if seq > lag {
+			opts.Horizon[o] = seq - lag
+			work = work || seq-lag > h[o]
+		}
+	}
+	if !work {
+		return nil
+	}
+	c.n++
+	if err := c.out.emit(crashLine{Kind: "compact", N: c.n, Ops: opts.BatchOps, Vector: crashVV(opts.Horizon)}); err != nil {
+		return err
+	}
+	st, err := l.Compact(ctx, crashNS, opts)
+	if err != nil {
+		return fmt.Errorf("compaction %d to %v in batches of %d: %w", c.n, opts.Horizon, opts.BatchOps, err)
+	}
+	return c.out.emit(crashLine{Kind: "compacted", N: c.n, Ops: st.Ops, Batches: st.Batches, Vector: crashVV(st.After)})
+}
+
+// start runs the compactor in a goroutine: a round at once (the ops of
+// earlier lives), then one after each kick, so that compactions are under
+// way when kills come, which is just after an acknowledgement. kick never
+// blocks; stop ends the goroutine and waits for it (once; later calls do
+// nothing).
+func (c *crashCompactor) start(ctx context.Context) (kick, stop func()) {
+	kicks, done := make(chan struct{}, 1), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			if err := c.round(ctx); err != nil {
+				c.out.fail(err)
+				return
+			}
+			select {
+			case <-kicks:
+			case <-done:
+				return
+			}
+		}
+	})
+	kick = func() {
+		select {
+		case kicks <- struct{}{}:
+		default: // a round is pending already
+		}
+	}
+	return kick, sync.OnceFunc(func() { close(done); wg.Wait() })
+}
+
 // crashWriterOf returns the writer goroutine that owns record id ("w<n>-...").
 func crashWriterOf(id string) (int, bool) {
 	rest, ok := strings.CutPrefix(id, "w")
@@ -263,15 +381,26 @@ func crashWriterChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 	if err := out.emit(crashLine{Kind: "ready"}); err != nil {
 		t.Fatal(err)
 	}
+	stop := func() {}
+	if cfg.Compact {
+		c := &crashCompactor{db: db, out: out, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.Iter)<<8|0xff))}
+		var kick func()
+		kick, stop = c.start(ctx)
+		for _, s := range ws {
+			s.kick = kick
+		}
+	}
 	var wg sync.WaitGroup
 	for _, s := range ws {
 		wg.Go(func() {
 			if err := s.run(t); err != nil {
+				out.fail(fmt.Errorf("writer %d: %w", s.w, err))
 				t.Errorf("writer %d: %v", s.w, err)
 			}
 		})
 	}
 	wg.Wait()
+	stop()
 }
 
 // crashWriter is one writer goroutine of the child, the only writer of the
@@ -283,6 +412,7 @@ type crashWriter struct {
 	db   *converge.DB
 	recs *converge.Collection[crashRec]
 	rng  *rand.Rand
+	kick func() // wakes the compactor; nil if there is none
 
 	live    map[string]crashRec
 	keys    []string // the ids in live
@@ -430,6 +560,9 @@ func (s *crashWriter) run(t *testing.T) error {
 			return err
 		}
 		s.apply(line.Writes)
+		if s.kick != nil {
+			s.kick()
+		}
 	}
 	return nil
 }
@@ -457,6 +590,14 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.Iter)))
+	// The compactor runs beside the Apply calls: ops re-sent below the
+	// horizon must still be taken for duplicates.
+	kick, stop := func() {}, func() {}
+	if cfg.Compact {
+		c := &crashCompactor{db: db, out: out, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.Iter)|1<<63))}
+		kick, stop = c.start(ctx)
+	}
+	defer stop() // before the deferred Close
 	store := db.SyncStore()
 	minOps := 1
 	for n := 1; ; n++ {
@@ -473,6 +614,7 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 			}
 		}
 		if len(missing) == 0 {
+			stop()
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -509,6 +651,7 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 		if err := out.emit(crashLine{Kind: "ack", N: n, Ops: len(batch), Applied: a.Applied, Vector: vv}); err != nil {
 			t.Fatal(err)
 		}
+		kick()
 	}
 }
 
@@ -643,6 +786,7 @@ func (c *crashChild) run(plan crashPlan, onLine func(crashLine)) (killed bool) {
 			if !ok {
 				return c.wait(false)
 			}
+			c.failed(l)
 			onLine(l)
 			switch l.Kind {
 			case "open":
@@ -660,9 +804,23 @@ func (c *crashChild) run(plan crashPlan, onLine func(crashLine)) (killed bool) {
 	time.Sleep(plan.Delay) // the moment of the crash: the thing under test
 	kerr := c.cmd.Process.Kill()
 	for l := range c.lines {
+		c.failed(l)
 		onLine(l)
 	}
 	return c.wait(kerr == nil)
+}
+
+// failed fails the test on a "fail" line.
+func (c *crashChild) failed(l crashLine) {
+	if l.Kind != "fail" {
+		return
+	}
+	c.t.Helper()
+	c.cmd.Process.Kill()
+	for range c.lines {
+	}
+	c.cmd.Wait()
+	c.t.Fatalf("child: %s\n%s", l.Err, c.output())
 }
 
 func (c *crashChild) wait(killSent bool) bool {
@@ -671,6 +829,10 @@ func (c *crashChild) wait(killSent bool) bool {
 	for range c.lines { // EOF first: Wait closes the pipe
 	}
 	err := c.cmd.Wait()
+	if bytes.Contains(c.stderr.Bytes(), []byte("WARNING: DATA RACE")) {
+		// A killed child never gets to fail its test for it.
+		t.Fatalf("data race in the child\n%s", c.output())
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -700,8 +862,8 @@ func crashOpen(t *testing.T, dir string) *converge.DB {
 	return db
 }
 
-// crashVerify checks that the stored state of ns is the state its log
-// rebuilds, and that StateHash reports it.
+// crashVerify checks that the stored state of ns is the state its base
+// states and log rebuild, and that StateHash reports it.
 func crashVerify(t *testing.T, db *converge.DB, when string) {
 	t.Helper()
 	v, err := db.Verify(t.Context(), crashNS)
@@ -709,7 +871,7 @@ func crashVerify(t *testing.T, db *converge.DB, when string) {
 		t.Fatalf("%s: Verify: %v", when, err)
 	}
 	if !v.OK() {
-		t.Fatalf("%s: stored state differs from the state rebuilt from the log: stored %s (%d records), log %s (%d records)",
+		t.Fatalf("%s: stored state differs from the state rebuilt from the base states and the log: stored %s (%d records), rebuilt %s (%d records)",
 			when, v.StoredHash, v.StoredCount, v.LogHash, v.LogCount)
 	}
 	h, err := db.StateHash(t.Context(), crashNS)
@@ -721,8 +883,8 @@ func crashVerify(t *testing.T, db *converge.DB, when string) {
 	}
 }
 
-// crashRebuild rebuilds the stored state from the log and checks that the
-// state hash did not change.
+// crashRebuild rebuilds the stored state from the base states and the log
+// and checks that the state hash did not change.
 func crashRebuild(t *testing.T, db *converge.DB, when string) string {
 	t.Helper()
 	before, err := db.StateHash(t.Context(), crashNS)
@@ -748,11 +910,20 @@ type crashRawEntry struct {
 	raw []byte
 }
 
-// crashRawScan reads the op log and the vector of ns straight from Pebble
-// (read-only, the store closed) and checks that they agree: each origin's
-// log holds exactly the seqs 1..vector, each under its own dot, and ends
-// with the end of a transaction. It returns the vector and the log.
-func crashRawScan(t *testing.T, dir, ns, when string) (crdt.VersionVector, map[crdt.ReplicaID][]crashRawEntry) {
+// crashRaw is what crashRawScan read of a namespace.
+type crashRaw struct {
+	vv, horizon crdt.VersionVector
+	logs        map[crdt.ReplicaID][]crashRawEntry // per origin, the ops above the horizon, in seq order
+	bases       int                                // base states: the folded ops' records
+}
+
+// crashRawScan reads the op log, the vector, the compaction horizon and the
+// base states of ns straight from Pebble (read-only, the store closed) and
+// checks that they agree: each origin's log holds exactly the seqs in
+// (horizon, vector], each under its own dot, and ends with the end of a
+// transaction; no horizon passes the vector; ops were folded only if base
+// states hold them.
+func crashRawScan(t *testing.T, dir, ns, when string) crashRaw {
 	t.Helper()
 	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: crashPebbleLogger{}})
 	if err != nil {
@@ -783,7 +954,7 @@ func crashRawScan(t *testing.T, dir, ns, when string) (crdt.VersionVector, map[c
 			t.Fatalf("%s: scan: %v", when, err)
 		}
 	}
-	logs := map[crdt.ReplicaID][]crashRawEntry{}
+	r := crashRaw{vv: crdt.VersionVector{}, horizon: crdt.VersionVector{}, logs: map[crdt.ReplicaID][]crashRawEntry{}}
 	scan('L', func(k, v []byte) {
 		if len(k) != 24 {
 			t.Fatalf("%s: log key %x: want origin and seq", when, k)
@@ -797,34 +968,57 @@ func crashRawScan(t *testing.T, dir, ns, when string) (crdt.VersionVector, map[c
 		if op.Dot != d || op.Namespace != ns {
 			t.Fatalf("%s: op %v of %q stored under %v of %q", when, op.Dot, op.Namespace, d, ns)
 		}
-		logs[d.Origin] = append(logs[d.Origin], crashRawEntry{op: op, raw: raw})
+		r.logs[d.Origin] = append(r.logs[d.Origin], crashRawEntry{op: op, raw: raw})
 	})
-	vv := crdt.VersionVector{}
 	scan('V', func(k, v []byte) {
 		if len(k) != 16 || len(v) != 8 {
 			t.Fatalf("%s: vector entry %x = %x", when, k, v)
 		}
-		vv[crdt.ReplicaID(k)] = binary.BigEndian.Uint64(v)
+		r.vv[crdt.ReplicaID(k)] = binary.BigEndian.Uint64(v)
 	})
-	for origin, es := range logs {
+	scan('H', func(k, v []byte) {
+		if len(k) != 16 || len(v) != 8 {
+			t.Fatalf("%s: horizon entry %x = %x", when, k, v)
+		}
+		r.horizon[crdt.ReplicaID(k)] = binary.BigEndian.Uint64(v)
+	})
+	scan('B', func(k, v []byte) {
+		if _, err := crdt.DecodeRecord(v); err != nil {
+			t.Fatalf("%s: base state %q: %v", when, k, err)
+		}
+		r.bases++
+	})
+	origins := map[crdt.ReplicaID]bool{}
+	for _, m := range []crdt.VersionVector{r.vv, r.horizon} {
+		for o := range m {
+			origins[o] = true
+		}
+	}
+	for o := range r.logs {
+		origins[o] = true
+	}
+	for origin := range origins {
+		h, top, es := r.horizon[origin], r.vv[origin], r.logs[origin]
+		if h > top {
+			t.Fatalf("%s: horizon of %v at %d, beyond the vector's %d", when, origin, h, top)
+		}
 		for i, e := range es {
-			if e.op.Dot.Seq != uint64(i+1) {
-				t.Fatalf("%s: log of %v holds seq %d at position %d: not dense", when, origin, e.op.Dot.Seq, i+1)
+			if e.op.Dot.Seq != h+uint64(i+1) {
+				t.Fatalf("%s: log of %v holds seq %d at position %d above the horizon %d: not dense, or ops at or below the horizon left in it",
+					when, origin, e.op.Dot.Seq, i+1, h)
 			}
 		}
-		if !es[len(es)-1].op.TxEnd {
-			t.Fatalf("%s: log of %v ends at seq %d inside a transaction", when, origin, len(es))
+		if uint64(len(es)) != top-h {
+			t.Fatalf("%s: log of %v holds %d ops above the horizon %d, the vector says %d (want seqs %d..%d)", when, origin, len(es), h, top, h+1, top)
 		}
-		if vv[origin] != uint64(len(es)) {
-			t.Fatalf("%s: log of %v holds seqs 1..%d, vector says %d", when, origin, len(es), vv[origin])
-		}
-	}
-	for origin, seq := range vv {
-		if seq != uint64(len(logs[origin])) {
-			t.Fatalf("%s: vector says %d ops of %v, log holds %d", when, seq, origin, len(logs[origin]))
+		if len(es) > 0 && !es[len(es)-1].op.TxEnd {
+			t.Fatalf("%s: log of %v ends at seq %d inside a transaction", when, origin, top)
 		}
 	}
-	return vv, logs
+	if r.horizon.Sum() > 0 && r.bases == 0 {
+		t.Fatalf("%s: horizon %v: ops folded, but no base states", when, r.horizon)
+	}
+	return r
 }
 
 type crashPebbleLogger struct{}
@@ -857,13 +1051,29 @@ func TestCrashWriterSIGKILL(t *testing.T) {
 // crashModel is what the parent knows of the writer child's records: the
 // acknowledged state of each writer's records, and each writer's write in
 // flight (tried, not acknowledged).
+//
+// And what it knows of the compaction horizon. A compaction commits without
+// fsync; a write tried after it returned commits after it, in the same
+// write-ahead log, so once that write is in the store (acknowledged, or
+// found there after the kill) the compaction is durable too: the horizon
+// the store shows after the kill is at least the durable one.
 type crashModel struct {
 	live    []map[string]crashRec
 	pending []*crashLine
 	ops     uint64 // ops of the writes known to be in the store
 	replica string
 
+	compacting bool                // a "compact" line without its "compacted"
+	compacted  map[string]uint64   // the horizon the last compaction reached
+	tryHorizon []map[string]uint64 // per writer: compacted when its write in flight was tried
+	durable    map[string]uint64   // the horizon made durable by writes after it
+
 	acked, inflightKept, inflightLost, verified int
+	compactions, opsCompacted                   int
+	// Checks: of a compacted store; that found the horizon risen since
+	// the last; whose durable horizon had risen (the check had teeth).
+	checksCompacted, horizonRose, durableRose int
+	horizon                                   uint64 // ops below the horizon at the last check
 }
 
 func (m *crashModel) observe(t *testing.T, l crashLine) {
@@ -874,6 +1084,7 @@ func (m *crashModel) observe(t *testing.T, l crashLine) {
 			t.Fatalf("writer %d tried write %d before write %d was acknowledged", l.W, l.N, m.pending[l.W].N)
 		}
 		m.pending[l.W] = &l
+		m.tryHorizon[l.W] = m.compacted
 	case "ack":
 		p := m.pending[l.W]
 		if p == nil || p.N != l.N {
@@ -882,7 +1093,49 @@ func (m *crashModel) observe(t *testing.T, l crashLine) {
 		m.apply(l.W, p.Writes)
 		m.pending[l.W] = nil
 		m.acked++
+		crashRaise(m.durable, m.tryHorizon[l.W])
+	case "compact":
+		m.compacting = true
+	case "compacted":
+		if !crashCovers(l.Vector, m.compacted) {
+			t.Fatalf("compaction %d left the horizon at %v, below the %v reached before", l.N, l.Vector, m.compacted)
+		}
+		m.compacting = false
+		m.compacted = l.Vector
+		m.compactions++
+		m.opsCompacted += l.Ops
 	}
+}
+
+func crashCount(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func crashSum(vv map[string]uint64) (n uint64) {
+	for _, seq := range vv {
+		n += seq
+	}
+	return n
+}
+
+// crashRaise raises vv to the pointwise maximum of vv and o.
+func crashRaise(vv, o map[string]uint64) {
+	for k, seq := range o {
+		vv[k] = max(vv[k], seq)
+	}
+}
+
+// crashCovers reports whether vv is at least o everywhere.
+func crashCovers(vv, o map[string]uint64) bool {
+	for k, seq := range o {
+		if vv[k] < seq {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *crashModel) apply(w int, ws []crashWrite) {
@@ -963,6 +1216,7 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 				m.apply(w, p.Writes)
 				m.pending[w] = nil
 				m.inflightKept++
+				crashRaise(m.durable, m.tryHorizon[w])
 				continue
 			}
 			t.Fatalf("%s: writer %d's records are neither its acknowledged writes nor them plus its write in flight "+
@@ -986,19 +1240,34 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 	} else if len(vv) != 0 {
 		t.Fatalf("%s: vector %v, want empty", when, vv)
 	}
-	crashVerify(t, db, when)
+	h, err := db.Log().Horizon(ctx, crashNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashVerify(t, db, when) // base states ⊔ log = stored state; Rebuild runs at the end
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if m.ops == 0 {
 		return
 	}
-	rawVV, logs := crashRawScan(t, dir, crashNS, when)
-	for origin, seq := range rawVV {
+	raw := crashRawScan(t, dir, crashNS, when)
+	horizon := crashVV(raw.horizon)
+	if !maps.Equal(horizon, crashVV(h)) {
+		t.Fatalf("%s: Pebble holds horizon %v, the log reported %v", when, raw.horizon, h)
+	}
+	if !crashCovers(horizon, m.durable) {
+		t.Fatalf("%s: horizon %v, below the %v that compactions reached before writes that are in the store", when, horizon, m.durable)
+	}
+	m.checksCompacted += crashCount(raw.horizon.Sum() > 0)
+	m.horizonRose += crashCount(raw.horizon.Sum() > m.horizon)
+	m.durableRose += crashCount(crashSum(m.durable) > m.horizon)
+	m.compacted, m.durable, m.horizon = horizon, maps.Clone(horizon), raw.horizon.Sum()
+	for origin, seq := range raw.vv {
 		if vv[origin.String()] != seq {
-			t.Fatalf("%s: Pebble holds vector %v, the DB reported %v", when, rawVV, vv)
+			t.Fatalf("%s: Pebble holds vector %v, the DB reported %v", when, raw.vv, vv)
 		}
-		es := logs[origin]
+		es := raw.logs[origin]
 		for i := 1; i < len(es); i++ {
 			if es[i].op.HLC <= es[i-1].op.HLC {
 				t.Fatalf("%s: HLC went backwards: op %v at %v after op %v at %v", when, es[i].op.Dot, es[i].op.HLC, es[i-1].op.Dot, es[i-1].op.HLC)
@@ -1010,16 +1279,23 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 func crashWriterScenario(t *testing.T, seed uint64, iters int, durability converge.Durability, writers int) {
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(seed, uint64(durability)))
+	crng := rand.New(rand.NewPCG(seed, uint64(durability)|1<<32)) // compaction on or off, apart from rng
 	dir := t.TempDir()
-	m := &crashModel{live: make([]map[string]crashRec, writers), pending: make([]*crashLine, writers)}
+	m := &crashModel{live: make([]map[string]crashRec, writers), pending: make([]*crashLine, writers),
+		tryHorizon: make([]map[string]uint64, writers), compacted: map[string]uint64{}, durable: map[string]uint64{}}
 	for w := range m.live {
 		m.live[w] = map[string]crashRec{}
 	}
-	killsBeforeReady := 0
+	killsBeforeReady, compacting, killsCompacting := 0, 0, 0
 	for it := range iters {
 		plan := randomPlan(rng, 30, 2*time.Millisecond)
-		c := startCrashChild(t, "writer", dir, crashConfig{Seed: seed, Iter: it, Durability: durability, Writers: writers})
+		compact := crng.IntN(4) != 0
+		if compact {
+			compacting++
+		}
+		c := startCrashChild(t, "writer", dir, crashConfig{Seed: seed, Iter: it, Durability: durability, Writers: writers, Compact: compact})
 		ready := false
+		m.compacting = false
 		killed := c.run(plan, func(l crashLine) {
 			ready = ready || l.Kind == "ready"
 			m.observe(t, l)
@@ -1030,15 +1306,21 @@ func crashWriterScenario(t *testing.T, seed uint64, iters int, durability conver
 		if !ready {
 			killsBeforeReady++
 		}
+		if m.compacting {
+			killsCompacting++
+		}
 		m.check(t, dir, it)
 	}
 	db := crashOpen(t, dir)
 	crashRebuild(t, db, "at the end")
 	db.Close()
 	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	t.Logf("%v, %d writers: %d SIGKILLs (%d while opening the store), %d acknowledged writes (%d write checks after kills), "+
-		"writes in flight at the kill: %d made it, %d did not; %d ops in the log, %d sstables; %v",
-		durability, writers, iters, killsBeforeReady, m.acked, m.verified, m.inflightKept, m.inflightLost, m.ops, len(ssts), time.Since(start).Round(time.Millisecond))
+	t.Logf("%v, %d writers: %d SIGKILLs (%d while opening the store, %d during a compaction), %d acknowledged writes (%d write checks after kills), "+
+		"writes in flight at the kill: %d made it, %d did not; %d ops written, %d of them compacted at the end; "+
+		"%d lives compacting: %d compactions returned (%d ops); after %d kills the store was compacted, its horizon risen after %d, "+
+		"a horizon made durable to check after %d; %d sstables; %v",
+		durability, writers, iters, killsBeforeReady, killsCompacting, m.acked, m.verified, m.inflightKept, m.inflightLost, m.ops, m.horizon,
+		compacting, m.compactions, m.opsCompacted, m.checksCompacted, m.horizonRose, m.durableRose, len(ssts), time.Since(start).Round(time.Millisecond))
 }
 
 // ---- the ingest scenario ----
@@ -1197,6 +1479,13 @@ func (src *crashSource) expected(t *testing.T, vv map[string]uint64, when string
 type crashTarget struct {
 	dir   string
 	acked map[string]uint64 // the pointwise max of the acknowledged vectors
+	// The horizon the last compaction reached; what it was when the
+	// last Apply began (at the previous "ack": compactions run beside);
+	// and the horizon made durable by an Apply that committed ops after
+	// it (see crashModel).
+	compacted, beforeApply, durable map[string]uint64
+	horizon                         uint64 // ops below the horizon at the last check
+	horizonRose, durableRose        bool   // at the last check (see crashModel)
 }
 
 // check opens the target the killed child left and checks it.
@@ -1244,19 +1533,40 @@ func (src *crashSource) check(t *testing.T, tg *crashTarget, when string) (vv ma
 	if !maps.Equal(gotLedgers, wantLedgers) {
 		t.Fatalf("%s: ledgers %v, want %v (vector %v)", when, gotLedgers, wantLedgers, vv)
 	}
-	crashVerify(t, db, when)
+	for o, s := range vv {
+		if s > tg.acked[o] { // the Apply in flight at the kill committed ops
+			crashRaise(tg.durable, tg.beforeApply)
+			break
+		}
+	}
+	h, err := db.Log().Horizon(ctx, crashNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashVerify(t, db, when) // base states ⊔ log = stored state; Rebuild runs at the end
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if len(vv) == 0 {
 		return vv
 	}
-	rawVV, logs := crashRawScan(t, tg.dir, crashNS, when)
-	for origin, seq := range rawVV {
+	raw := crashRawScan(t, tg.dir, crashNS, when)
+	horizon := crashVV(raw.horizon)
+	if !maps.Equal(horizon, crashVV(h)) {
+		t.Fatalf("%s: Pebble holds horizon %v, the log reported %v", when, raw.horizon, h)
+	}
+	if !crashCovers(horizon, tg.durable) {
+		t.Fatalf("%s: horizon %v, below the %v that compactions reached before Apply batches that are in the store", when, horizon, tg.durable)
+	}
+	tg.horizonRose, tg.durableRose = raw.horizon.Sum() > tg.horizon, crashSum(tg.durable) > tg.horizon
+	tg.compacted, tg.beforeApply, tg.durable, tg.horizon = horizon, horizon, maps.Clone(horizon), raw.horizon.Sum()
+	for origin, seq := range raw.vv {
 		if vv[origin.String()] != seq {
-			t.Fatalf("%s: Pebble holds vector %v, the DB reported %v", when, rawVV, vv)
+			t.Fatalf("%s: Pebble holds vector %v, the DB reported %v", when, raw.vv, vv)
 		}
-		for _, e := range logs[origin] {
+		// The log holds the ops above the horizon: the source's, byte
+		// for byte. Those below it are checked through the state.
+		for _, e := range raw.logs[origin] {
 			if !bytes.Equal(e.raw, src.raw[e.op.Dot]) {
 				t.Fatalf("%s: op %v in the log differs from the source's", when, e.op.Dot)
 			}
@@ -1292,6 +1602,7 @@ func TestCrashIngestSIGKILL(t *testing.T) {
 	seed := crashSeed(t)
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(seed, 1000))
+	crng := rand.New(rand.NewPCG(seed, 1001)) // compaction on or off, apart from rng
 	src := crashBuildSource(t, 40)
 	t.Logf("source: %d ops of %d origins in %d transactions", len(src.ops), len(src.origins), 40*len(src.origins))
 	var (
@@ -1299,24 +1610,46 @@ func TestCrashIngestSIGKILL(t *testing.T) {
 		lives, kills, killsAtOpen, killsIngest, killsAfterDone int
 		acks, inflightKept, completedUnkilled                  int
 		lastAck                                                map[string]uint64
+		compactingLives, compactions, opsCompacted             int
+		killsCompacting, checksCompacted                       int
+		horizonRose, durableRose                               int
 	)
 	for it := range iters {
 		if tg == nil {
-			tg = &crashTarget{dir: filepath.Join(t.TempDir(), "target"), acked: map[string]uint64{}}
+			tg = &crashTarget{dir: filepath.Join(t.TempDir(), "target"), acked: map[string]uint64{},
+				compacted: map[string]uint64{}, beforeApply: map[string]uint64{}, durable: map[string]uint64{}}
 			lives++
 		}
 		plan := randomPlan(rng, 12, 3*time.Millisecond)
-		ready, done := false, false
+		compact := crng.IntN(4) != 0
+		if compact {
+			compactingLives++
+		}
+		ready, done, compacting := false, false, false
 		lastAck = nil
-		c := startCrashChild(t, "ingest", tg.dir, crashConfig{Seed: seed, Iter: it, OpsFile: src.file, MaxBatch: 40})
+		c := startCrashChild(t, "ingest", tg.dir, crashConfig{Seed: seed, Iter: it, OpsFile: src.file, MaxBatch: 40, Compact: compact})
 		killed := c.run(plan, func(l crashLine) {
 			switch l.Kind {
 			case "ready":
 				ready = true
 			case "done":
 				done = true
+			case "compact":
+				compacting = true
+			case "compacted":
+				if !crashCovers(l.Vector, tg.compacted) {
+					t.Fatalf("iteration %d: compaction %d left the horizon at %v, below the %v reached before", it, l.N, l.Vector, tg.compacted)
+				}
+				compacting = false
+				tg.compacted = l.Vector
+				compactions++
+				opsCompacted += l.Ops
 			case "ack":
 				acks++
+				if l.Applied > 0 { // committed, with fsync, after the compactions before it began
+					crashRaise(tg.durable, tg.beforeApply)
+				}
+				tg.beforeApply = tg.compacted
 				for o, s := range lastAck {
 					if l.Vector[o] < s {
 						t.Fatalf("iteration %d: acknowledged vectors went backwards: %v after %v", it, l.Vector, lastAck)
@@ -1340,13 +1673,20 @@ func TestCrashIngestSIGKILL(t *testing.T) {
 			default:
 				killsAfterDone++ // while closing or exiting
 			}
+			if compacting {
+				killsCompacting++
+			}
 		case !done:
 			t.Fatalf("iteration %d: the child exited before it was done\n%s", it, c.output())
 		default:
 			when = fmt.Sprintf("after run %d (done, not killed)", it)
 			completedUnkilled++
 		}
+		tg.horizonRose, tg.durableRose = false, false
 		vv := src.check(t, tg, when)
+		checksCompacted += crashCount(tg.horizon > 0)
+		horizonRose += crashCount(tg.horizonRose)
+		durableRose += crashCount(tg.durableRose)
 		for o, s := range vv {
 			if s > tg.acked[o] {
 				inflightKept++ // the batch in flight at the kill made it
@@ -1361,7 +1701,10 @@ func TestCrashIngestSIGKILL(t *testing.T) {
 	if tg != nil {
 		src.finish(t, tg, "at the end")
 	}
-	t.Logf("%d SIGKILLs: %d during ingest, %d while opening the store, %d after the last batch; %d runs completed before the kill; "+
-		"%d acknowledged Apply batches; %d kills found the batch in flight applied; %d target lives (each synced to completion and equal to the source); %v",
-		kills, killsIngest, killsAtOpen, killsAfterDone, completedUnkilled, acks, inflightKept, lives, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d SIGKILLs: %d during ingest, %d while opening the store, %d after the last batch, %d during a compaction; %d runs completed before the kill; "+
+		"%d acknowledged Apply batches; %d kills found the batch in flight applied; %d runs compacting: %d compactions returned (%d ops); "+
+		"after %d runs the store was compacted, its horizon risen after %d, a horizon made durable to check after %d; "+
+		"%d target lives (each synced to completion and equal to the source); %v",
+		kills, killsIngest, killsAtOpen, killsAfterDone, killsCompacting, completedUnkilled, acks, inflightKept,
+		compactingLives, compactions, opsCompacted, checksCompacted, horizonRose, durableRose, lives, time.Since(start).Round(time.Millisecond))
 }
