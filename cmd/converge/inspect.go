@@ -353,6 +353,9 @@ func diskUse(dir string) (size int64, files int, err error) {
 			return err
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // Pebble deleted an obsolete file meanwhile
+		}
 		if err != nil {
 			return err
 		}

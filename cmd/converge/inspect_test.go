@@ -132,6 +132,18 @@ func TestInspectSubcommands(t *testing.T) {
 	if _, _, err = runCmd(t, "inspect", dir, "peers", "ns", "forget", origin); err == nil {
 		t.Errorf("forgetting an unknown peer: no error")
 	}
+	// No known peer: nothing is stable, compact drops nothing; "all" drops
+	// every op, and the store still verifies.
+	if out, _, err = runCmd(t, "inspect", dir, "compact", "ns"); err != nil || !strings.Contains(out, "compacted 0 ops") || !strings.Contains(out, "nothing is stable") {
+		t.Errorf("compact: %v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, "inspect", dir, "compact", "ns", "all")
+	if err != nil || !strings.Contains(out, "before: log 3 ops") || !strings.Contains(out, "compacted 3 ops") || !strings.Contains(out, "after: log 0 ops") {
+		t.Errorf("compact all: %v\n%s", err, out)
+	}
+	if out, _, err = runCmd(t, "inspect", dir); err != nil || !strings.Contains(out, "3 ops compacted into base states, 0 in the log") {
+		t.Errorf("overview after compaction: %v\n%s", err, out)
+	}
 	if out, _, err = runCmd(t, "inspect", dir, "verify"); err != nil || !strings.Contains(out, "verify ok") {
 		t.Errorf("verify: %v\n%s", err, out)
 	}
