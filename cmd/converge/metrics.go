@@ -181,7 +181,7 @@ func (h *hub) writeMetrics(ctx context.Context, b *promWriter) error {
 	}
 	slices.Sort(nss)
 	type nsStats struct {
-		ops, origins, conflicts uint64
+		ops, origins, conflicts, compacted uint64
 	}
 	stats := make([]nsStats, len(nss))
 	for i, ns := range nss {
@@ -193,6 +193,13 @@ func (h *hub) writeMetrics(ctx context.Context, b *promWriter) error {
 			stats[i].ops += seq
 		}
 		stats[i].origins = uint64(len(vv))
+		horizon, err := h.db.Horizon(ctx, ns)
+		if err != nil {
+			return err
+		}
+		for _, seq := range horizon {
+			stats[i].compacted += seq
+		}
 		if stats[i].conflicts, err = h.db.ConflictCount(ctx, ns); err != nil {
 			return err
 		}
@@ -202,6 +209,14 @@ func (h *hub) writeMetrics(ctx context.Context, b *promWriter) error {
 	b.family("converge_ops", "gauge", "Ops held per namespace: the sum of its version vector.")
 	for i, ns := range nss {
 		b.sample("converge_ops", float64(stats[i].ops), "namespace", ns)
+	}
+	b.family("converge_log_ops", "gauge", "Ops in the log per namespace: those not yet compacted into base states.")
+	for i, ns := range nss {
+		b.sample("converge_log_ops", float64(stats[i].ops-stats[i].compacted), "namespace", ns)
+	}
+	b.family("converge_compacted_ops", "gauge", "Ops folded into base states and dropped from the log per namespace: the sum of its compaction horizon.")
+	for i, ns := range nss {
+		b.sample("converge_compacted_ops", float64(stats[i].compacted), "namespace", ns)
 	}
 	b.family("converge_origins", "gauge", "Replicas whose ops a namespace holds: the entries of its version vector.")
 	for i, ns := range nss {

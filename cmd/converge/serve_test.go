@@ -337,6 +337,8 @@ func TestServeHTTP(t *testing.T) {
 	for key, want := range map[string]float64{
 		`converge_ops{namespace="team-1"}`:                    2,
 		`converge_origins{namespace="team-1"}`:                2,
+		`converge_log_ops{namespace="team-1"}`:                2, // nothing compacted: the hub has not compacted yet
+		`converge_compacted_ops{namespace="team-1"}`:          0,
 		`converge_http_applied_ops_total{namespace="team-1"}`: 2,
 		`converge_conflicts_total{namespace="team-1"}`:        0,
 	} {
