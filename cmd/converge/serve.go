@@ -54,6 +54,8 @@ type serveConfig struct {
 	NATSHeartbeat time.Duration
 	SyncInterval  time.Duration
 
+	CompactInterval time.Duration
+
 	// listener, when set, is served instead of listening on Listen; serve
 	// closes it. Tests use it to know the address before serve runs.
 	listener net.Listener
@@ -133,6 +135,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stde
 	str(&cfg.NATSName, "nats-name", "CONVERGE_NATS_NAME", "converge-serve", "connection `name` shown by the NATS server")
 	dur(&cfg.NATSHeartbeat, "nats-heartbeat", "CONVERGE_NATS_HEARTBEAT", 5*time.Second, "interval of the hub's vector announcements on NATS: replicas that missed something fetch it")
 	dur(&cfg.SyncInterval, "sync-interval", "CONVERGE_SYNC_INTERVAL", 30*time.Second, "interval of the periodic anti-entropy sync over NATS")
+	dur(&cfg.CompactInterval, "compact-interval", "CONVERGE_COMPACT_INTERVAL", 10*time.Minute, "interval of log compaction: ops every known peer holds are folded into base states (0 turns it off)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, serveUsage)
 		fs.PrintDefaults()
@@ -340,7 +343,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error
 	h := &hub{cfg: cfg, log: logger, metrics: newServeMetrics(), bridge: map[string]*bridgeState{}}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 	defer h.stop()
-	if h.db, err = converge.Open(cfg.Dir, converge.Options{Durability: durability, Logger: logger}); err != nil {
+	dbOpts := converge.Options{Durability: durability, Logger: logger,
+		Compaction: converge.CompactionOptions{Interval: cfg.CompactInterval, Disabled: cfg.CompactInterval <= 0}}
+	if h.db, err = converge.Open(cfg.Dir, dbOpts); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger = logger.With("replica", h.db.ReplicaID())
