@@ -1,7 +1,6 @@
 package proptest_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -26,19 +25,11 @@ import (
 // it is written (each replica's own ops, read after every step, before
 // any compaction can drop them).
 type compactMachine struct {
-	ctx   context.Context
-	net   *proptest.Network
-	colls []*converge.Collection[Item]
-	keys  []string
-	ids   []crdt.ReplicaID
+	world
+	ids []crdt.ReplicaID
 
 	fleet   []int // replicas in the fleet, in the order they joined
 	waiting []int // replicas not yet joined: empty stores, never synced
-
-	now      int64
-	skew     []int64
-	maxClock int64
-	dirty    map[int]bool
 
 	model   *proptest.Model           // every op written, by any replica
 	written map[crdt.ReplicaID]uint64 // the ops of each origin in model
@@ -104,19 +95,6 @@ func (m *compactMachine) pair(t *rapid.T) (int, int) {
 	return m.fleet[k], m.fleet[l]
 }
 
-func (m *compactMachine) key(t *rapid.T) string { return rapid.SampledFrom(m.keys).Draw(t, "key") }
-
-func (m *compactMachine) collection(i int) *converge.Collection[Item] {
-	if m.colls[i] == nil {
-		c, err := converge.NewCollection[Item](m.db(i), "items")
-		if err != nil {
-			panic(err)
-		}
-		m.colls[i] = c
-	}
-	return m.colls[i]
-}
-
 func (m *compactMachine) vector(t *rapid.T, i int) crdt.VersionVector {
 	vv, err := m.db(i).Log().Vector(m.ctx, ns)
 	if err != nil {
@@ -145,87 +123,12 @@ func (m *compactMachine) behindHorizon(t *rapid.T, from, to int) bool {
 	return false
 }
 
-func (m *compactMachine) setClocks() {
-	for i := range m.skew {
-		c := m.now + m.skew[i]
-		m.net.Clock(i).Set(c)
-		m.maxClock = max(m.maxClock, c)
-	}
-}
-
-func (m *compactMachine) drifting() bool { return m.maxClock-(m.now-skewBound) > maxDrift }
-
-func (m *compactMachine) put(t *rapid.T) {
-	i := m.replica(t, "replica")
-	v := drawItem(t, m.key(t))
-	m.dirty[i] = true
-	if _, err := m.collection(i).Put(m.ctx, ns, v); err != nil {
-		t.Fatalf("put on %d: %v", i, err)
-	}
-}
-
-func (m *compactMachine) update(t *rapid.T) {
-	i := m.replica(t, "replica")
-	key := m.key(t)
-	m.dirty[i] = true
-	if err := m.collection(i).Update(m.ctx, ns, key, drawUpdates(t)...); err != nil && !errors.Is(err, converge.ErrNotFound) {
-		t.Fatalf("update %s on %d: %v", key, i, err)
-	}
-}
-
-func (m *compactMachine) delete(t *rapid.T) {
-	i := m.replica(t, "replica")
-	key := m.key(t)
-	m.dirty[i] = true
-	if err := m.collection(i).Delete(m.ctx, ns, key); err != nil && !errors.Is(err, converge.ErrNotFound) {
-		t.Fatalf("delete %s on %d: %v", key, i, err)
-	}
-}
+func (m *compactMachine) put(t *rapid.T)    { m.putOn(t, m.replica(t, "replica")) }
+func (m *compactMachine) update(t *rapid.T) { m.updateOn(t, m.replica(t, "replica")) }
+func (m *compactMachine) delete(t *rapid.T) { m.deleteOn(t, m.replica(t, "replica")) }
 
 // tx writes several records in one transaction.
-func (m *compactMachine) tx(t *rapid.T) {
-	i := m.replica(t, "replica")
-	type sub struct {
-		kind string
-		key  string
-		item *Item
-		ups  []converge.FieldUpdate
-	}
-	var subs []sub
-	for range rapid.IntRange(2, 4).Draw(t, "tx size") {
-		s := sub{kind: rapid.SampledFrom([]string{"put", "update", "delete"}).Draw(t, "tx op"), key: m.key(t)}
-		switch s.kind {
-		case "put":
-			s.item = drawItem(t, s.key)
-		case "update":
-			s.ups = drawUpdates(t)
-		}
-		subs = append(subs, s)
-	}
-	c := m.collection(i)
-	m.dirty[i] = true
-	err := m.db(i).Update(m.ctx, ns, func(tx *converge.Tx) error {
-		ct := c.Tx(tx)
-		for _, s := range subs {
-			var err error
-			switch s.kind {
-			case "put":
-				_, err = ct.Put(s.item)
-			case "update":
-				err = ct.Update(s.key, s.ups...)
-			case "delete":
-				err = ct.Delete(s.key)
-			}
-			if err != nil && !errors.Is(err, converge.ErrNotFound) {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("transaction on %d: %v", i, err)
-	}
-}
+func (m *compactMachine) tx(t *rapid.T) { m.txOn(t, m.replica(t, "replica")) }
 
 // deliver carries ops lossily; a receiver behind the sender's compaction
 // horizon cannot be given ops, only a snapshot (which Sync carries).
@@ -561,8 +464,7 @@ func (m *compactMachine) leapClock(t *rapid.T) {
 	if rapid.IntRange(0, 3).Draw(t, "leap?") != 0 {
 		t.Skip("rare")
 	}
-	m.skew[m.replica(t, "replica")] = leap
-	m.setClocks()
+	m.leapTo(m.replica(t, "replica"))
 }
 
 // record adds the ops each member wrote since the last step to the model,
@@ -800,13 +702,15 @@ func TestConvergenceWithCompaction(t *testing.T) {
 			MaxBytes: rapid.SampledFrom([]int{0, 0, 200}).Draw(rt, "page bytes"),
 		}
 		m := &compactMachine{
-			ctx:     ctx,
-			net:     net,
-			colls:   make([]*converge.Collection[Item], n+late),
-			keys:    []string{"a", "b", "c"}[:rapid.IntRange(2, 3).Draw(rt, "keys")],
-			now:     proptest.Epoch,
-			skew:    make([]int64, n+late),
-			dirty:   make(map[int]bool),
+			world: world{
+				ctx:   ctx,
+				net:   net,
+				colls: make([]*converge.Collection[Item], n+late),
+				keys:  []string{"a", "b", "c"}[:rapid.IntRange(2, 3).Draw(rt, "keys")],
+				now:   proptest.Epoch,
+				skew:  make([]int64, n+late),
+				dirty: make(map[int]bool),
+			},
 			model:   proptest.NewModel(),
 			written: make(map[crdt.ReplicaID]uint64),
 			partial: make(map[int]crdt.VersionVector),

@@ -79,16 +79,8 @@ func drawUpdates(t *rapid.T) []converge.FieldUpdate {
 
 // machine is the state of one TestConvergence run.
 type machine struct {
-	ctx   context.Context
-	net   *proptest.Network
-	colls []*converge.Collection[Item]
-	keys  []string
-
-	now      int64        // common physical time, ms
-	skew     []int64      // each replica's clock is now+skew[i]
-	maxClock int64        // the latest time any clock has shown
-	dirty    map[int]bool // replicas changed since the last check
-	stats    *stats
+	world
+	stats *stats
 }
 
 // stats sum what the runs of a property exercised, logged at its end (-v)
@@ -120,19 +112,6 @@ var (
 	genAdvance = rapid.OneOf(rapid.SampledFrom([]int64{0, 1}), rapid.Int64Range(0, 3000))
 )
 
-func (m *machine) setClocks() {
-	for i := range m.skew {
-		c := m.now + m.skew[i]
-		m.net.Clock(i).Set(c)
-		m.maxClock = max(m.maxClock, c)
-	}
-}
-
-// drifting reports whether some replica may refuse another's ops for
-// clock drift: an HLC issued at maxClock is too far ahead of a clock at
-// now-skewBound.
-func (m *machine) drifting() bool { return m.maxClock-(m.now-skewBound) > maxDrift }
-
 func (m *machine) replica(t *rapid.T, label string) int {
 	return rapid.IntRange(0, m.net.N()-1).Draw(t, label)
 }
@@ -146,90 +125,12 @@ func (m *machine) pair(t *rapid.T) (int, int) {
 	return from, to
 }
 
-func (m *machine) key(t *rapid.T) string { return rapid.SampledFrom(m.keys).Draw(t, "key") }
-
-func (m *machine) collection(i int) *converge.Collection[Item] {
-	if m.colls[i] == nil {
-		c, err := converge.NewCollection[Item](m.net.Replica(i), "items")
-		if err != nil {
-			panic(err)
-		}
-		m.colls[i] = c
-	}
-	return m.colls[i]
-}
-
-func (m *machine) put(t *rapid.T) {
-	i := m.replica(t, "replica")
-	v := drawItem(t, m.key(t))
-	m.dirty[i] = true
-	if _, err := m.collection(i).Put(m.ctx, ns, v); err != nil {
-		t.Fatalf("put on %d: %v", i, err)
-	}
-}
-
-func (m *machine) update(t *rapid.T) {
-	i := m.replica(t, "replica")
-	key := m.key(t)
-	m.dirty[i] = true
-	if err := m.collection(i).Update(m.ctx, ns, key, drawUpdates(t)...); err != nil && !errors.Is(err, converge.ErrNotFound) {
-		t.Fatalf("update %s on %d: %v", key, i, err)
-	}
-}
-
-func (m *machine) delete(t *rapid.T) {
-	i := m.replica(t, "replica")
-	key := m.key(t)
-	m.dirty[i] = true
-	if err := m.collection(i).Delete(m.ctx, ns, key); err != nil && !errors.Is(err, converge.ErrNotFound) {
-		t.Fatalf("delete %s on %d: %v", key, i, err)
-	}
-}
+func (m *machine) put(t *rapid.T)    { m.putOn(t, m.replica(t, "replica")) }
+func (m *machine) update(t *rapid.T) { m.updateOn(t, m.replica(t, "replica")) }
+func (m *machine) delete(t *rapid.T) { m.deleteOn(t, m.replica(t, "replica")) }
 
 // tx writes several records in one transaction.
-func (m *machine) tx(t *rapid.T) {
-	i := m.replica(t, "replica")
-	type sub struct {
-		kind string
-		key  string
-		item *Item
-		ups  []converge.FieldUpdate
-	}
-	var subs []sub
-	for range rapid.IntRange(2, 4).Draw(t, "tx size") {
-		s := sub{kind: rapid.SampledFrom([]string{"put", "update", "delete"}).Draw(t, "tx op"), key: m.key(t)}
-		switch s.kind {
-		case "put":
-			s.item = drawItem(t, s.key)
-		case "update":
-			s.ups = drawUpdates(t)
-		}
-		subs = append(subs, s)
-	}
-	c := m.collection(i)
-	m.dirty[i] = true
-	err := m.net.Replica(i).Update(m.ctx, ns, func(tx *converge.Tx) error {
-		ct := c.Tx(tx)
-		for _, s := range subs {
-			var err error
-			switch s.kind {
-			case "put":
-				_, err = ct.Put(s.item)
-			case "update":
-				err = ct.Update(s.key, s.ups...)
-			case "delete":
-				err = ct.Delete(s.key)
-			}
-			if err != nil && !errors.Is(err, converge.ErrNotFound) {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("transaction on %d: %v", i, err)
-	}
-}
+func (m *machine) tx(t *rapid.T) { m.txOn(t, m.replica(t, "replica")) }
 
 func (m *machine) deliver(t *rapid.T) {
 	from, to := m.pair(t)
@@ -312,8 +213,7 @@ func (m *machine) leapClock(t *rapid.T) {
 	if rapid.IntRange(0, 3).Draw(t, "leap?") != 0 {
 		t.Skip("rare")
 	}
-	m.skew[m.replica(t, "replica")] = leap
-	m.setClocks()
+	m.leapTo(m.replica(t, "replica"))
 }
 
 // check runs after every action, on the replicas it changed: each one's
@@ -445,7 +345,7 @@ func TestConvergence(t *testing.T) {
 			_ = os.RemoveAll(dir)
 		}()
 		net.Limits = transport.Limits{MaxOps: rapid.SampledFrom([]int{1, 3, 1000}).Draw(rt, "page size")}
-		m := &machine{
+		m := &machine{world: world{
 			ctx:   ctx,
 			net:   net,
 			colls: make([]*converge.Collection[Item], n),
@@ -453,8 +353,7 @@ func TestConvergence(t *testing.T) {
 			now:   proptest.Epoch,
 			skew:  make([]int64, n),
 			dirty: make(map[int]bool),
-			stats: st,
-		}
+		}, stats: st}
 		for i := range m.skew {
 			m.skew[i] = genSkew.Draw(rt, "skew")
 		}
