@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/convergedb/converge"
+	"github.com/convergedb/converge/transport"
 )
 
 // Catch-up: a fresh replica -catchup-ops ops behind pulls them through the
@@ -38,37 +39,50 @@ func loadSource(ctx context.Context, db *converge.DB, raws [][]byte) error {
 	return nil
 }
 
-// catchupConverge makes a fresh replica pull the n ops of net's source.
-func catchupConverge(ctx context.Context, e *env, net syncNet, n int) (_ Values, err error) {
-	dir, err := e.dir("catchup")
+// freshSync opens a fresh replica, syncs it with net's source, and
+// returns what the sync did, how long it took, and the wire bytes of the
+// connection (negative when the network does not count them).
+func freshSync(ctx context.Context, e *env, net syncNet, name string) (res transport.Result, elapsed time.Duration, wire int64, err error) {
+	dir, err := e.dir(name)
 	if err != nil {
-		return nil, err
+		return res, 0, 0, err
 	}
 	defer e.removeDir(dir)
 	db, _, err := openConverge(dir, converge.NoSync)
 	if err != nil {
-		return nil, err
+		return res, 0, 0, err
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
 	conn, err := net.Connect(ctx, db)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", net.Name(), err)
+		return res, 0, 0, fmt.Errorf("%s: %w", net.Name(), err)
 	}
 	if conn.Close != nil {
 		defer func() { err = errors.Join(err, conn.Close()) }()
 	}
 	start := time.Now()
-	res, err := db.SyncWith(ctx, conn.Peer, benchNS)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", net.Name(), err)
+	if res, err = db.SyncWith(ctx, conn.Peer, benchNS); err != nil {
+		return res, 0, 0, fmt.Errorf("%s: %w", net.Name(), err)
 	}
-	elapsed := time.Since(start)
+	elapsed, wire = time.Since(start), -1
+	if conn.WireBytes != nil {
+		wire = conn.WireBytes()
+	}
+	return res, elapsed, wire, nil
+}
+
+// catchupConverge makes a fresh replica pull the n ops of net's source.
+func catchupConverge(ctx context.Context, e *env, net syncNet, n int) (Values, error) {
+	res, elapsed, wire, err := freshSync(ctx, e, net, "catchup")
+	if err != nil {
+		return nil, err
+	}
 	if res.Received != n {
 		return nil, fmt.Errorf("%s: received %d ops, want %d", net.Name(), res.Received, n)
 	}
 	v := Values{"catch-up time": elapsed.Seconds()}
-	if conn.WireBytes != nil {
-		v["wire bytes"] = float64(conn.WireBytes())
+	if wire >= 0 {
+		v["wire bytes"] = float64(wire)
 	}
 	e.log.Debug("caught up", "net", net.Name(), "ops", n, "rounds", res.Rounds, "took", elapsed, "wire", v["wire bytes"])
 	return v, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"time"
 
 	"github.com/convergedb/converge"
 )
@@ -198,37 +197,18 @@ func snapshotScenario() *Scenario {
 // snapshotBootstrap makes a fresh replica sync with net's compacted source
 // of n records, and reports the time and the wire bytes under the given
 // metric names.
-func snapshotBootstrap(ctx context.Context, e *env, net syncNet, n int, timeMetric, bytesMetric string) (_ Values, err error) {
-	dir, err := e.dir("snapshot")
+func snapshotBootstrap(ctx context.Context, e *env, net syncNet, n int, timeMetric, bytesMetric string) (Values, error) {
+	res, elapsed, wire, err := freshSync(ctx, e, net, "snapshot")
 	if err != nil {
 		return nil, err
 	}
-	defer e.removeDir(dir)
-	db, _, err := openConverge(dir, converge.NoSync)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	conn, err := net.Connect(ctx, db)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", net.Name(), err)
-	}
-	if conn.Close != nil {
-		defer func() { err = errors.Join(err, conn.Close()) }()
-	}
-	start := time.Now()
-	res, err := db.SyncWith(ctx, conn.Peer, benchNS)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", net.Name(), err)
-	}
-	elapsed := time.Since(start)
 	if res.Snapshots != 1 || res.SnapshotRecords != n || res.Received != 0 {
 		return nil, fmt.Errorf("%s: %d snapshot(s) of %d records and %d ops received; want one snapshot of %d records and no op",
 			net.Name(), res.Snapshots, res.SnapshotRecords, res.Received, n)
 	}
 	v := Values{timeMetric: elapsed.Seconds()}
-	if conn.WireBytes != nil {
-		v[bytesMetric] = float64(conn.WireBytes())
+	if wire >= 0 {
+		v[bytesMetric] = float64(wire)
 	}
 	e.log.Debug("bootstrapped", "net", net.Name(), "records", n, "rounds", res.Rounds, "snapshot bytes", res.SnapshotBytes,
 		"took", elapsed, "wire", v[bytesMetric])
