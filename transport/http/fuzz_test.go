@@ -66,23 +66,8 @@ func FuzzServeSync(f *testing.F) {
 		return h, v
 	}
 	f.Fuzz(func(t *testing.T, mode byte, body []byte) {
-		hdr := http.Header{"Authorization": {"Bearer tok"}}
-		switch mode % fuzzModes {
-		case fuzzGzip:
-			var z bytes.Buffer
-			zw := gzip.NewWriter(&z)
-			zw.Write(body)
-			zw.Close()
-			body = z.Bytes()
-			hdr.Set("Content-Encoding", "gzip")
-		case fuzzRawGzip:
-			hdr.Set("Content-Encoding", "gzip")
-		}
 		h0, v0 := state(t)
-		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/sync/ns", bytes.NewReader(body))
-		req.Header = hdr
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
+		rec := fuzzPost(ctx, srv, "/v1/sync/ns", mode, body)
 
 		switch rec.Code {
 		case http.StatusOK:
@@ -146,23 +131,8 @@ func FuzzServeSnapshot(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, mode byte, body []byte) {
 		plain := body
-		hdr := http.Header{"Authorization": {"Bearer tok"}}
-		switch mode % fuzzModes {
-		case fuzzGzip:
-			var z bytes.Buffer
-			zw := gzip.NewWriter(&z)
-			zw.Write(body)
-			zw.Close()
-			body = z.Bytes()
-			hdr.Set("Content-Encoding", "gzip")
-		case fuzzRawGzip:
-			hdr.Set("Content-Encoding", "gzip")
-		}
 		h0, v0 := state(t)
-		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/snapshot/ns", bytes.NewReader(body))
-		req.Header = hdr
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
+		rec := fuzzPost(ctx, srv, "/v1/snapshot/ns", mode, body)
 
 		switch rec.Code {
 		case http.StatusOK:
@@ -194,4 +164,26 @@ func FuzzServeSnapshot(f *testing.F) {
 			t.Fatalf("a snapshot request changed the store: vector %v -> %v", v0, v1)
 		}
 	})
+}
+
+// fuzzPost posts body to path with a valid token: as it is, gzipped, or
+// as it is but labelled gzip, by mode.
+func fuzzPost(ctx context.Context, srv http.Handler, path string, mode byte, body []byte) *httptest.ResponseRecorder {
+	hdr := http.Header{"Authorization": {"Bearer tok"}}
+	switch mode % fuzzModes {
+	case fuzzGzip:
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(body)
+		zw.Close()
+		body = z.Bytes()
+		hdr.Set("Content-Encoding", "gzip")
+	case fuzzRawGzip:
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(body))
+	req.Header = hdr
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	return rec
 }
