@@ -116,6 +116,7 @@ func (l *Log) InstallSnapshot(ctx context.Context, ns string, recs []SnapshotRec
 		state *crdt.Record
 	}
 	in := make([]incoming, 0, len(recs))
+	ids := make([]stateID, 0, len(recs))
 	for _, r := range recs {
 		if r.Collection == "" || len(r.Collection) > crdt.MaxNameLen || r.Key == "" || len(r.Key) > crdt.MaxNameLen {
 			return nil, fmt.Errorf("oplog: install snapshot %q: %w: record %q/%q: names must be 1 to %d bytes", ns, crdt.ErrInvalidRecord, r.Collection, r.Key, crdt.MaxNameLen)
@@ -125,6 +126,7 @@ func (l *Log) InstallSnapshot(ctx context.Context, ns string, recs []SnapshotRec
 			return nil, fmt.Errorf("oplog: install snapshot %q: record %s/%s: %w", ns, r.Collection, r.Key, err)
 		}
 		in = append(in, incoming{stateID{r.Collection, r.Key}, st})
+		ids = append(ids, stateID{r.Collection, r.Key})
 	}
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
@@ -140,7 +142,7 @@ func (l *Log) InstallSnapshot(ctx context.Context, ns string, recs []SnapshotRec
 	}
 	b := l.newBatch(ns, false)
 	defer b.close()
-	if err := b.prefetchIDs(slicesMap(in, func(r incoming) stateID { return r.id })); err != nil {
+	if err := b.prefetchIDs(ids); err != nil {
 		return nil, err
 	}
 	for _, r := range in {
@@ -165,14 +167,6 @@ func (l *Log) InstallSnapshot(ctx context.Context, ns string, recs []SnapshotRec
 		return nil, err
 	}
 	return b.commit, nil
-}
-
-func slicesMap[T, U any](s []T, f func(T) U) []U {
-	out := make([]U, len(s))
-	for i, v := range s {
-		out[i] = f(v)
-	}
-	return out
 }
 
 // applyState merges a whole state into the batch's state of a record and
