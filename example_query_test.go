@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/convergedb/converge"
 )
@@ -90,4 +91,32 @@ func ExampleDB_Feed() {
 	// Output:
 	// 1 created t1 [done title]
 	// 2 updated t1 [title]
+}
+
+func ExampleQuery_OrderBy() {
+	ctx := context.Background()
+	db, done := openTemp()
+	defer done()
+	type Event struct {
+		ID   string        `msgpack:"-" converge:"id"`
+		Meta converge.Meta `msgpack:"-"`
+		At   time.Time     `msgpack:"at"`
+	}
+	events, _ := converge.NewCollection[Event](db, "events")
+	day := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	events.Put(ctx, "team-1", &Event{ID: "lunch", At: day.Add(12*time.Hour + 500*time.Millisecond)})
+	events.Put(ctx, "team-1", &Event{ID: "standup", At: day.Add(9 * time.Hour)})
+	events.Put(ctx, "team-1", &Event{ID: "moon landing", At: time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC)})
+	// Times order by instant, and range filters compare instants.
+	q := converge.Where(converge.Gte("at", day.Add(-24*time.Hour))).OrderBy("at")
+	recent, err := events.Find(ctx, "team-1", q)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range recent {
+		fmt.Println(e.ID, e.At.UTC().Format(time.TimeOnly))
+	}
+	// Output:
+	// standup 09:00:00
+	// lunch 12:00:00
 }

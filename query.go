@@ -45,7 +45,9 @@ func Eq(field string, v any) Filter { return cond(field, query.Eq, v) }
 // Ne matches records whose field differs from v (or is missing).
 func Ne(field string, v any) Filter { return cond(field, query.Ne, v) }
 
-// Gt matches records whose field is greater than v.
+// Gt matches records whose field is greater than v, as Go's > compares
+// them (so never NaN; a NaN v, or a field of a type with no order, is
+// ErrQuery).
 func Gt(field string, v any) Filter { return cond(field, query.Gt, v) }
 
 // Gte matches records whose field is at least v.
@@ -99,13 +101,19 @@ func (q Query) Where(fs ...Filter) Query {
 	return q
 }
 
-// OrderBy returns q ordered (next) by field, ascending.
+// OrderBy returns q ordered (next) by field, ascending, as Go orders the
+// field's values: numbers numerically, strings and byte slices by bytes,
+// false before true, time.Time by instant; a missing field first. A field
+// whose type has no order (a struct, map, interface, set, or a slice of
+// other than bytes) makes the query fail with an error wrapping ErrQuery
+// when it runs.
 func (q Query) OrderBy(field string) Query {
 	q.order = append(q.order[:len(q.order):len(q.order)], query.Order{Field: field})
 	return q
 }
 
-// OrderByDesc returns q ordered (next) by field, descending.
+// OrderByDesc returns q ordered (next) by field, descending (see
+// [Query.OrderBy]).
 func (q Query) OrderByDesc(field string) Query {
 	q.order = append(q.order[:len(q.order):len(q.order)], query.Order{Field: field, Desc: true})
 	return q
@@ -133,7 +141,7 @@ func (s *schema) compile(q Query, cursor string, late func(*lateFilter) (Filter,
 		out.Where = p
 	}
 	for _, o := range q.order {
-		if _, err := s.fieldType(o.Field); err != nil {
+		if err := s.checkOrderable(o.Field); err != nil {
 			return nil, err
 		}
 	}
@@ -178,6 +186,9 @@ func (s *schema) compileFilter(f Filter, late func(*lateFilter) (Filter, error))
 	if err != nil {
 		return nil, err
 	}
+	if s.isSet(f.field) && f.op != query.Eq && f.op != query.Ne && f.op != query.Contains {
+		return nil, fmt.Errorf("%w: field %q is a set: use Contains, Eq or Ne", ErrQuery, f.field)
+	}
 	c := &query.Cond{Field: f.field, Op: f.op, Values: make([][]byte, len(f.values))}
 	for i, v := range f.values {
 		if err := checkComparable(f.field, ft, f.op, v); err != nil {
@@ -201,69 +212,6 @@ func (s *schema) fieldType(name string) (reflect.Type, error) {
 		return nil, fmt.Errorf("%w: unknown field %q of %v", ErrQuery, name, s.typ)
 	}
 	return s.typ.FieldByIndex(s.fields[i].index).Type, nil
-}
-
-type valueClass uint8
-
-const (
-	classNone valueClass = iota
-	classNumber
-	classString
-	classBool
-	classOther
-)
-
-func classOfType(t reflect.Type) valueClass {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
-		return classNumber
-	case reflect.String:
-		return classString
-	case reflect.Bool:
-		return classBool
-	}
-	return classOther
-}
-
-// checkComparable reports whether value v can be compared with a field of
-// type ft under op.
-func checkComparable(field string, ft reflect.Type, op query.Op, v any) error {
-	if v == nil {
-		return fmt.Errorf("%w: field %q compared with nil", ErrQuery, field)
-	}
-	vt := reflect.TypeOf(v)
-	target := ft
-	if k := ft.Kind(); (k == reflect.Slice || k == reflect.Array) && ft.Elem().Kind() != reflect.Uint8 {
-		if op != query.Contains && op != query.Eq && op != query.Ne {
-			return fmt.Errorf("%w: field %q is a list: use Contains", ErrQuery, field)
-		}
-		if op == query.Contains {
-			target = ft.Elem()
-		}
-	}
-	fc, vc := classOfType(target), classOfType(vt)
-	switch op {
-	case query.StartsWith, query.Contains:
-		if op == query.StartsWith && fc != classString {
-			return fmt.Errorf("%w: StartsWith on field %q of type %v", ErrQuery, field, ft)
-		}
-		if target == ft && fc != classString && op == query.Contains {
-			return fmt.Errorf("%w: Contains on field %q of type %v", ErrQuery, field, ft)
-		}
-	case query.Gt, query.Gte, query.Lt, query.Lte, query.Between:
-		if fc == classOther {
-			return fmt.Errorf("%w: field %q of type %v cannot be ordered", ErrQuery, field, ft)
-		}
-	}
-	if fc != vc && !(fc == classOther && target == ft && vt.AssignableTo(ft)) {
-		return fmt.Errorf("%w: field %q of type %v cannot be compared with %T", ErrQuery, field, target, v)
-	}
-	return nil
 }
 
 // Page is one page of a query's results.

@@ -1,7 +1,9 @@
 package crdt_test
 
 import (
+	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
@@ -50,4 +52,23 @@ func ExampleRecord_Merge() {
 	// tags (set): [home urgent]
 	// title (register): bob's title
 	// views (counter): 5
+}
+
+// Timestamps compare by instant, whichever msgpack form encodes them, and
+// their value keys sort the same way.
+func ExampleCompareValues_time() {
+	noon := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	a := crdt.EncodeTime(noon)                       // whole seconds: timestamp 32
+	b := crdt.EncodeTime(noon.Add(-time.Nanosecond)) // nanoseconds: timestamp 64
+	fmt.Printf("% x\n% x\n", a, b)
+	fmt.Println(crdt.CompareValues(b, a))
+	fmt.Println(bytes.Compare(crdt.AppendValueKey(nil, b), crdt.AppendValueKey(nil, a)))
+	t, _ := crdt.DecodeTime(b)
+	fmt.Println(t)
+	// Output:
+	// d6 ff 66 32 2e c0
+	// d7 ff ee 6b 27 fc 66 32 2e bf
+	// -1
+	// -1
+	// 2024-05-01 11:59:59.999999999 +0000 UTC
 }

@@ -2,11 +2,14 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Fixed replica ids, in byte order: rA < rB < rC.
@@ -44,6 +47,29 @@ func vFloat32(f float32) []byte {
 }
 
 // vArr is an array of the given encoded values.
+// vTime32, vTime64 and vTime96 encode a msgpack timestamp in the given
+// form, whatever its value (the form need not be the smallest).
+func vTime32(sec uint32) []byte { return binary.BigEndian.AppendUint32([]byte{0xd6, 0xff}, sec) }
+
+func vTime64(sec uint64, nsec uint32) []byte {
+	return binary.BigEndian.AppendUint64([]byte{0xd7, 0xff}, uint64(nsec)<<34|sec&(1<<34-1))
+}
+
+func vTime96(sec int64, nsec uint32) []byte {
+	b := binary.BigEndian.AppendUint32([]byte{0xc7, 12, 0xff}, nsec)
+	return binary.BigEndian.AppendUint64(b, uint64(sec))
+}
+
+// vTime encodes t as the root package does (vmihailenco/msgpack: the
+// smallest form).
+func vTime(t time.Time) []byte {
+	b, err := msgpack.Marshal(t)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func vArr(elems ...[]byte) []byte {
 	b := mp.AppendArrayHeader(nil, len(elems))
 	for _, e := range elems {

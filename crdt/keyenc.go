@@ -24,15 +24,24 @@ import (
 //	uint>2^63 0x05 f(⌊n⌋) 0x02 n(8)
 //	string    0x06 escaped bytes 0x00 0x01
 //	binary    0x07 escaped bytes 0x00 0x01
-//	other     0x08 escaped encoding 0x00 0x01     (arrays, maps, extensions)
+//	timestamp 0x08 s(8) ns(4)
+//	other     0x09 escaped encoding 0x00 0x01     (arrays, maps, other extensions)
 //
 // f(x) is the 8-byte order-preserving form of a float64 (NaN lowest, as
-// CompareValues puts it); n(8) is the integer, big-endian with the sign bit
-// flipped. Rounding integers down before f makes every integer sort after
-// the floats up to it and before the floats above it, so mixed ints and
-// floats interleave exactly; equal numbers of different types (1 and 1.0)
-// get adjacent keys, float first, and a range query covers both. Escaping
-// writes 0x00 as 0x00 0xFF.
+// CompareValues puts it; -0 written as +0, which it equals); n(8) is the
+// integer, big-endian with the sign bit flipped. Rounding integers down
+// before f makes every integer sort after the floats up to it and before
+// the floats above it, so mixed ints and floats interleave exactly; equal
+// numbers of different types (1 and 1.0) get adjacent keys, float first,
+// and a range query covers both. A timestamp (any of the three msgpack
+// forms, see [CompareValues]) is its seconds since the Unix epoch,
+// big-endian with the sign bit flipped, then its nanoseconds, big-endian:
+// one key per instant, whatever form encoded it. Escaping writes 0x00 as
+// 0x00 0xFF.
+//
+// The encoding has a version, [ValueKeyFormat]. Stored keys (index
+// entries) built with another version must be rebuilt before they are
+// read.
 const (
 	keyMissing = 0x01
 	keyNil     = 0x02
@@ -41,8 +50,17 @@ const (
 	keyNumber  = 0x05
 	keyString  = 0x06
 	keyBinary  = 0x07
-	keyOther   = 0x08
+	keyTime    = 0x08
+	keyOther   = 0x09
 )
+
+// ValueKeyFormat is the version of the value key encoding. It changes
+// whenever the key of some value changes:
+//
+//	1  the first encoding: timestamps were "other" values (tag 0x08,
+//	   ordered by their msgpack bytes)
+//	2  timestamps ordered by instant (tag 0x08), other values tag 0x09
+const ValueKeyFormat = 2
 
 // AppendValueKey appends the order-preserving key of the msgpack-encoded
 // value v (empty: missing) to b.
@@ -66,6 +84,10 @@ func AppendValueKey(b, v []byte) []byte {
 	case classBinary:
 		s, _ := mp.NewReader(v).Bytes()
 		return appendEscaped(append(b, keyBinary), s)
+	case classTime:
+		t, _ := decodeTimestamp(v)
+		b = binary.BigEndian.AppendUint64(append(b, keyTime), uint64(t.sec)^(1<<63))
+		return binary.BigEndian.AppendUint32(b, t.nsec)
 	}
 	return appendEscaped(append(b, keyOther), v)
 }
@@ -131,6 +153,9 @@ func appendEscaped(b, s []byte) []byte {
 	return append(b, 0, 1)
 }
 
+// timeKeyLen is the length of a timestamp's key: tag, seconds, nanoseconds.
+const timeKeyLen = 1 + 8 + 4
+
 // ErrBadKey is returned by [SkipValueKey] for bytes that are not a value key.
 var ErrBadKey = errors.New("crdt: malformed value key")
 
@@ -156,6 +181,11 @@ func SkipValueKey(k []byte) (int, error) {
 			return 18, nil
 		}
 		return 0, ErrBadKey
+	case keyTime:
+		if len(k) < timeKeyLen {
+			return 0, ErrBadKey
+		}
+		return timeKeyLen, nil
 	case keyString, keyBinary, keyOther:
 		for i := 1; i+1 < len(k); i++ {
 			if k[i] != 0 {

@@ -36,6 +36,19 @@ func kWide(tag byte, v uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{tag}, v)
 }
 
+// kTime32, kTime64 and kTime96 encode a msgpack timestamp in the given
+// form, whatever its value.
+func kTime32(sec uint32) []byte { return binary.BigEndian.AppendUint32([]byte{0xd6, 0xff}, sec) }
+
+func kTime64(sec uint64, nsec uint32) []byte {
+	return binary.BigEndian.AppendUint64([]byte{0xd7, 0xff}, uint64(nsec)<<34|sec&(1<<34-1))
+}
+
+func kTime96(sec int64, nsec uint32) []byte {
+	b := binary.BigEndian.AppendUint32([]byte{0xc7, 12, 0xff}, nsec)
+	return binary.BigEndian.AppendUint64(b, uint64(sec))
+}
+
 func kArr(elems ...[]byte) []byte {
 	b := mp.AppendArrayHeader(nil, len(elems))
 	for _, e := range elems {
@@ -107,7 +120,7 @@ func checkKeyOrder(t keyTB, a, b []byte) {
 func checkKeyShape(t keyTB, v []byte) {
 	t.Helper()
 	k := key(v)
-	if len(k) == 0 || k[0] < 0x01 || k[0] > 0x08 {
+	if len(k) == 0 || k[0] < 0x01 || k[0] > 0x09 {
 		t.Fatalf("key of %x = %x: bad tag", v, k)
 	}
 	if n, err := crdt.SkipValueKey(k); n != len(k) || err != nil {
@@ -210,6 +223,21 @@ var keyOrdered = [][][]byte{
 	{kBin(0, 1)},
 	{kBin(1)},
 	{kBin(0xff)},
+	// Timestamps by instant, one key per instant whatever the form.
+	{kTime96(math.MinInt64, 0)},
+	{kTime96(-62135596800, 0)},
+	{kTime96(-1, 0)},
+	{kTime96(-1, 999999999)},
+	{kTime32(0), kTime64(0, 0), kTime96(0, 0)},
+	{kTime64(0, 1), kTime96(0, 1)},
+	{kTime64(0, 999999999)},
+	{kTime32(1), kTime64(1, 0), kTime96(1, 0)},
+	{kTime32(256)},
+	{kTime32(math.MaxUint32), kTime64(math.MaxUint32, 0)},
+	{kTime64(1<<34-1, 999999999), kTime96(1<<34-1, 999999999)},
+	{kTime96(1<<34, 0)},
+	{kTime96(math.MaxInt64, 0)},
+	{kTime96(math.MaxInt64, 999999999)},
 	// Everything else, by encoded bytes.
 	{kMap()},
 	{kMap(kStr("a"), kInt(1))},
@@ -220,12 +248,15 @@ var keyOrdered = [][][]byte{
 	{kArr(kStr("a\x00"))},
 	{kArr(kNil())},
 	{kArr(kInt(1), kInt(2))},
-	{{0xc1}},             // never-used type
-	{{0xc4}},             // truncated bin
-	{{0xc4, 0x05, 0x00}}, // truncated bin
-	{{0xca, 0x00}},       // truncated float32
-	{{0xcb}},             // truncated float64
-	{{0xd6, 0xff, 0, 0, 0, 1}},
+	{{0xc1}},                         // never-used type
+	{{0xc4}},                         // truncated bin
+	{{0xc4, 0x05, 0x00}},             // truncated bin
+	{{0xc7, 0x04, 0xff, 0, 0, 0, 1}}, // a timestamp's bytes in the wrong form
+	{{0xc7, 0x0c, 0xff, 0x3b, 0x9a, 0xca, 0x00, 0, 0, 0, 0, 0, 0, 0, 0}}, // 1e9 ns: not a timestamp
+	{{0xca, 0x00}},             // truncated float32
+	{{0xcb}},                   // truncated float64
+	{{0xd6, 0x0d, 0, 0, 0, 1}}, // fixext 4 of another type
+	{{0xd6, 0xff, 0, 0}},       // truncated timestamp
 	{{0xdc, 0x00, 0x01, 0x01}}, // array16 [1]
 	{{0xde, 0x00, 0x00}},       // map16 {}
 }
@@ -337,7 +368,12 @@ func TestValueKeyGolden(t *testing.T) {
 		{kStr(""), "06 0001"},
 		{kStr("a\x00b"), "06 61 00ff 62 0001"},
 		{kBin(0), "07 00ff 0001"},
-		{kArr(kInt(0)), "08 91 00ff 0001"},
+		{kTime32(1), "08 8000000000000001 00000000"},
+		{kTime64(1, 0), "08 8000000000000001 00000000"},
+		{kTime64(2, 500), "08 8000000000000002 000001f4"},
+		{kTime96(-1, 999999999), "08 7fffffffffffffff 3b9ac9ff"},
+		{kArr(kInt(0)), "09 91 00ff 0001"},
+		{[]byte{0xd6, 0x0d, 0, 0, 0, 1}, "09 d60d 00ff 00ff 00ff 01 0001"},
 	}
 	for _, c := range cases {
 		if got, want := key(c.v), h(c.want); !bytes.Equal(got, want) {
@@ -475,7 +511,8 @@ func genKeyValue(depth int) *rapid.Generator[[]byte] {
 		rapid.Map(genKeyBytes(), func(b []byte) []byte { return kStr(string(b)) }),
 		rapid.Map(genKeyBytes(), func(b []byte) []byte { return kStr(string(b)) }),
 		rapid.Map(genKeyBytes(), func(b []byte) []byte { return kBin(b...) }),
-		rapid.Just([]byte{0xd6, 0xff, 0, 0, 0, 1}), // timestamp extension
+		genKeyTime(),
+		rapid.Just([]byte{0xd6, 0x0d, 0, 0, 0, 1}), // another extension
 		rapid.SliceOfN(rapid.Byte(), 0, 4),         // anything, mostly malformed
 	}
 	if depth > 0 {
@@ -495,6 +532,27 @@ func genKeyValue(depth int) *rapid.Generator[[]byte] {
 		)
 	}
 	return rapid.OneOf(gens...)
+}
+
+// genKeyTime draws a msgpack timestamp in any of its forms, near the
+// forms' limits, sometimes with out-of-range nanoseconds (not a
+// timestamp, then: an extension like any other).
+func genKeyTime() *rapid.Generator[[]byte] {
+	return rapid.Custom(func(t *rapid.T) []byte {
+		nsec := uint32(rapid.SampledFrom([]int{0, 0, 1, 2, 999999999, 1e9, 1<<30 - 1}).Draw(t, "nsec"))
+		sec := rapid.OneOf(
+			rapid.Int64Range(-3, 3),
+			rapid.SampledFrom([]int64{-62135596800, 1<<32 - 1, 1 << 32, 1<<34 - 1, 1 << 34, math.MinInt64, math.MaxInt64}),
+			rapid.Int64(),
+		).Draw(t, "sec")
+		switch {
+		case sec >= 0 && sec <= math.MaxUint32 && rapid.Bool().Draw(t, "32"):
+			return kTime32(uint32(sec))
+		case sec >= 0 && sec < 1<<34 && rapid.Bool().Draw(t, "64"):
+			return kTime64(uint64(sec), nsec)
+		}
+		return kTime96(sec, nsec)
+	})
 }
 
 // genKeyPair draws two values that are often close: independent ones, two
@@ -601,7 +659,9 @@ func TestValueKeyPrefixProperty(t *testing.T) {
 // keyFuzzSeeds returns keys of the table values, some truncated or mangled.
 func keyFuzzSeeds() [][]byte {
 	seeds := [][]byte{
-		{}, {0x00}, {0x09}, {0xff}, {0x05}, {0x06}, {0x06, 0x00}, {0x06, 0x00, 0x02}, {0x06, 0x00, 0xff},
+		{}, {0x00}, {0x09}, {0x0a}, {0xff}, {0x05}, {0x06}, {0x06, 0x00}, {0x06, 0x00, 0x02}, {0x06, 0x00, 0xff},
+		{0x08}, append([]byte{0x08}, make([]byte, 11)...), append([]byte{0x08}, make([]byte, 12)...),
+		{0x09, 0x00}, {0x09, 0x00, 0x01},
 		append([]byte{0x05}, make([]byte, 9)...),
 		append(append([]byte{0x05}, make([]byte, 8)...), 0x03),
 		append(append([]byte{0x05}, make([]byte, 8)...), 0x01, 0x00),

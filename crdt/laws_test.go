@@ -422,7 +422,7 @@ func (m *model) get(name string) (FieldValue, bool) {
 			if w.f.Type.Kind() != kind || w.op.CL != m.cl {
 				continue
 			}
-			c := orderValues(w.f.Value, best)
+			c := orderRegister(w.f.Value, best)
 			if !found || (kind == KindMax && c > 0) || (kind == KindMin && c < 0) {
 				best, found = w.f.Value, true
 			}

@@ -19,9 +19,11 @@ const (
 	// KindCounter is a PN-counter: each origin's increments and decrements
 	// are kept as two growing totals.
 	KindCounter Kind = 3
-	// KindMax keeps the greatest value written (by [CompareValues]).
+	// KindMax keeps the greatest value written (by [CompareValues], ties
+	// broken by bytes: the latest instant of timestamps).
 	KindMax Kind = 4
-	// KindMin keeps the least value written (by [CompareValues]).
+	// KindMin keeps the least value written (by [CompareValues], ties
+	// broken by bytes).
 	KindMin Kind = 5
 )
 

@@ -160,7 +160,7 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 			fields = append(fields, FieldOp{Name: c.Name, Type: Count, P: t.P, N: t.N})
 		case OfferMax, OfferMin:
 			if prev >= 0 {
-				o := orderValues(c.Value, fields[prev].Value)
+				o := orderRegister(c.Value, fields[prev].Value)
 				if (want == WriteMax && o > 0) || (want == WriteMin && o < 0) {
 					fields[prev].Value = c.Value
 				}
@@ -187,7 +187,7 @@ func (r *Record) observedAdds(name string, v []byte) []Dot {
 	if f == nil {
 		return nil
 	}
-	i, ok := slices.BinarySearchFunc(f.Elems, v, func(e Elem, v []byte) int { return orderValues(e.Value, v) })
+	i, ok := slices.BinarySearchFunc(f.Elems, v, func(e Elem, v []byte) int { return orderElems(e.Value, v) })
 	if !ok {
 		return nil
 	}

@@ -293,7 +293,7 @@ func (f *Field) merge(o *Field) {
 		case o.At.CL > f.At.CL:
 			f.Value = o.Value
 		case o.At.CL == f.At.CL:
-			c := orderValues(o.Value, f.Value)
+			c := orderRegister(o.Value, f.Value)
 			if (f.Kind == KindMax && c > 0) || (f.Kind == KindMin && c < 0) {
 				f.Value = o.Value
 			}
@@ -319,7 +319,7 @@ func mergeElems(a, b []Elem) []Elem {
 		case i == len(a):
 			c = 1
 		default:
-			c = orderValues(a[i].Value, b[j].Value)
+			c = orderElems(a[i].Value, b[j].Value)
 		}
 		switch {
 		case c < 0:

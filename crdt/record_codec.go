@@ -228,7 +228,7 @@ func (d *decoder) elems(f *Field) error {
 		if e.Value, err = d.r.Raw(); err != nil {
 			return err
 		}
-		if i > 0 && orderValues(f.Elems[i-1].Value, e.Value) >= 0 {
+		if i > 0 && orderElems(f.Elems[i-1].Value, e.Value) >= 0 {
 			return fmt.Errorf("set element %d out of order", i)
 		}
 		m, err := d.r.ArrayHeader()

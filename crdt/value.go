@@ -3,7 +3,9 @@ package crdt
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"math"
+	"time"
 
 	"github.com/convergedb/converge/internal/mp"
 )
@@ -23,11 +25,12 @@ const (
 	ClassNumber  ValueClass = classNumber
 	ClassString  ValueClass = classString
 	ClassBinary  ValueClass = classBinary
-	ClassOther   ValueClass = classOther // arrays, maps, extensions, malformed bytes
+	ClassTime    ValueClass = classTime  // msgpack timestamps (extension -1), as time.Time encodes
+	ClassOther   ValueClass = classOther // arrays, maps, other extensions, malformed bytes
 )
 
 // ClassOf returns the class of a msgpack-encoded value as [CompareValues]
-// sees it (a malformed number or string is ClassOther).
+// sees it (a malformed number, string or timestamp is ClassOther).
 func ClassOf(v []byte) ValueClass { return ValueClass(classOf(v)) }
 
 // value classes, in the order CompareValues sorts them.
@@ -38,18 +41,29 @@ const (
 	classNumber
 	classString
 	classBinary
-	classOther // arrays, maps, extensions
+	classTime
+	classOther // arrays, maps, other extensions
 )
 
-// CompareValues orders two msgpack-encoded values: missing (empty) first,
-// then nil, false before true, numbers (integers and floats compared
-// exactly by value, NaN first), strings by bytes, binary by bytes, and anything else
-// (arrays, maps, extensions) by encoded bytes. Malformed values sort with the
-// "anything else" class. Values that compare equal may still differ in their
-// bytes (1 and 1.0); callers needing a total order break ties with
-// bytes.Compare.
-func CompareValues(a, b []byte) int {
-	ca, cb := classOf(a), classOf(b)
+// CompareValues orders two msgpack-encoded values as Go orders the values
+// they encode: missing (empty) first, then nil, false before true, numbers
+// (integers and floats compared exactly by value, as cmp.Compare does:
+// NaN first, -0 equal to 0), strings by bytes, binary by bytes, timestamps
+// by instant (time.Time.Compare: seconds, then nanoseconds, whichever of
+// the three msgpack timestamp forms holds them), and anything else
+// (arrays, maps, other extensions) by encoded bytes. Malformed values sort
+// with the "anything else" class. Values that compare equal may still
+// differ in their bytes (1 and 1.0, a timestamp in two forms); callers
+// needing a total order break ties with bytes.Compare.
+//
+// CompareValues is the order of queries and value keys
+// ([AppendValueKey]) and, ties broken by bytes, of max and min registers.
+// The canonical order of set elements is [OrderValues].
+func CompareValues(a, b []byte) int { return compareIn(a, b, classOf) }
+
+// compareIn is CompareValues with the classes that class gives.
+func compareIn(a, b []byte, class func([]byte) int) int {
+	ca, cb := class(a), class(b)
 	if ca != cb {
 		return cmp.Compare(ca, cb)
 	}
@@ -68,6 +82,10 @@ func CompareValues(a, b []byte) int {
 		sa, _ := mp.NewReader(a).Bytes()
 		sb, _ := mp.NewReader(b).Bytes()
 		return bytes.Compare(sa, sb)
+	case classTime:
+		ta, _ := decodeTimestamp(a)
+		tb, _ := decodeTimestamp(b)
+		return ta.compare(tb)
 	}
 	return bytes.Compare(a, b)
 }
@@ -94,8 +112,80 @@ func classOf(v []byte) int {
 		if _, err := mp.NewReader(v).Bytes(); err == nil {
 			return classBinary
 		}
+	case c == 0xd6 || c == 0xd7 || c == 0xc7:
+		if _, ok := decodeTimestamp(v); ok {
+			return classTime
+		}
 	}
 	return classOther
+}
+
+// timestamp is a decoded msgpack timestamp: seconds since the Unix epoch
+// and nanoseconds within the second (below 1e9).
+type timestamp struct {
+	sec  int64
+	nsec uint32
+}
+
+// timestampExt is the msgpack extension type of timestamps.
+const timestampExt = 0xff // -1
+
+// decodeTimestamp decodes a msgpack timestamp in one of its three forms
+// (the msgpack spec's "timestamp extension type", as
+// github.com/vmihailenco/msgpack encodes a time.Time):
+//
+//	timestamp 32  0xd6 0xff sec(4)                 sec: uint32
+//	timestamp 64  0xd7 0xff nsec(30 bits) sec(34 bits)
+//	timestamp 96  0xc7 0x0c 0xff nsec(4) sec(8)    sec: int64
+//
+// ok is false for any other bytes, and for nanoseconds of 1e9 or more,
+// which the spec forbids: such a value is an ordinary extension.
+func decodeTimestamp(v []byte) (t timestamp, ok bool) {
+	switch {
+	case len(v) >= 6 && v[0] == 0xd6 && v[1] == timestampExt:
+		return timestamp{sec: int64(binary.BigEndian.Uint32(v[2:]))}, true
+	case len(v) >= 10 && v[0] == 0xd7 && v[1] == timestampExt:
+		x := binary.BigEndian.Uint64(v[2:])
+		t = timestamp{sec: int64(x & (1<<34 - 1)), nsec: uint32(x >> 34)}
+	case len(v) >= 15 && v[0] == 0xc7 && v[1] == 12 && v[2] == timestampExt:
+		t = timestamp{nsec: binary.BigEndian.Uint32(v[3:]), sec: int64(binary.BigEndian.Uint64(v[7:]))}
+	default:
+		return timestamp{}, false
+	}
+	return t, t.nsec < 1e9
+}
+
+// EncodeTime returns the msgpack encoding of t as field values hold it,
+// and as the root package encodes a time.Time: the timestamp extension in
+// its smallest form. The location and the monotonic clock reading are not
+// kept.
+func EncodeTime(t time.Time) []byte {
+	sec, nsec := uint64(t.Unix()), uint64(t.Nanosecond())
+	switch {
+	case sec>>34 != 0:
+		b := binary.BigEndian.AppendUint32([]byte{0xc7, 12, timestampExt}, uint32(nsec))
+		return binary.BigEndian.AppendUint64(b, sec)
+	case nsec == 0 && sec>>32 == 0:
+		return binary.BigEndian.AppendUint32([]byte{0xd6, timestampExt}, uint32(sec))
+	}
+	return binary.BigEndian.AppendUint64([]byte{0xd7, timestampExt}, nsec<<34|sec)
+}
+
+// DecodeTime returns the instant a msgpack timestamp ([ClassTime]) holds,
+// in UTC; ok is false for a value of another class.
+func DecodeTime(v []byte) (t time.Time, ok bool) {
+	ts, ok := decodeTimestamp(v)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(ts.sec, int64(ts.nsec)).UTC(), true
+}
+
+func (t timestamp) compare(u timestamp) int {
+	if c := cmp.Compare(t.sec, u.sec); c != 0 {
+		return c
+	}
+	return cmp.Compare(t.nsec, u.nsec)
 }
 
 // number is a decoded msgpack number: exactly one of its forms is set.
@@ -230,11 +320,37 @@ func compareFloat(a, b float64) int {
 	return 0
 }
 
-// OrderValues is CompareValues with a tie-break on the encoded bytes: a
-// strict total order, the order of set elements and of max and min.
-func OrderValues(a, b []byte) int { return orderValues(a, b) }
+// OrderValues is the canonical order of set elements: a strict total
+// order, in which records store a set's elements and a set reads as an
+// array. It is CompareValues with a tie-break on the encoded bytes, except
+// that timestamps sort among the other extensions, by their encoding:
+// that was the order of set elements before CompareValues ordered
+// timestamps by instant, and stored records (states, base states,
+// snapshots) hold their elements in it, so it does not change. Sets are
+// unordered; their elements are never sorted by it for a query.
+func OrderValues(a, b []byte) int { return orderElems(a, b) }
 
-func orderValues(a, b []byte) int {
+// orderElems is OrderValues.
+func orderElems(a, b []byte) int {
+	if c := compareIn(a, b, elemClass); c != 0 {
+		return c
+	}
+	return bytes.Compare(a, b)
+}
+
+// elemClass is classOf as set elements are ordered: a timestamp is an
+// extension like any other.
+func elemClass(v []byte) int {
+	if c := classOf(v); c != classTime {
+		return c
+	}
+	return classOther
+}
+
+// orderRegister is the order of max and min registers: CompareValues
+// (so the max of timestamps is the latest instant), ties broken by the
+// encoded bytes, a strict total order.
+func orderRegister(a, b []byte) int {
 	if c := CompareValues(a, b); c != 0 {
 		return c
 	}

@@ -1,11 +1,15 @@
 package crdt
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/convergedb/converge/internal/mp"
 	"pgregory.net/rapid"
@@ -69,18 +73,39 @@ var orderedValues = [][][]byte{
 	{vBin(0)},
 	{vBin(0, 0)},
 	{vBin(1)},
+	// Timestamps by instant, whichever form holds them.
+	{vTime96(math.MinInt64, 0)},
+	{vTime(time.Time{}), vTime96(-62135596800, 0)},
+	{vTime96(-1, 0), vTime(time.Unix(-1, 0))},
+	{vTime96(-1, 999999999)},
+	{vTime32(0), vTime64(0, 0), vTime96(0, 0), vTime(time.Unix(0, 0))},
+	{vTime64(0, 1), vTime96(0, 1)},
+	{vTime32(1), vTime64(1, 0), vTime96(1, 0)},
+	{vTime64(1, 5)},
+	{vTime32(1 << 31)},
+	{vTime32(math.MaxUint32), vTime96(math.MaxUint32, 0)},
+	{vTime64(1<<32, 0)},
+	{vTime64(1<<34-1, 999999999), vTime96(1<<34-1, 999999999)},
+	{vTime96(1<<34, 0)},
+	{vTime96(math.MaxInt64, 999999999)},
 	// Others compare by their bytes.
-	{{0x80}},                  // {}
-	{{0x81, 0x01, 0x02}},      // {1: 2}
-	{vArr()},                  // []
-	{vArr(vInt(1))},           // [1]
-	{vArr(vInt(2))},           // [2]
-	{vArr(vInt(1), vInt(2))},  // [1, 2]
-	{{0xc1}},                  // never used
-	{{0xc7, 0x01, 0x05, 0x0}}, // ext 8
-	{{0xcc}},                  // truncated uint8
-	{{0xd4, 0x01, 0x02}},      // fixext 1
-	{{0xd9, 0x05, 'a'}},       // truncated str8
+	{{0x80}},                         // {}
+	{{0x81, 0x01, 0x02}},             // {1: 2}
+	{vArr()},                         // []
+	{vArr(vInt(1))},                  // [1]
+	{vArr(vInt(2))},                  // [2]
+	{vArr(vInt(1), vInt(2))},         // [1, 2]
+	{{0xc1}},                         // never used
+	{{0xc7, 0x01, 0x05, 0x0}},        // ext 8
+	{{0xc7, 0x04, 0xff, 0, 0, 0, 1}}, // timestamp 32 in an ext 8: not a timestamp form
+	{{0xc7, 0x0c, 0xff, 0, 0}},       // truncated timestamp 96
+	{{0xc7, 0x0c, 0xff, 0x3b, 0x9a, 0xca, 0x00, 0, 0, 0, 0, 0, 0, 0, 0}}, // timestamp 96 with 1e9 ns: not a timestamp
+	{{0xcc}},                   // truncated uint8
+	{{0xd4, 0x01, 0x02}},       // fixext 1
+	{{0xd6, 0x0d, 0, 0, 0, 1}}, // fixext 4 of another type
+	{{0xd6, 0xff, 0, 0}},       // truncated timestamp 32
+	{{0xd7, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}}, // timestamp 64 with 2^30-1 ns: not a timestamp
+	{{0xd9, 0x05, 'a'}}, // truncated str8
 }
 
 func TestCompareValuesOrder(t *testing.T) {
@@ -110,7 +135,14 @@ func TestCompareValuesPairs(t *testing.T) {
 		{"true < number", vTrue, vInt(-1000), -1},
 		{"number < string", vFloat(math.Inf(1)), vStr(""), -1},
 		{"string < bin", vStr("zzz"), vBin(), -1},
+		{"bin < time", vBin(0xff, 0xff), vTime32(0), -1},
+		{"time < array", vTime96(math.MaxInt64, 999999999), vArr(), -1},
 		{"bin < array", vBin(0xff, 0xff), vArr(), -1},
+		{"time: newer 8-byte > older 4-byte", vTime64(10, 1), vTime32(10), 1},
+		{"time: 4-byte 2^32-1 s > 8-byte 2^31 s with ns", vTime32(math.MaxUint32), vTime64(1<<31, 999), 1},
+		{"time: before 1970 < after", vTime96(-1, 999999999), vTime32(0), -1},
+		{"time: one instant in two forms", vTime64(7, 0), vTime32(7), 0},
+		{"time: nanoseconds decide", vTime96(5, 2), vTime64(5, 1), 1},
 		{"1 == 1.0", vInt(1), vFloat(1), 0},
 		{"1.0 == 1", vFloat(1), vInt(1), 0},
 		{"2 > 1.5", vInt(2), vFloat(1.5), 1},
@@ -165,8 +197,29 @@ func genValue() *rapid.Generator[[]byte] {
 		rapid.Map(rapid.Int64Range(-3, 3), func(i int64) []byte { return vFloat(float64(i) / 2) }),
 		rapid.Map(rapid.StringN(0, 3, -1), vStr),
 		rapid.Map(rapid.SliceOfN(rapid.Byte(), 0, 3), func(b []byte) []byte { return vBin(b...) }),
+		genTimeValue(),
 		rapid.SliceOfN(rapid.Byte(), 0, 4), // anything, mostly malformed
 	)
+}
+
+// genTimeValue draws a msgpack timestamp in any of its forms, not always
+// the smallest, with seconds and nanoseconds near the forms' limits.
+func genTimeValue() *rapid.Generator[[]byte] {
+	return rapid.Custom(func(t *rapid.T) []byte {
+		nsec := uint32(rapid.SampledFrom([]int{0, 0, 1, 2, 500, 999999999}).Draw(t, "nsec"))
+		sec := rapid.OneOf(
+			rapid.Int64Range(-3, 3),
+			rapid.SampledFrom([]int64{-62135596800, 1<<31 - 1, 1 << 31, 1<<32 - 1, 1 << 32, 1<<34 - 1, 1 << 34, math.MinInt64, math.MaxInt64}),
+			rapid.Int64(),
+		).Draw(t, "sec")
+		switch {
+		case sec >= 0 && sec <= math.MaxUint32 && nsec == 0 && rapid.Bool().Draw(t, "32"):
+			return vTime32(uint32(sec))
+		case sec >= 0 && sec < 1<<34 && rapid.Bool().Draw(t, "64"):
+			return vTime64(uint64(sec), nsec)
+		}
+		return vTime96(sec, nsec)
+	})
 }
 
 // nearPrecisionLimit draws an integer or float near center (a value where
@@ -237,26 +290,36 @@ func TestCompareValuesPreorder(t *testing.T) {
 	})
 }
 
-// TestOrderValuesTotal checks that orderValues is a total order: it is
-// CompareValues refined by bytes, antisymmetric and transitive.
+// TestOrderValuesTotal checks that orderElems (set elements) and
+// orderRegister (max and min) are total orders: CompareValues refined by
+// bytes (for orderElems, with timestamps among the other extensions),
+// antisymmetric and transitive.
 func TestOrderValuesTotal(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		v := genTriple().Draw(t, "values")
-		a, b, c := v[0], v[1], v[2]
-		ab, bc, ac := orderValues(a, b), orderValues(b, c), orderValues(a, c)
-		if ba := orderValues(b, a); ba != -ab {
-			t.Fatalf("orderValues(%x, %x) = %d but reversed = %d", a, b, ab, ba)
-		}
-		if (ab == 0) != (string(a) == string(b)) {
-			t.Fatalf("orderValues(%x, %x) = %d: zero exactly when equal bytes", a, b, ab)
-		}
-		if ab < 0 && bc < 0 && ac >= 0 {
-			t.Fatalf("not transitive: %x < %x < %x but orderValues(a, c) = %d", a, b, c, ac)
-		}
-		if cv := CompareValues(a, b); cv != 0 && cv != ab {
-			t.Fatalf("orderValues(%x, %x) = %d disagrees with CompareValues = %d", a, b, ab, cv)
-		}
-	})
+	for name, order := range map[string]func(a, b []byte) int{"orderElems": orderElems, "orderRegister": orderRegister} {
+		t.Run(name, func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				v := genTriple().Draw(t, "values")
+				a, b, c := v[0], v[1], v[2]
+				ab, bc, ac := order(a, b), order(b, c), order(a, c)
+				if ba := order(b, a); ba != -ab {
+					t.Fatalf("%s(%x, %x) = %d but reversed = %d", name, a, b, ab, ba)
+				}
+				if (ab == 0) != (string(a) == string(b)) {
+					t.Fatalf("%s(%x, %x) = %d: zero exactly when equal bytes", name, a, b, ab)
+				}
+				if ab < 0 && bc < 0 && ac >= 0 {
+					t.Fatalf("not transitive: %x < %x < %x but %s(a, c) = %d", a, b, c, name, ac)
+				}
+				cv := CompareValues(a, b)
+				if name == "orderElems" && (classOf(a) == classTime || classOf(b) == classTime) {
+					cv = compareIn(a, b, elemClass)
+				}
+				if cv != 0 && cv != ab {
+					t.Fatalf("%s(%x, %x) = %d disagrees with CompareValues = %d", name, a, b, ab, cv)
+				}
+			})
+		})
+	}
 }
 
 func TestValueHelpers(t *testing.T) {
@@ -282,4 +345,121 @@ func ExampleCompareValues() {
 	// 0
 	// 1
 	// 1
+}
+
+// TestCompareValuesTimeIsGoOrder checks CompareValues on time.Time values
+// as the root package encodes them against time.Time.Compare, over the
+// whole range the encoding handles and in every form it picks.
+func TestCompareValuesTimeIsGoOrder(t *testing.T) {
+	genTime := rapid.Custom(func(t *rapid.T) time.Time {
+		sec := rapid.OneOf(
+			rapid.Int64Range(-1<<40, 1<<40),
+			rapid.Int64Range(0, 1<<34+5),
+			rapid.Int64Range(-5, 5),
+			rapid.Int64Range(-1<<62, 1<<62),
+		).Draw(t, "sec")
+		nsec := rapid.OneOf(rapid.Int64Range(0, 999999999), rapid.Just(int64(0))).Draw(t, "nsec")
+		zone := rapid.SampledFrom([]*time.Location{time.UTC, time.FixedZone("A", 3600), time.FixedZone("B", -7*3600)}).Draw(t, "zone")
+		return time.Unix(sec, nsec).In(zone)
+	})
+	rapid.Check(t, func(t *rapid.T) {
+		a, b := genTime.Draw(t, "a"), genTime.Draw(t, "b")
+		if rapid.Bool().Draw(t, "near") {
+			b = a.Add(time.Duration(rapid.Int64Range(-2e9, 2e9).Draw(t, "delta")))
+		}
+		if got, want := CompareValues(vTime(a), vTime(b)), a.Compare(b); got != want {
+			t.Fatalf("CompareValues(%v = %x, %v = %x) = %d, want %d", a, vTime(a), b, vTime(b), got, want)
+		}
+	})
+}
+
+// TestOrderValuesKeepsTimestampsAsExtensions pins the canonical order of
+// set elements: stored records hold their elements in it, so timestamps
+// stay among the other extensions, ordered by their bytes, not by instant.
+func TestOrderValuesKeepsTimestampsAsExtensions(t *testing.T) {
+	ordered := [][]byte{
+		vBin(0xff),
+		vArr(),         // 0x90: arrays before every extension, by bytes
+		vTime96(-1, 0), // 0xc7
+		vTime32(10),    // 0xd6
+		vTime64(5, 1),  // 0xd7: earlier than 10 s, but after it here
+	}
+	for i := 1; i < len(ordered); i++ {
+		if c := OrderValues(ordered[i-1], ordered[i]); c >= 0 {
+			t.Errorf("OrderValues(%x, %x) = %d, want -1", ordered[i-1], ordered[i], c)
+		}
+	}
+	if c := CompareValues(vTime64(5, 1), vTime32(10)); c >= 0 {
+		t.Errorf("CompareValues(5.000000001 s, 10 s) = %d, want -1 (by instant)", c)
+	}
+}
+
+// TestEncodeTime checks EncodeTime against the encoder of the root package
+// (vmihailenco/msgpack), and DecodeTime against both.
+func TestEncodeTime(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		sec := rapid.OneOf(rapid.Int64Range(-1<<40, 1<<40), rapid.Int64Range(0, 1<<34+5), rapid.Int64Range(-1<<62, 1<<62)).Draw(t, "sec")
+		nsec := rapid.OneOf(rapid.Int64Range(0, 999999999), rapid.Just(int64(0))).Draw(t, "nsec")
+		tm := time.Unix(sec, nsec).In(time.FixedZone("Z", 5400))
+		got, want := EncodeTime(tm), vTime(tm)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("EncodeTime(%v) = %x, msgpack encodes %x", tm, got, want)
+		}
+		back, ok := DecodeTime(got)
+		if !ok || !back.Equal(tm) || back.Location() != time.UTC {
+			t.Fatalf("DecodeTime(%x) = %v, %v; want %v in UTC", got, back, ok, tm)
+		}
+	})
+	for _, v := range [][]byte{nil, vInt(1), vStr("x"), {0xd6, 0x0d, 0, 0, 0, 1}} {
+		if _, ok := DecodeTime(v); ok {
+			t.Errorf("DecodeTime(%x) ok, want not a timestamp", v)
+		}
+	}
+}
+
+// formerTimeRecord is a record as the version before timestamps were
+// ordered by instant encoded it: set "at" holds three timestamps in byte
+// order (-1 s as timestamp 96, 10 s as timestamp 32, 5.000000001 s as
+// timestamp 64), and max register "hi", offered 5.000000001 s and 10 s,
+// kept 5.000000001 s (the greater bytes).
+const formerTimeRecord = "970101ce00010000c4100100000000000000000000000000000ace00020000c410010000000000000000000000000000" +
+	"0b9296a261740201ce00010000c4100100000000000000000000000000000a9393c70cff00000000ffffffffffffffff93c410010000000000" +
+	"0000000000000000000a01019093d6ff0000000a93c4100100000000000000000000000000000a01019093d7ff000000040000000593c41001" +
+	"00000000000000000000000000000a01019096a268690401ce00020000c4100100000000000000000000000000000bd7ff0000000400000005"
+
+// TestRecordOfFormerTimeOrder: stored records keep decoding, their set
+// elements in the order they were stored in (OrderValues did not change
+// for timestamps), while the max register now keeps the latest instant.
+func TestRecordOfFormerTimeOrder(t *testing.T) {
+	b, err := hex.DecodeString(formerTimeRecord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := DecodeRecord(b)
+	if err != nil {
+		t.Fatalf("DecodeRecord of a record stored before: %v", err)
+	}
+	if got := r.AppendBinary(nil); !bytes.Equal(got, b) {
+		t.Errorf("re-encoded as %x, stored %x", got, b)
+	}
+	elems := r.SetElems("at")
+	if want := [][]byte{vTime96(-1, 0), vTime32(10), vTime64(5, 1)}; !slices.EqualFunc(elems, want, bytes.Equal) {
+		t.Errorf("set elements %x, want %x", elems, want)
+	}
+	// The same ops merged now: the max is the latest instant, the set as
+	// stored.
+	now := apply(
+		mkOp(rA, 1, ts(1), 1, add("at", vTime96(-1, 0)), add("at", vTime32(10)), add("at", vTime64(5, 1)), writeMax("hi", vTime64(5, 1))),
+		mkOp(rB, 1, ts(2), 1, writeMax("hi", vTime32(10))),
+	)
+	if v, _ := now.Get("hi"); !bytes.Equal(v.Value, vTime32(10)) {
+		t.Errorf("max of 5.000000001 s and 10 s = %x, want 10 s (%x)", v.Value, vTime32(10))
+	}
+	if got := now.SetElems("at"); !slices.EqualFunc(got, elems, bytes.Equal) {
+		t.Errorf("set elements merged now %x, stored %x", got, elems)
+	}
+	lows := apply(mkOp(rA, 1, ts(1), 1, writeMin("lo", vTime32(10))), mkOp(rB, 1, ts(2), 1, writeMin("lo", vTime96(-1, 0))))
+	if v, _ := lows.Get("lo"); !bytes.Equal(v.Value, vTime96(-1, 0)) {
+		t.Errorf("min of 10 s and -1 s = %x, want -1 s", v.Value)
+	}
 }

@@ -238,6 +238,7 @@ func FuzzCursor(f *testing.F) {
 	q0 := Query{Order: order}
 	f.Add(q0.CursorFor(item("id1", assign("p", vi(7)), assign("s", vs("x")))))
 	f.Add(q0.CursorFor(item("")))
+	f.Add(q0.CursorFor(item("id3", assign("p", vt64(5, 1)), assign("s", vt96(-1, 0)))))
 	f.Add((&Query{}).CursorFor(item("x")))
 	f.Add("")
 	f.Add("lAHPAAAAAAAAAAA")

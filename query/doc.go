@@ -35,13 +35,17 @@
 //
 // # Comparison rules
 //
-// Ordering uses [crdt.CompareValues], one total order over all values:
-// missing first, then nil, false, true, numbers, strings, binary, and
-// anything else (arrays, maps) by its encoding. Numbers compare exactly by
-// value across integers and floats (1 == 1.0, 2^53+1 > 2^53 as a float,
-// NaN below every other number); strings and binary compare by bytes. Equal
+// Ordering uses [crdt.CompareValues], one total order over all values,
+// which orders each Go type as Go does: missing first, then nil, false,
+// true, numbers, strings, binary, timestamps, and anything else (arrays,
+// maps, other extensions) by its encoding. Numbers compare exactly by
+// value across integers and floats (1 == 1.0, 2^53+1 > 2^53 as a float),
+// as cmp.Compare does: NaN below every other number, -0 equal to 0.
+// Strings and binary compare by bytes; timestamps (msgpack extension -1,
+// as a time.Time encodes, in any of its three forms) by instant. Equal
 // values with different encodings (1.0 and 1) sort float first, and then
-// items sort by id, so the order is total and matches an index.
+// items sort by id, so the order is total and matches an index. (The
+// root package refuses to order a field whose Go type has no order.)
 //
 // Predicates:
 //
@@ -53,10 +57,11 @@
 //     types.
 //   - In(v1, v2, ...) is Eq to any of them.
 //   - Gt, Gte, Lt, Lte and Between compare within the type of their bound
-//     (bool, number, string or binary; the two bounds of Between are of
-//     one type): priority < 3 matches the numbers below 3, never a missing
-//     priority, a string, a set or nil. Bounds of other types are an error
-//     from Validate, as is Between with low > high.
+//     (bool, number, string, binary or timestamp; the two bounds of
+//     Between are of one type): priority < 3 matches the numbers below 3,
+//     never a missing priority, a string, a set or nil. As Go's < does,
+//     they never hold for NaN. Bounds of other types, and NaN, are an
+//     error from Validate, as is Between with low > high.
 //   - Contains(v) on a set field, or a field holding an array, holds when
 //     an element compares equal to v (so Contains(1) finds 1.0); on a
 //     string field, when the string value v is a substring (bytewise);

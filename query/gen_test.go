@@ -1,6 +1,8 @@
 package query
 
 import (
+	"math"
+
 	"github.com/convergedb/converge/crdt"
 	"pgregory.net/rapid"
 )
@@ -16,6 +18,11 @@ var (
 	strPool  = [][]byte{vs(""), vs("a"), vstr8("a"), vs("a\x00"), vs("a\x00b"), vs("ab"), vs("abc"), vs("b"), vs("ba"), vs("\xff")}
 	boolPool = [][]byte{vTrue, vFalse}
 	binPool  = [][]byte{vbin(), vbin(0), vbin(1), vbin(1, 2)}
+	// timePool holds timestamps whose msgpack bytes order otherwise than
+	// their instants, and one instant in two forms.
+	timePool = [][]byte{vt96(-1, 0), vt32(5), vt64(5, 0), vt64(5, 7), vt32(6), vt64(1<<33, 1), vt96(1<<40, 0)}
+	// nanPool holds NaN, a number that no range holds or bounds.
+	nanPool = [][]byte{vf(math.NaN())}
 	// otherPool holds values no range can bound.
 	otherPool = [][]byte{vNil, varr(), varr(vi(1)), varr(vs("a"), vi(1)), {0x81, 0xa1, 'k', 0x01}}
 )
@@ -33,15 +40,15 @@ func pick(pools ...[][]byte) *rapid.Generator[[]byte] {
 func genFieldValue(f string) *rapid.Generator[[]byte] {
 	switch f {
 	case "a":
-		return rapid.OneOf(pick(numPool), pick(numPool), pick(numPool), pick(strPool, boolPool))
+		return rapid.OneOf(pick(numPool), pick(numPool), pick(numPool), pick(strPool, boolPool, nanPool))
 	case "b":
 		return rapid.OneOf(pick(strPool), pick(strPool), pick(numPool, binPool))
 	}
-	return pick(numPool, strPool, boolPool, binPool, otherPool[1:])
+	return rapid.OneOf(pick(timePool), pick(numPool, strPool, boolPool, binPool, timePool, nanPool, otherPool[1:]))
 }
 
 // elemPool are the elements sets hold (nil included: a set may hold it).
-var elemPool = pick(numPool[:6], strPool[:5], boolPool[:1], binPool[:2], otherPool[:2])
+var elemPool = pick(numPool[:6], strPool[:5], boolPool[:1], binPool[:2], timePool[:3], otherPool[:2])
 
 var scalarFields = []string{"a", "b", "c"}
 
@@ -111,11 +118,11 @@ func genCond() *rapid.Generator[Pred] {
 }
 
 func genValues(t *rapid.T, op Op, idLike bool) [][]byte {
-	any := pick(numPool, strPool, boolPool, binPool, otherPool, [][]byte{vMissing})
+	any := pick(numPool, strPool, boolPool, binPool, timePool, nanPool, otherPool, [][]byte{vMissing})
 	if idLike {
 		any = rapid.Map(rapid.StringMatching(`[ab\x00é]{0,3}`), vs)
 	}
-	ranged := rapid.OneOf(pick(numPool), pick(strPool), pick(boolPool), pick(binPool))
+	ranged := rapid.OneOf(pick(numPool), pick(strPool), pick(boolPool), pick(binPool), pick(timePool))
 	if idLike {
 		ranged = any
 	}
@@ -129,7 +136,7 @@ func genValues(t *rapid.T, op Op, idLike bool) [][]byte {
 	case Between:
 		lo := ranged.Draw(t, "lo")
 		var pool [][]byte
-		for _, p := range [][][]byte{numPool, strPool, boolPool, binPool} {
+		for _, p := range [][][]byte{numPool, strPool, boolPool, binPool, timePool} {
 			if classOf(p[0]) == classOf(lo) {
 				pool = p
 			}
@@ -148,7 +155,7 @@ func genValues(t *rapid.T, op Op, idLike bool) [][]byte {
 		if idLike {
 			return [][]byte{any.Draw(t, "v")}
 		}
-		return [][]byte{pick(numPool, strPool, boolPool, binPool, otherPool).Draw(t, "v")}
+		return [][]byte{pick(numPool, strPool, boolPool, binPool, timePool, otherPool).Draw(t, "v")}
 	}
 	if idLike {
 		return [][]byte{any.Draw(t, "v")}
@@ -207,7 +214,7 @@ func genPlannableWhere() *rapid.Generator[Pred] {
 			pool = pick(strPool)
 		case Gt, Gte, Lt, Lte, Between:
 			pool = rapid.Map(pool, func(v []byte) []byte {
-				if rangeClass(classOf(v)) {
+				if rangeClass(classOf(v)) && !isNaN(v) {
 					return v
 				}
 				return vi(1)

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/binary"
 	"math"
 
 	"github.com/convergedb/converge/crdt"
@@ -26,6 +27,15 @@ func vbin(b ...byte) []byte { return mp.AppendBytes(nil, b) }
 func vf32(f float32) []byte { // f as a msgpack float32
 	bits := math.Float32bits(f)
 	return []byte{0xca, byte(bits >> 24), byte(bits >> 16), byte(bits >> 8), byte(bits)}
+}
+
+// vt32, vt64 and vt96 are msgpack timestamps in the given form.
+func vt32(sec uint32) []byte { return binary.BigEndian.AppendUint32([]byte{0xd6, 0xff}, sec) }
+func vt64(sec uint64, nsec uint32) []byte {
+	return binary.BigEndian.AppendUint64([]byte{0xd7, 0xff}, uint64(nsec)<<34|sec)
+}
+func vt96(sec int64, nsec uint32) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32([]byte{0xc7, 12, 0xff}, nsec), uint64(sec))
 }
 
 // varr is an array of encoded values.

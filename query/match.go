@@ -85,7 +85,7 @@ func (c *Cond) match(it Item) bool {
 	case Gt, Gte, Lt, Lte:
 		x := c.Values[0]
 		cl := classOf(x)
-		if !rangeClass(cl) || classOf(v) != cl {
+		if !rangeClass(cl) || classOf(v) != cl || isNaN(v) || isNaN(x) {
 			return false
 		}
 		d := crdt.CompareValues(v, x)
@@ -101,7 +101,7 @@ func (c *Cond) match(it Item) bool {
 	case Between:
 		lo, hi := c.Values[0], c.Values[1]
 		cl := classOf(lo)
-		if !rangeClass(cl) || classOf(v) != cl || classOf(hi) != cl {
+		if !rangeClass(cl) || classOf(v) != cl || classOf(hi) != cl || isNaN(v) || isNaN(lo) || isNaN(hi) {
 			return false
 		}
 		return crdt.CompareValues(v, lo) >= 0 && crdt.CompareValues(v, hi) <= 0

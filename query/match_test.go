@@ -22,6 +22,8 @@ func TestMatch(t *testing.T) {
 			assign("big", vi(big)),
 			assign("arr", varr(vi(1), vs("x"))),
 			assign("map", []byte{0x81, 0xa1, 'k', 0x01}),
+			assign("at", vt64(100, 5)), // 100 s and 5 ns
+			assign("nan", vf(math.NaN())),
 			crdt.FieldOp{Name: "cnt", Type: crdt.Count, P: 5, N: 2},
 			crdt.FieldOp{Name: "hi", Type: crdt.WriteMax, Value: vi(9)},
 		)...)
@@ -91,6 +93,24 @@ func TestMatch(t *testing.T) {
 		{"between outside", cond("f", Between, vi(3), vi(4)), false},
 		{"between strings", cond("s", Between, vs("h"), vs("i")), true},
 		{"between missing", cond("nope", Between, vi(0), vi(9)), false},
+		// Timestamps by instant, whatever their forms.
+		{"eq time", cond("at", Eq, vt96(100, 5)), true},
+		{"eq time other instant", cond("at", Eq, vt32(100)), false},
+		{"gt time, bound in a form with lower bytes", cond("at", Gt, vt32(100)), true},
+		{"lt time, bound in a form with higher bytes", cond("at", Lt, vt64(101, 0)), true},
+		{"lt time, bound before", cond("at", Lt, vt64(100, 4)), false},
+		{"gte time, bound before 1970", cond("at", Gte, vt96(-1, 0)), true},
+		{"between times", cond("at", Between, vt32(100), vt64(100, 5)), true},
+		{"between times, above", cond("at", Between, vt64(100, 6), vt96(1<<40, 0)), false},
+		{"time range vs number bound", cond("at", Gt, vi(0)), false},
+		{"number range vs time bound", cond("n", Gt, vt32(0)), false},
+		// NaN: equal to itself, in no range.
+		{"eq NaN", cond("nan", Eq, vf(math.NaN())), true},
+		{"ne NaN", cond("nan", Ne, vf(math.NaN())), false},
+		{"NaN not below a number", cond("nan", Lt, vi(0)), false},
+		{"NaN not at most +Inf", cond("nan", Lte, vf(math.Inf(1))), false},
+		{"NaN not above -Inf", cond("nan", Gt, vf(math.Inf(-1))), false},
+		{"NaN not between", cond("nan", Between, vf(math.Inf(-1)), vf(math.Inf(1))), false},
 		// Contains.
 		{"contains set string", cond("tags", Contains, vs("go")), true},
 		{"contains set absent", cond("tags", Contains, vs("rust")), false},
@@ -137,6 +157,8 @@ func TestMatch(t *testing.T) {
 		{"nil in and", and(nil), false},
 		{"gt nil bound", cond("n", Gt, vNil), false},
 		{"gt array bound", cond("arr", Gte, varr()), false},
+		{"gt NaN bound", cond("n", Gt, vf(math.NaN())), false},
+		{"between NaN bound", cond("n", Between, vf(math.NaN()), vi(5)), false},
 		{"contains missing", cond("s", Contains, vMissing), false},
 	}
 	for _, tt := range tests {
@@ -204,6 +226,9 @@ func TestPredString(t *testing.T) {
 		{cond("x", Eq, []byte{0x81, 0xa1, 'k', 0x01}), `x = {"k": 1}`},
 		{cond("x", Eq, []byte{0xcb}), `x = <malformed 0xcb>`},
 		{cond("x", Eq, vu(1<<63)), `x = 9223372036854775808`},
+		{cond("at", Gt, vt64(1714564800, 500000000)), `at > time(2024-05-01T12:00:00.5Z)`},
+		{cond("at", Lt, vt96(-1, 0)), `at < time(1969-12-31T23:59:59Z)`},
+		{cond("x", Eq, []byte{0xd6, 0x0d, 0, 0, 0, 1}), `x = ext(0xd60d00000001)`},
 		{cond("my field", Eq, vf(1e300)), `"my field" = 1e+300`},
 		{and(cond("a", Eq, vi(1)), or(cond("b", Lt, vi(2)), cond("c", Gt, vi(3)))), `(a = 1 and (b < 2 or c > 3))`},
 		{and(), "true"},
@@ -232,7 +257,8 @@ func TestCmpValueIsKeyOrder(t *testing.T) {
 		vi(1), vf(1), vu(1 << 63), vf(1 << 63), vu(1<<64 - 1), vf(1 << 64),
 		vi(1 << 53), vf(1 << 53), vi(1<<53 + 1), vi(1<<53 + 2), vf(1<<53 + 2), vi(1<<62 + 1),
 		vs(""), vs("a"), vstr8("a"), vs("a\x00"), vs("a\x00b"), vs("ab"), vs("b"),
-		vbin(), vbin(0), vbin(0, 1), varr(), varr(vi(1)), {0x80}, {0xcb, 1},
+		vbin(), vbin(0), vbin(0, 1), vt96(-1, 0), vt32(0), vt64(0, 0), vt64(0, 1), vt32(5), vt96(5, 0), vt64(1<<33, 0), vt96(1<<40, 0),
+		varr(), varr(vi(1)), {0x80}, {0xcb, 1}, {0xd6, 0x0d, 0, 0, 0, 1}, vf(math.NaN()), vf(math.Inf(-1)),
 	}
 	for _, a := range vals {
 		for _, b := range vals {

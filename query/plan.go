@@ -410,6 +410,7 @@ var classKeys = map[int][2]byte{
 	classNumber: {0x05, 0x06},
 	classString: {0x06, 0x07},
 	classBinary: {0x07, 0x08},
+	classTime:   {0x08, 0x09},
 }
 
 // intervalOf returns the keys of the values that range condition c

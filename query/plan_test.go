@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -409,4 +410,19 @@ func TestPlanAgainstRun(t *testing.T) {
 // records, plans still find every matching record.
 func TestPlanAgainstRunWithDrift(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) { checkPlanAgainstRun(t, true) })
+}
+
+// TestClassKeysMatchValueKeys: the key ranges the planner assumes per
+// class hold exactly the keys crdt gives values of that class.
+func TestClassKeysMatchValueKeys(t *testing.T) {
+	vals := slices.Concat(numPool, strPool, boolPool, binPool, timePool, nanPool, otherPool,
+		[][]byte{vMissing, vf(math.Inf(-1)), vt96(math.MinInt64, 0), vt96(math.MaxInt64, 999999999)})
+	for _, v := range vals {
+		k := crdt.AppendValueKey(nil, v)
+		for cl, r := range classKeys {
+			if in := k[0] >= r[0] && k[0] < r[1]; in != (classOf(v) == cl) {
+				t.Errorf("key %x of %s (class %s): in the range of class %s = %v", k, formatValue(v), classNames[classOf(v)], classNames[cl], in)
+			}
+		}
+	}
 }

@@ -15,8 +15,9 @@ import (
 //     well-formed msgpack value; an empty value (missing) only for Eq, Ne
 //     and In;
 //   - range operators (Gt, Gte, Lt, Lte, Between) have bounds that can be
-//     ordered: a bool, number, string or binary (not nil, missing, an
-//     array or a map); Between's bounds are of one type, low <= high;
+//     ordered: a bool, number (not NaN), string, binary or timestamp (not
+//     nil, missing, an array, a map or another extension); Between's
+//     bounds are of one type, low <= high;
 //     StartsWith's value is a string;
 //   - And and Or hold no nil predicate, Or holds at least one, and groups
 //     nest at most 1000 deep (which also catches cyclic predicates);
@@ -131,8 +132,11 @@ func (c *Cond) validate(known func(string) bool) error {
 	case Gt, Gte, Lt, Lte, Between:
 		for i, v := range c.Values {
 			if cl := classOf(v); !rangeClass(cl) {
-				return bad("value %d is %s, which cannot be ordered (use a bool, number, string or binary)",
+				return bad("value %d is %s, which cannot be ordered (use a bool, number, string, binary or time)",
 					i, describeClass(cl))
+			}
+			if isNaN(v) {
+				return bad("value %d is NaN, which bounds no range", i)
 			}
 		}
 		if c.Op == Between {
@@ -160,6 +164,8 @@ func describeClass(c int) string {
 		return "nil"
 	case classOther:
 		return "an array, map or extension"
+	case classTime:
+		return "a time"
 	case classBinary:
 		return "binary"
 	}

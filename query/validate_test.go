@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"testing"
 )
@@ -35,6 +36,9 @@ func TestValidate(t *testing.T) {
 		{"contains nil", Query{Where: cond("tags", Contains, vNil)}, schema, nil},
 		{"between equal bounds", Query{Where: cond("a", Between, vi(1), vf(1))}, schema, nil},
 		{"between int float", Query{Where: cond("a", Between, vi(1), vf(1.5))}, schema, nil},
+		{"gt time", Query{Where: cond("a", Gt, vt32(5))}, schema, nil},
+		{"between times of two forms", Query{Where: cond("a", Between, vt32(5), vt96(5, 0))}, schema, nil},
+		{"eq NaN", Query{Where: cond("a", Eq, vf(math.NaN()))}, schema, nil},
 
 		{"unknown where field", Query{Where: cond("zzz", Eq, vi(1))}, schema, ErrUnknownField},
 		{"unknown nested field", Query{Where: and(cond("a", Eq, vi(1)), or(cond("b", Eq, vi(1)), cond("zzz", Eq, vi(1))))}, schema, ErrUnknownField},
@@ -59,6 +63,11 @@ func TestValidate(t *testing.T) {
 		{"lte map", Query{Where: cond("a", Lte, []byte{0x80})}, schema, ErrInvalid},
 		{"between mixed types", Query{Where: cond("a", Between, vi(1), vs("z"))}, schema, ErrInvalid},
 		{"between reversed", Query{Where: cond("a", Between, vi(5), vi(1))}, schema, ErrInvalid},
+		{"between reversed times", Query{Where: cond("a", Between, vt64(5, 1), vt32(5))}, schema, ErrInvalid},
+		{"between time and number", Query{Where: cond("a", Between, vt32(5), vi(6))}, schema, ErrInvalid},
+		{"gt NaN", Query{Where: cond("a", Gt, vf(math.NaN()))}, schema, ErrInvalid},
+		{"between NaN", Query{Where: cond("a", Between, vf(math.NaN()), vi(1))}, schema, ErrInvalid},
+		{"lte other extension", Query{Where: cond("a", Lte, []byte{0xd6, 0x0d, 0, 0, 0, 1})}, schema, ErrInvalid},
 		{"startsWith number", Query{Where: cond("s", StartsWith, vi(1))}, schema, ErrInvalid},
 		{"startsWith binary", Query{Where: cond("s", StartsWith, vbin('a'))}, schema, ErrInvalid},
 		{"contains missing", Query{Where: cond("tags", Contains, vMissing)}, schema, ErrInvalid},
@@ -106,7 +115,7 @@ func TestValidate(t *testing.T) {
 func TestValidateErrorText(t *testing.T) {
 	q := Query{Where: cond("priority", Lt, varr())}
 	err := q.Validate(nil)
-	if got, want := err.Error(), "query: invalid query: priority <: value 0 is an array, map or extension, which cannot be ordered (use a bool, number, string or binary)"; got != want {
+	if got, want := err.Error(), "query: invalid query: priority <: value 0 is an array, map or extension, which cannot be ordered (use a bool, number, string, binary or time)"; got != want {
 		t.Errorf("error = %q, want %q", got, want)
 	}
 	q = Query{Where: cond("titel", Eq, vs("x"))}

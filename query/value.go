@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/internal/mp"
@@ -22,10 +23,14 @@ const (
 	classNumber  = int(crdt.ClassNumber)
 	classString  = int(crdt.ClassString)
 	classBinary  = int(crdt.ClassBinary)
+	classTime    = int(crdt.ClassTime)
 	classOther   = int(crdt.ClassOther)
 )
 
-var classNames = [...]string{"missing", "nil", "bool", "number", "string", "binary", "other"}
+var classNames = [...]string{
+	classMissing: "missing", classNil: "nil", classBool: "bool", classNumber: "number",
+	classString: "string", classBinary: "binary", classTime: "time", classOther: "other",
+}
 
 // classOf returns the class of a msgpack value, as crdt.CompareValues
 // classifies it.
@@ -33,7 +38,17 @@ func classOf(v []byte) int { return int(crdt.ClassOf(v)) }
 
 // rangeClass reports whether values of class c can bound a range operator.
 func rangeClass(c int) bool {
-	return c == classBool || c == classNumber || c == classString || c == classBinary
+	return c == classBool || c == classNumber || c == classString || c == classBinary || c == classTime
+}
+
+// isNaN reports whether v is a float NaN: a number, but one that no range
+// holds and no range can be bounded by (see the package doc).
+func isNaN(v []byte) bool {
+	if !isFloat(v) {
+		return false
+	}
+	f, err := mp.NewReader(v).Float64()
+	return err == nil && math.IsNaN(f)
 }
 
 // isNil reports whether v is the msgpack nil.
@@ -143,7 +158,8 @@ func eqKeys(v []byte) [][]byte {
 }
 
 // formatValue renders a msgpack value for String and Explain: missing,
-// nil, true, 42, 1.5, 1.0, "text", 0x0a0b (binary), [1, "a"], {"k": 1}.
+// nil, true, 42, 1.5, 1.0, "text", 0x0a0b (binary),
+// time(2024-05-01T12:00:00.5Z), [1, "a"], {"k": 1}.
 func formatValue(v []byte) string {
 	if len(v) == 0 {
 		return "missing"
@@ -192,6 +208,10 @@ func writeValue(b *strings.Builder, r *mp.Reader) {
 	case classBinary:
 		s, _ := sub.Bytes()
 		b.WriteString("0x" + hex.EncodeToString(s))
+		return
+	case classTime:
+		t, _ := crdt.DecodeTime(raw)
+		b.WriteString("time(" + t.Format(time.RFC3339Nano) + ")")
 		return
 	}
 	switch {
