@@ -68,8 +68,8 @@ func TestDemo(t *testing.T) {
 			checkCompactionText(t, out, map[string]int{"nats": 3, "http": 4}[tr])
 			for _, want := range []string{
 				map[string]string{"nats": "over NATS", "http": "over HTTP"}[tr], // the transport it used
-				"dave joins late", // the fourth replica the last line counts
-				"alice's replicator reports 6 pending ops",                      // the offline queue: 4 scripted writes and 2 votes
+				"dave joins late",                          // the fourth replica the last line counts
+				"alice's replicator reports 6 pending ops", // the offline queue: 4 scripted writes and 2 votes
 				"alice received 9 ops (bob's 4, carol's 5), detected 2 conflicts",
 				"bob   received 6 ops (alice's 6), detected 2 conflicts",
 				"reports 0 pending ops",                  // the queue drained
