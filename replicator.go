@@ -110,7 +110,11 @@ type Status struct {
 	State     SyncState
 	// Pending is the number of this replica's own ops the peer has not
 	// acknowledged: the offline queue. It is durable (the log is the
-	// queue) and drains as syncs succeed.
+	// queue) and drains as syncs succeed. What peers acknowledged is
+	// durable too ([DB.Peers]): a replicator reopened counts against it,
+	// and until its first sync names the peer that answers, an op counts
+	// as pending unless every peer that ever answered this DB's
+	// replicators holds it.
 	Pending uint64
 	// LastSync is when the last successful sync finished (zero: never).
 	LastSync time.Time
@@ -482,8 +486,9 @@ func (r *Replicator) update(ns string, fn func(*Status)) {
 	r.wakeWatchers()
 }
 
-// SyncNow syncs ns with the peer at once and returns the result. It
-// returns ErrPaused while the replicator is paused.
+// SyncNow syncs ns with the peer at once and returns the result (see
+// [SyncResult] for what its counts cover). It returns ErrPaused while the
+// replicator is paused, and ErrClosed once it (or its DB) is closed.
 func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error) {
 	if _, ok := r.locks[ns]; !ok {
 		return SyncResult{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)

@@ -143,8 +143,8 @@ type Result struct {
 	Reason    string
 	// PeerVector is the peer's vector at the end: what it acknowledged.
 	PeerVector crdt.VersionVector
-	// Peer is the replica id the last response that named its sender
-	// named (zero if none did): who PeerVector belongs to.
+	// Peer is the responder's replica id, from the last response that
+	// named its sender (zero if none did): whose vector PeerVector is.
 	Peer crdt.ReplicaID
 	// Snapshots counts the bootstraps from a snapshot of the peer's (the
 	// peer answered that our vector is below its compaction horizon).
