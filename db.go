@@ -97,11 +97,13 @@ type DB struct {
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
 
+	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
 		sync.Mutex
 		closed      bool
 		list        []*subscription
 		commitHooks []*commitHook
+		replicators map[*Replicator]struct{}
 	}
 }
 
@@ -127,6 +129,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		Logger:          opts.Logger,
 		FeedRetention:   opts.Compaction.FeedRetention,
 		OnCommit:        db.publish,
+		OnChange:        db.changed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("converge: %w", err)
@@ -139,20 +142,31 @@ func Open(dir string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the DB and ends every change subscription. Writes that
-// returned are durable as the durability mode promised.
+// Close closes what was opened on the DB, then the DB: it closes the
+// replicators still open (waiting for their goroutines, which end as their
+// context is cancelled), ends every change subscription (and so every
+// Watch, Feed and Changes iteration, which return), stops the background
+// compaction, and closes the store. Writes that returned are durable as
+// the durability mode promised. Close is idempotent; opening a replicator
+// or a subscription on a closed DB gives ErrClosed (a closed subscription).
 func (db *DB) Close() error {
+	db.subs.Lock()
+	db.subs.closed = true
+	reps := db.subs.replicators
+	db.subs.replicators = nil
+	subs := db.subs.list
+	db.subs.list = nil
+	db.subs.Unlock()
+	for r := range reps {
+		r.stop()
+	}
+	for _, s := range subs {
+		s.close()
+	}
 	if db.compactor != nil {
 		db.compactor.stop()
 	}
 	err := db.log.Close()
-	db.subs.Lock()
-	db.subs.closed = true
-	for _, s := range db.subs.list {
-		s.close()
-	}
-	db.subs.list = nil
-	db.subs.Unlock()
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}

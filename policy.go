@@ -135,12 +135,14 @@ func (p ConflictPolicy) decide(self crdt.ReplicaID, conflicts []materialize.Conf
 // transaction, their ops marked as resolutions. A conflict whose winner is
 // no longer the field's current value (a later write, or a resolution
 // earlier in the transaction, replaced it) or whose record no longer exists
-// is skipped.
-func (db *DB) resolveConflicts(ctx context.Context, ns string, conflicts []materialize.Conflict) error {
+// is skipped. It returns how many conflicts it resolved (wrote a
+// resolution for).
+func (db *DB) resolveConflicts(ctx context.Context, ns string, conflicts []materialize.Conflict) (int, error) {
 	res := db.opts.ConflictPolicy.decide(db.log.ReplicaID(), conflicts)
 	if len(res) == 0 {
-		return nil
+		return 0, nil
 	}
+	resolved := 0
 	_, err := db.log.Write(ctx, ns, func(tx *oplog.Tx) error {
 		tx.MarkResolution()
 		for _, r := range res {
@@ -168,13 +170,14 @@ func (db *DB) resolveConflicts(ctx context.Context, ns string, conflicts []mater
 			if err != nil {
 				return err
 			}
+			resolved++
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("converge: resolve conflicts in %q: %w", ns, err)
+		return 0, fmt.Errorf("converge: resolve conflicts in %q: %w", ns, err)
 	}
-	return nil
+	return resolved, nil
 }
 
 // winnerCurrent reports whether the conflict's winner is still the value of

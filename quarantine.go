@@ -11,7 +11,7 @@ import (
 
 // QuarantinedOp is a remote op this replica refused to apply (a poison
 // op), kept with the reason. The ops after it from the same origin wait
-// for it; other origins' ops are not held up.
+// for it (Waiting counts them); other origins' ops are not held up.
 type QuarantinedOp struct {
 	Namespace string
 	Origin    string // replica id
@@ -24,6 +24,11 @@ type QuarantinedOp struct {
 	At     time.Time // when it was first refused
 	// Collection and Key of the record it writes, when they could be read.
 	Collection, Key string
+	// Waiting counts the ops of the same origin after it that this
+	// replica's known peers hold ([DB.Peers]): they wait for it, since an
+	// origin's ops apply in sequence order. They are not stored here; a
+	// sync brings them once it applies.
+	Waiting uint64
 }
 
 // Quarantine lists the quarantined ops of ns.
@@ -34,7 +39,7 @@ func (db *DB) Quarantine(ctx context.Context, ns string) ([]QuarantinedOp, error
 	}
 	out := make([]QuarantinedOp, len(qs))
 	for i, q := range qs {
-		out[i] = QuarantinedOp{Namespace: ns, Origin: q.Dot.Origin.String(), Seq: q.Dot.Seq, Kind: q.Kind, Reason: q.Reason, At: q.At}
+		out[i] = QuarantinedOp{Namespace: ns, Origin: q.Dot.Origin.String(), Seq: q.Dot.Seq, Kind: q.Kind, Reason: q.Reason, At: q.At, Waiting: q.Waiting}
 		if op, err := crdt.DecodeOpUnchecked(q.Op); err == nil {
 			out[i].Collection, out[i].Key = op.Collection, op.Key
 		}

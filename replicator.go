@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -61,12 +60,31 @@ type ReplicatorOptions struct {
 }
 
 // SyncResult reports one sync of one namespace.
+//
+// Sent and Rounds count the sync's own round trips. Received, Conflicts,
+// Refused and Resolved count what this replicator applied to the namespace
+// while the sync ran, from its first round to its last: the pages of the
+// sync and whatever the live stream applied meanwhile (an op the live
+// stream applies first comes to the sync as a duplicate, and is counted
+// once). A sync starts once a background sync of the namespace in
+// progress has finished; what that one applied is not counted.
 type SyncResult struct {
 	Namespace string
 	Sent      int // ops the peer applied
 	Received  int // ops this replica applied
 	Conflicts int // conflicts detected in what was received
-	Rounds    int
+	// Refused counts the ops this replica refused to apply, the failed
+	// ones: invalid here, beyond the clock bound, too large or malformed.
+	// They are quarantined ([DB.Quarantine]), but for malformed ones, and
+	// offered again by the next sync. Ops held back behind a gap or an
+	// incomplete transaction are not counted: they apply once the missing
+	// ops arrive.
+	Refused int
+	// Resolved counts the conflicts the DB's conflict policy resolved by
+	// writing a resolution ([Options.ConflictPolicy]); with LastWriteWins
+	// it is 0.
+	Resolved int
+	Rounds   int
 	// Snapshots counts bootstraps from a snapshot of the peer's states
 	// (this replica was behind the peer's compaction horizon), and
 	// SnapshotRecords the record states they installed.
@@ -92,7 +110,11 @@ type Status struct {
 	State     SyncState
 	// Pending is the number of this replica's own ops the peer has not
 	// acknowledged: the offline queue. It is durable (the log is the
-	// queue) and drains as syncs succeed.
+	// queue) and drains as syncs succeed. What peers acknowledged is
+	// durable too ([DB.Peers]): a replicator reopened counts against it,
+	// and until its first sync names the peer that answers, an op counts
+	// as pending unless every peer that ever answered this DB's
+	// replicators holds it.
 	Pending uint64
 	// LastSync is when the last successful sync finished (zero: never).
 	LastSync time.Time
@@ -106,6 +128,10 @@ type Status struct {
 	// Quarantined counts remote ops this replica refused to apply and
 	// keeps for an operator ([DB.Quarantine]).
 	Quarantined int
+	// QuarantineWaiting counts the ops held back behind quarantined ones
+	// (the later ops of their origins that known peers hold; see
+	// [QuarantinedOp].Waiting).
+	QuarantineWaiting uint64
 }
 
 // Health reports on the store and the peer.
@@ -120,10 +146,12 @@ func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 // Replicator keeps namespaces of a DB in sync with one peer, in the
 // background: after local commits (debounced), periodically, and at once
 // when it opens; with live pushes when the peer is a [Streamer]. It is safe
-// for concurrent use. Open it with [DB.OpenReplicator]; Close it before the
-// DB.
+// for concurrent use. Open it with [DB.OpenReplicator]. The DB owns it:
+// [DB.Close] closes it first, if [Replicator.Close] has not.
 type Replicator struct {
 	db        *DB
+	store     syncStore // the DB's, counting what this replicator applies
+	tally     *applyTally
 	peer      transport.Peer
 	publisher Publisher // peer, when it publishes live
 	opts      ReplicatorOptions
@@ -144,9 +172,15 @@ type Replicator struct {
 		stopped   *sync.Cond // signalled when a live stream stops
 		status    map[string]*Status
 		peerVV    map[string]crdt.VersionVector
-		version   uint64 // bumped on every status change
-		watchers  map[chan struct{}]struct{}
-		rng       *rand.Rand
+		// peerID is the replica id of the peer that answered the last
+		// sync of a namespace, when its responses named it.
+		peerID map[string]crdt.ReplicaID
+		rng    *rand.Rand
+	}
+	// watchers are the status streams' wake-ups (Statuses).
+	watchers struct {
+		sync.Mutex
+		set map[chan struct{}]struct{}
 	}
 }
 
@@ -181,20 +215,27 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	}
 	r := &Replicator{db: db, peer: peer, publisher: publisher, opts: opts, logger: opts.Logger.With("component", "replicator"),
 		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
+	r.tally = &applyTally{counts: make(map[string]applyCounts)}
+	r.store = syncStore{db: db, tally: r.tally}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
 	r.mu.stopped = sync.NewCond(&r.mu.Mutex)
 	r.mu.status = make(map[string]*Status)
 	r.mu.peerVV = make(map[string]crdt.VersionVector)
-	r.mu.watchers = make(map[chan struct{}]struct{})
+	r.mu.peerID = make(map[string]crdt.ReplicaID)
+	r.watchers.set = make(map[chan struct{}]struct{})
 	r.mu.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
-	sub := db.Subscribe("") // before the loops start: no local commit is missed
 	for _, ns := range opts.Namespaces {
 		r.kicks[ns] = make(chan struct{}, 1)
 		r.kicks[ns] <- struct{}{} // sync once at start
 		r.locks[ns] = &sync.Mutex{}
 		r.mu.status[ns] = &Status{Namespace: ns, State: StateIdle}
 	}
+	if err := db.own(r); err != nil {
+		r.cancel()
+		return nil, err
+	}
+	sub := db.Subscribe("") // before the loops start: no local commit is missed
 	r.wg.Go(func() { r.watchCommits(sub) })
 	if rc, ok := peer.(Reconnector); ok {
 		stop := rc.OnReconnect(func() {
@@ -291,7 +332,7 @@ func (r *Replicator) loop(ns string) {
 
 // stream applies the peer's live pushes to ns, reconnecting with backoff.
 func (r *Replicator) stream(s Streamer, ns string) {
-	store := r.db.SyncStore()
+	store := r.store
 	have := func() crdt.VersionVector {
 		vv, err := r.db.log.Vector(r.ctx, ns)
 		if err != nil {
@@ -403,15 +444,22 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	if r.publisher != nil {
 		peerVV = nil // start with a vector exchange: the live path has likely delivered
 	}
-	res, err := transport.Sync(ctx, r.db.SyncStore(), r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
-	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: res.Received, Conflicts: res.Conflicts, Rounds: res.Rounds,
+	before := r.tally.get(ns)
+	res, err := transport.Sync(ctx, r.store, r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
+	applied := r.tally.get(ns).minus(before)
+	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
+		Refused: applied.Refused, Resolved: applied.Resolved, Rounds: res.Rounds,
 		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
 	now := time.Now()
 	r.mu.Lock()
 	if res.PeerVector != nil {
 		r.mu.peerVV[ns] = res.PeerVector
 	}
+	if !res.Peer.IsZero() {
+		r.mu.peerID[ns] = res.Peer
+	}
 	r.mu.Unlock()
+	r.notePeer(ns, res.Peer)
 	r.update(ns, func(s *Status) {
 		if err != nil && background && ctx.Err() != nil {
 			s.State = StateIdle // cancelled by Pause or Close: not a failure
@@ -433,19 +481,21 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 // update changes ns's status and wakes the status watchers.
 func (r *Replicator) update(ns string, fn func(*Status)) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	fn(r.mu.status[ns])
-	r.mu.version++
-	for w := range r.mu.watchers {
-		kick(w)
-	}
+	r.mu.Unlock()
+	r.wakeWatchers()
 }
 
-// SyncNow syncs ns with the peer at once and returns the result. It
-// returns ErrPaused while the replicator is paused.
+// SyncNow syncs ns with the peer at once and returns the result (see
+// [SyncResult] for what its counts cover). It returns ErrPaused while the
+// replicator is paused, and ErrClosed once it (or its DB) is closed.
 func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error) {
 	if _, ok := r.locks[ns]; !ok {
 		return SyncResult{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
+	}
+	if r.ctx.Err() != nil {
+		err := fmt.Errorf("converge: sync %q: replicator closed: %w", ns, ErrClosed)
+		return SyncResult{Namespace: ns, Err: err}, err
 	}
 	if r.pausedChan() != nil {
 		return SyncResult{Namespace: ns, Err: ErrPaused}, ErrPaused
@@ -495,78 +545,6 @@ func (r *Replicator) Resume() {
 	}
 }
 
-// Status returns the replication status of ns.
-func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
-	r.mu.Lock()
-	st, ok := r.mu.status[ns]
-	var s Status
-	if ok {
-		s = *st
-	}
-	peerVV := r.mu.peerVV[ns]
-	r.mu.Unlock()
-	if !ok {
-		return Status{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
-	}
-	mine, err := r.db.log.Vector(ctx, ns)
-	if err != nil {
-		return s, fmt.Errorf("converge: status %q: %w", ns, err)
-	}
-	self := r.db.log.ReplicaID()
-	if ours, acked := mine[self], peerVV[self]; ours > acked {
-		s.Pending = ours - acked
-	}
-	if s.Quarantined, err = r.db.log.QuarantineCount(ns); err != nil {
-		return s, fmt.Errorf("converge: status %q: %w", ns, err)
-	}
-	if s.Pending > 0 && !s.LastSync.IsZero() {
-		s.Lag = time.Since(s.LastSync)
-	}
-	return s, nil
-}
-
-// Statuses yields the status of every replicated namespace now, then again
-// whenever one changes, until ctx ends. A slow reader gets the latest
-// statuses, not every intermediate one.
-func (r *Replicator) Statuses(ctx context.Context) iter.Seq[Status] {
-	return func(yield func(Status) bool) {
-		w := make(chan struct{}, 1)
-		r.mu.Lock()
-		r.mu.watchers[w] = struct{}{}
-		r.mu.Unlock()
-		defer func() {
-			r.mu.Lock()
-			delete(r.mu.watchers, w)
-			r.mu.Unlock()
-		}()
-		var seen uint64
-		for first := true; ; first = false {
-			r.mu.Lock()
-			v := r.mu.version
-			r.mu.Unlock()
-			if first || v != seen {
-				seen = v
-				for _, ns := range r.opts.Namespaces {
-					s, err := r.Status(ctx, ns)
-					if err != nil {
-						return
-					}
-					if !yield(s) {
-						return
-					}
-				}
-			}
-			select {
-			case <-w:
-			case <-ctx.Done():
-				return
-			case <-r.ctx.Done():
-				return
-			}
-		}
-	}
-}
-
 // Health checks the store and the peer: the store by reading a vector, the
 // peer by its own Health method when it has one, else by the last sync.
 func (r *Replicator) Health(ctx context.Context) Health {
@@ -589,8 +567,10 @@ func (r *Replicator) Health(ctx context.Context) Health {
 }
 
 // Close stops the replicator and waits for its goroutines, or until ctx
-// ends (then it returns ctx's error and they finish on their own).
+// ends (then it returns ctx's error and they finish on their own). Closing
+// a replicator twice, or after its DB (which closed it), does nothing.
 func (r *Replicator) Close(ctx context.Context) error {
+	r.db.disown(r)
 	r.cancel()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
@@ -600,4 +580,11 @@ func (r *Replicator) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("converge: close replicator: %w", ctx.Err())
 	}
+}
+
+// stop stops the replicator and waits for its goroutines: the DB calls it
+// as it closes.
+func (r *Replicator) stop() {
+	r.cancel()
+	r.wg.Wait()
 }

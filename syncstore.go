@@ -15,11 +15,16 @@ import (
 // It is also a [transport.SnapshotStore] (a peer below the compaction
 // horizon bootstraps from its snapshots), a [transport.PeerTracker] and a
 // [transport.Origin].
-func (db *DB) SyncStore() transport.Store { return syncStore{db} }
+func (db *DB) SyncStore() transport.Store { return syncStore{db: db} }
 
 var _ transport.SnapshotStore = syncStore{}
 
-type syncStore struct{ db *DB }
+// syncStore is the DB as the sync engine's store. A replicator's counts
+// what it applies in its tally.
+type syncStore struct {
+	db    *DB
+	tally *applyTally // nil: not counted
+}
 
 // Self is the replica's id: live publishers publish only its ops.
 func (s syncStore) Self() crdt.ReplicaID { return s.db.log.ReplicaID() }
@@ -48,6 +53,7 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	if len(raw) == 0 {
 		return a, nil
 	}
+	malformed := 0
 	ops := make([]crdt.Op, 0, len(raw))
 	for _, b := range raw {
 		op, err := crdt.DecodeOp(b)
@@ -58,7 +64,7 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 				ops = append(ops, u)
 				continue
 			}
-			a.Refused++
+			malformed++
 			if a.Err == nil {
 				a.Err, a.Reason = err, err.Error()
 			}
@@ -76,8 +82,12 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	a.Conflicts = len(res.Commit.Conflicts)
 	// The conflict policy acts after the ingest, in a local transaction of
 	// its own: its ops replicate like any other write.
-	if err := s.db.resolveConflicts(ctx, ns, res.Commit.Conflicts); err != nil {
+	resolved, err := s.db.resolveConflicts(ctx, ns, res.Commit.Conflicts)
+	if err != nil {
 		s.db.logger.Warn("conflict resolution failed", "namespace", ns, "err", err)
+	}
+	if s.tally != nil {
+		s.tally.add(ns, applyCounts{Applied: a.Applied, Conflicts: a.Conflicts, Refused: malformed + len(res.Refused), Resolved: resolved})
 	}
 	if a.Reason == "" {
 		switch {

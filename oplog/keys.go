@@ -31,6 +31,8 @@ import (
 //	                                      clock bound → [1, kind, reason, unix ms, op encoding]
 //	'P' ns peer(16)                       what a peer holds, as it said in sync messages
 //	                                      → [1, origin bin(16), seq, ...]
+//	'U' ns peer(16)                       upstream: a peer that answered a sync this replica
+//	                                      started → empty
 //	'H' ns origin(16)                     compaction horizon entry → seq (8 bytes): the log
 //	                                      of origin holds only the ops after it
 //	'B' ns collection key                 base state: the ops at or below the horizon folded
@@ -53,6 +55,7 @@ const (
 	tagRegistry   = 'X'
 	tagQuarantine = 'Q'
 	tagPeer       = 'P'
+	tagUpstream   = 'U'
 	tagHorizon    = 'H'
 	tagBase       = 'B'
 )

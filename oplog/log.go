@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ var (
 	// ErrNamespace is returned for an empty or oversized namespace name,
 	// or an op ingested under a namespace it does not carry.
 	ErrNamespace = errors.New("oplog: bad namespace")
+	// ErrNotStore is returned by Open with Options.ExistingOnly for a
+	// directory that holds no store.
+	ErrNotStore = errors.New("oplog: not a Converge store")
 )
 
 // Durability says when a commit reaches stable storage.
@@ -102,6 +106,20 @@ type Options struct {
 	// must not call the Log's methods. With GroupCommit it runs before
 	// the commit's fsync.
 	OnCommit func(*Commit)
+	// OnChange, if set, is called with a namespace after every change to
+	// what a replication status reads of it: a commit (after OnCommit),
+	// quarantine entries added or removed, what a peer holds recorded or
+	// forgotten, a snapshot's vector installed. It runs while the write
+	// lock is held: it must return quickly and must not call the Log's
+	// methods.
+	OnChange func(ns string)
+	// ExistingOnly makes Open refuse to create a store: a missing
+	// directory is an error wrapping fs.ErrNotExist, and one that holds no
+	// store (no Pebble files, or no replica id) an error wrapping
+	// ErrNotStore. It creates nothing: a directory without Pebble files is
+	// refused before Pebble opens it (a Pebble store of another program
+	// is refused once opened). Tools that inspect a store set it.
+	ExistingOnly bool
 }
 
 // Commit is what one commit changed.
@@ -142,6 +160,7 @@ type Log struct {
 		indexes    map[string][]materialize.Index                   // registered indexes, per collection
 		quarantine map[string]map[crdt.Dot]struct{}                 // quarantined dots, loaded lazily per namespace
 		peers      map[string]map[crdt.ReplicaID]crdt.VersionVector // what peers hold, loaded lazily
+		upstreams  map[string]map[crdt.ReplicaID]struct{}           // peers this replica's syncs asked, loaded lazily
 		horizons   map[string]crdt.VersionVector                    // compaction horizons, loaded lazily
 	}
 	// compactMu serializes what rewrites base states and the log below
@@ -200,6 +219,13 @@ func Open(dir string, opts Options) (*Log, error) {
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	if opts.ExistingOnly {
+		if err := checkExisting(dir, opts.FS); err != nil {
+			cache.Unref()
+			return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
+		}
+		popts.ErrorIfNotExists = true
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
@@ -214,6 +240,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.mu.feeds = make(map[string]uint64)
 	l.mu.quarantine = make(map[string]map[crdt.Dot]struct{})
 	l.mu.peers = make(map[string]map[crdt.ReplicaID]crdt.VersionVector)
+	l.mu.upstreams = make(map[string]map[crdt.ReplicaID]struct{})
 	l.mu.horizons = make(map[string]crdt.VersionVector)
 	err = l.loadMeta()
 	if err == nil {
@@ -231,9 +258,37 @@ func Open(dir string, opts Options) (*Log, error) {
 	return l, nil
 }
 
+// checkExisting reports whether dir holds a Pebble store (a MANIFEST
+// file), without writing anything: an error wrapping fs.ErrNotExist or
+// ErrNotStore if not.
+func checkExisting(dir string, fs vfs.FS) error {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	st, err := fs.Stat(dir)
+	if err != nil {
+		return err // wraps fs.ErrNotExist when missing
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%w: not a directory", ErrNotStore)
+	}
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "MANIFEST-") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the directory holds no Pebble store", ErrNotStore)
+}
+
 func (l *Log) loadMeta() error {
 	v, closer, err := l.db.Get(metaReplica)
 	switch {
+	case errors.Is(err, pebble.ErrNotFound) && l.opts.ExistingOnly:
+		return fmt.Errorf("%w: a Pebble store without a replica id", ErrNotStore)
 	case errors.Is(err, pebble.ErrNotFound):
 		l.replica = crdt.ReplicaID(ulid.Make())
 		if err := l.db.Set(metaReplica, l.replica[:], pebble.Sync); err != nil {
@@ -263,6 +318,13 @@ func (l *Log) loadMeta() error {
 		l.mu.clock.Observe(t)
 	}
 	return nil
+}
+
+// changedLocked calls Options.OnChange for ns.
+func (l *Log) changedLocked(ns string) {
+	if l.opts.OnChange != nil {
+		l.opts.OnChange(ns)
+	}
 }
 
 // ReplicaID returns the replica's id, assigned on first open.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -132,6 +133,7 @@ func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, v
 		return fmt.Errorf("oplog: acknowledge %v: %w", peer, err)
 	}
 	ps[peer] = merged
+	l.changedLocked(ns)
 	return nil
 }
 
@@ -156,11 +158,31 @@ func (l *Log) Peers(ctx context.Context, ns string) (map[crdt.ReplicaID]crdt.Ver
 	return out, nil
 }
 
+// PeerHolds returns how many ops of origin in ns peer holds, as it last
+// said, and whether peer is known.
+func (l *Log) PeerHolds(ctx context.Context, ns string, peer, origin crdt.ReplicaID) (uint64, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, fmt.Errorf("oplog: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return 0, false, ErrClosed
+	}
+	ps, err := l.peersLocked(ns)
+	if err != nil {
+		return 0, false, err
+	}
+	vv, ok := ps[peer]
+	return vv[origin], ok, nil
+}
+
 // ErrUnknownPeer: ForgetPeer was given a replica this store does not know.
 var ErrUnknownPeer = errors.New("oplog: unknown peer")
 
 // ForgetPeer removes a replica from the known peers of ns (a replica
-// removed from the fleet), so it no longer holds the stable vector back.
+// removed from the fleet), so it no longer holds the stable vector back,
+// and from its upstreams.
 // If it syncs again, it is known again.
 func (l *Log) ForgetPeer(ctx context.Context, ns string, peer crdt.ReplicaID) error {
 	if err := ctx.Err(); err != nil {
@@ -178,10 +200,24 @@ func (l *Log) ForgetPeer(ctx context.Context, ns string, peer crdt.ReplicaID) er
 	if _, ok := ps[peer]; !ok {
 		return fmt.Errorf("%w: %v in %q", ErrUnknownPeer, peer, ns)
 	}
-	if err := l.db.Delete(peerKey(ns, peer), pebble.Sync); err != nil {
+	ups, err := l.upstreamsLocked(ns)
+	if err != nil {
+		return err
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(peerKey(ns, peer), nil); err != nil {
+		return fmt.Errorf("oplog: forget %v: %w", peer, err)
+	}
+	if err := b.Delete(upstreamKey(ns, peer), nil); err != nil {
+		return fmt.Errorf("oplog: forget %v: %w", peer, err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
 	delete(ps, peer)
+	delete(ups, peer)
+	l.changedLocked(ns)
 	return nil
 }
 
@@ -219,4 +255,90 @@ func stableOf(vv crdt.VersionVector, ps map[crdt.ReplicaID]crdt.VersionVector) c
 		}
 	}
 	return stable
+}
+
+// What this replica asked: its upstreams are the peers that answered the
+// syncs it started (a replicator's peer), as opposed to the peers that
+// synced with it. A replicator reopened counts its pending ops against
+// what they hold until a new sync names its peer.
+
+// upstreamKey is 'U' ns peer(16).
+func upstreamKey(ns string, peer crdt.ReplicaID) []byte {
+	return append(nsKey(tagUpstream, ns), peer[:]...)
+}
+
+// upstreamsLocked returns the upstreams of ns, loading them on first use.
+func (l *Log) upstreamsLocked(ns string) (map[crdt.ReplicaID]struct{}, error) {
+	if ups, ok := l.mu.upstreams[ns]; ok {
+		return ups, nil
+	}
+	prefix := nsKey(tagUpstream, ns)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("oplog: upstreams %q: %w", ns, pebbleErr(err))
+	}
+	defer it.Close()
+	ups := make(map[crdt.ReplicaID]struct{})
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != len(prefix)+16 {
+			return nil, fmt.Errorf("%w: upstream key %x", ErrCorrupt, k)
+		}
+		ups[crdt.ReplicaID(k[len(prefix):])] = struct{}{}
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("oplog: upstreams %q: %w", ns, pebbleErr(err))
+	}
+	l.mu.upstreams[ns] = ups
+	return ups, nil
+}
+
+// NoteUpstream records that peer answered a sync of ns this replica
+// started. It writes only the first time, without fsync: a lost record
+// is written again by the next sync.
+func (l *Log) NoteUpstream(ctx context.Context, ns string, peer crdt.ReplicaID) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("oplog: %w", err)
+	}
+	if peer.IsZero() || peer == l.replica {
+		return nil
+	}
+	if err := checkNamespace(ns); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	ups, err := l.upstreamsLocked(ns)
+	if err != nil {
+		return err
+	}
+	if _, ok := ups[peer]; ok {
+		return nil
+	}
+	if err := l.db.Set(upstreamKey(ns, peer), nil, pebble.NoSync); err != nil {
+		return fmt.Errorf("oplog: note upstream %v: %w", peer, err)
+	}
+	ups[peer] = struct{}{}
+	return nil
+}
+
+// Upstreams returns the peers that answered syncs of ns this replica
+// started (see NoteUpstream), in no particular order.
+func (l *Log) Upstreams(ctx context.Context, ns string) ([]crdt.ReplicaID, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("oplog: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil, ErrClosed
+	}
+	ups, err := l.upstreamsLocked(ns)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Collect(maps.Keys(ups)), nil
 }

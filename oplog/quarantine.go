@@ -36,6 +36,10 @@ type Quarantined struct {
 	Reason string
 	At     time.Time // when it was first refused
 	Op     []byte    // the op's encoding
+	// Waiting counts the ops of the same origin after it that known peers
+	// hold (see Peers): they wait for it, since an origin's ops apply in
+	// sequence order, and are not kept here. It is computed when read.
+	Waiting uint64
 }
 
 // quarantineKey is 'Q' ns origin(16) seq(8).
@@ -224,7 +228,32 @@ func (l *Log) Quarantine(ctx context.Context, ns string) ([]Quarantined, error) 
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("oplog: quarantine %q: %w", ns, err)
 	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ps, err := l.peersLocked(ns)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Waiting = waitingBehind(out[i].Dot, ps)
+	}
 	return out, nil
+}
+
+// waitingBehind counts the ops of d's origin after d that some known peer
+// holds.
+func waitingBehind(d crdt.Dot, peers map[crdt.ReplicaID]crdt.VersionVector) uint64 {
+	var top uint64
+	for _, vv := range peers {
+		top = max(top, vv[d.Origin])
+	}
+	if top <= d.Seq {
+		return 0
+	}
+	return top - d.Seq
 }
 
 // RetryQuarantine offers the quarantined ops of ns to Ingest again: those
@@ -283,7 +312,47 @@ func (l *Log) DiscardQuarantined(ctx context.Context, ns string, d crdt.Dot) err
 		return fmt.Errorf("oplog: discard %v: %w", d, err)
 	}
 	delete(set, d)
+	l.changedLocked(ns)
 	return nil
+}
+
+// QuarantineStats summarizes the quarantine of a namespace.
+type QuarantineStats struct {
+	// Ops counts the quarantined ops.
+	Ops int
+	// Waiting counts the ops held back behind them: per origin with a
+	// quarantined op, the ops after its first one that known peers hold.
+	Waiting uint64
+}
+
+// QuarantineStats returns how many ops of ns are quarantined and how many
+// wait behind them, from what the Log keeps in memory (no scan of the
+// quarantine).
+func (l *Log) QuarantineStats(ns string) (QuarantineStats, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return QuarantineStats{}, ErrClosed
+	}
+	set, err := l.quarantinedLocked(ns)
+	if err != nil || len(set) == 0 {
+		return QuarantineStats{}, err
+	}
+	ps, err := l.peersLocked(ns)
+	if err != nil {
+		return QuarantineStats{}, err
+	}
+	first := make(map[crdt.ReplicaID]uint64) // origin -> its first quarantined seq
+	for d := range set {
+		if s, ok := first[d.Origin]; !ok || d.Seq < s {
+			first[d.Origin] = d.Seq
+		}
+	}
+	st := QuarantineStats{Ops: len(set)}
+	for o, seq := range first {
+		st.Waiting += waitingBehind(crdt.Dot{Origin: o, Seq: seq}, ps)
+	}
+	return st, nil
 }
 
 // QuarantineCount returns how many ops of ns are quarantined.

@@ -271,6 +271,7 @@ func (l *Log) FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVect
 		delete(quarantined, d)
 	}
 	l.mu.known[ns] = true
+	l.changedLocked(ns)
 	l.logger.Info("installed snapshot", "namespace", ns, "vector", vv, "released", len(released))
 	return nil
 }

@@ -235,6 +235,7 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 				return nil, fmt.Errorf("oplog: ingest: quarantine: %w", err)
 			}
 			l.noteQuarantineLocked(b)
+			l.changedLocked(ns)
 		}
 		return res, nil
 	}
@@ -498,6 +499,7 @@ func (l *Log) commitLocked(b *batch) error {
 	if l.opts.OnCommit != nil {
 		l.opts.OnCommit(b.commit)
 	}
+	l.changedLocked(ns)
 	if l.opts.Durability == GroupCommit {
 		// Wait for the shared fsync without blocking other writers.
 		l.mu.Unlock()

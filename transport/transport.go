@@ -143,6 +143,9 @@ type Result struct {
 	Reason    string
 	// PeerVector is the peer's vector at the end: what it acknowledged.
 	PeerVector crdt.VersionVector
+	// Peer is the responder's replica id, from the last response that
+	// named its sender (zero if none did): whose vector PeerVector is.
+	Peer crdt.ReplicaID
 	// Snapshots counts the bootstraps from a snapshot of the peer's (the
 	// peer answered that our vector is below its compaction horizon).
 	Snapshots int
@@ -238,6 +241,9 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			return done(fmt.Errorf("transport: sync %q: round %d: %w", ns, res.Rounds, err))
 		}
 		peerVV, fresh = resp.Vector, true
+		if !resp.From.IsZero() {
+			res.Peer = resp.From
+		}
 		if err := acknowledged(ctx, store, ns, resp.From, resp.Vector); err != nil {
 			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
 		}

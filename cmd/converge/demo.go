@@ -79,7 +79,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: converge demo [flags]")
 		fmt.Fprintln(stderr, "\nReplicas in one process, a partition with conflicting writes on both sides, the heal.")
-		fmt.Fprintln(stderr, "The last line is \"converged: <replicas> replicas, <records> records, state <hash>\".")
+		fmt.Fprintln(stderr, "The last line is \"converged: <n> replicas, <records> records, state <hash>\", where n counts")
+		fmt.Fprintln(stderr, "the -replicas and the one that joins late (\"<n> replicas and the hub\" with -transport http).")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -492,11 +493,28 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 	p("")
 
 	// 7. Compaction, and a late joiner.
-	if err := demoCompaction(ctx, dir, dbOpts, network, reps, all, hash, name, width, p, &closeDBs, &closePeers); err != nil {
+	joiner, err := demoCompaction(ctx, dir, dbOpts, network, reps, all, hash, name, width, p, &closeDBs, &closePeers)
+	if err != nil {
 		return err
 	}
 	p("")
-	p("converged: %d replicas, %d records, state %s", len(reps), records, hash)
+	// The last line counts the replicas that hold the converged state now:
+	// every one checked, the late joiner and the hub included.
+	checked := append(slices.Clone(all), joiner)
+	for _, db := range checked {
+		h, err := db.StateHash(ctx, demoNS)
+		if err != nil {
+			return err
+		}
+		if h != hash {
+			return fmt.Errorf("%s has state %s, want %s", name(db.ReplicaID()), h, hash)
+		}
+	}
+	counted := fmt.Sprintf("%d replicas", len(reps)+1)
+	if hub != nil {
+		counted += " and the hub"
+	}
+	p("converged: %s, %d records, state %s", counted, records, hash)
 	return nil
 }
 
@@ -563,6 +581,43 @@ func difference(ctx context.Context, dbs []*converge.DB) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// waitStable waits until every DB knows that every replica it knows
+// holds every op it holds (its stable vector is its vector). A sync with
+// one peer tells a replica what that peer holds; over NATS, a replica
+// learns what the others hold from their vector announcements too, which
+// no change event announces: it re-checks every recheckEvery.
+func waitStable(ctx context.Context, dbs []*converge.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, demoBound)
+	defer cancel()
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	for {
+		behind := ""
+		for _, db := range dbs {
+			vv, err := db.Vector(ctx, demoNS)
+			if err != nil {
+				return err
+			}
+			sv, err := db.StableVector(ctx, demoNS)
+			if err != nil {
+				return err
+			}
+			if fmt.Sprint(vv) != fmt.Sprint(sv) { // fmt prints maps sorted by key
+				behind = fmt.Sprintf("%s holds %v, of which every replica it knows holds %v", db.ReplicaID(), vv, sv)
+				break
+			}
+		}
+		if behind == "" {
+			return nil
+		}
+		select {
+		case <-recheck.C:
+		case <-ctx.Done():
+			return fmt.Errorf("replicas never learned what the others hold: %s: %w", behind, ctx.Err())
+		}
+	}
 }
 
 // waitPending waits on r's status stream until the demo namespace's
@@ -694,55 +749,61 @@ func plural(n int, word string) string {
 
 // demoCompaction compacts every replica's log and has a new replica join:
 // it bootstraps from a snapshot of a peer's states, then syncs the ops
-// after it.
+// after it. It returns the new replica.
 func demoCompaction(ctx context.Context, dir string, dbOpts converge.Options, network demoNet, reps []*demoReplica, all []*converge.DB, hash string,
-	name func(string) string, width int, p func(string, ...any), closeDBs, closePeers *[]func() error) error {
+	name func(string) string, width int, p func(string, ...any), closeDBs, closePeers *[]func() error) (*converge.DB, error) {
 	p("7. Compaction: each replica folds the ops that every replica it knows holds into one")
 	p("   base state per record and drops them from its log (DB.Compact; it also runs in the")
-	p("   background). Syncs first tell each side what the other holds:")
+	p("   background). Syncs first tell each replica what the others hold:")
 	for range 2 {
 		for _, r := range reps {
 			if _, err := r.rep.SyncNow(ctx, demoNS); err != nil {
-				return fmt.Errorf("%s: sync: %w", r.name, err)
+				return nil, fmt.Errorf("%s: sync: %w", r.name, err)
 			}
 		}
+	}
+	if err := waitStable(ctx, all); err != nil {
+		return nil, err
 	}
 	for _, db := range all {
 		st, err := db.Compact(ctx, demoNS)
 		if err != nil {
-			return fmt.Errorf("%s: %w", name(db.ReplicaID()), err)
+			return nil, fmt.Errorf("%s: %w", name(db.ReplicaID()), err)
 		}
 		ls, err := db.Log().Stats(ctx, demoNS)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		p("   %-*s folded %s into base states and dropped them; its log keeps %s (not yet held everywhere)",
-			width+1, name(db.ReplicaID())+":", plural(st.Ops, "op"), plural(ls.LogOps, "op"))
+		keeps := "its log is empty: every replica it knows holds every op"
+		if ls.LogOps > 0 {
+			keeps = fmt.Sprintf("its log keeps %s, not yet held by every replica it knows", plural(ls.LogOps, "op"))
+		}
+		p("   %-*s folded %s into base states and dropped them; %s", width+1, name(db.ReplicaID())+":", plural(st.Ops, "op"), keeps)
 	}
 	joinName := demoNames[len(reps)]
 	db, err := converge.Open(filepath.Join(dir, joinName), dbOpts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	*closeDBs = append(*closeDBs, db.Close)
 	peer, closePeer, err := network.joiner(joinName, db)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	*closePeers = append(*closePeers, closePeer)
 	res, err := db.SyncWith(ctx, peer, demoNS)
 	if err != nil {
-		return fmt.Errorf("%s joins: %w", joinName, err)
+		return nil, fmt.Errorf("%s joins: %w", joinName, err)
 	}
 	h, err := db.StateHash(ctx, demoNS)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if h != hash {
-		return fmt.Errorf("%s joined with state %s, want %s", joinName, h, hash)
+		return nil, fmt.Errorf("%s joined with state %s, want %s", joinName, h, hash)
 	}
 	if v, err := db.Verify(ctx, demoNS); err != nil || !v.OK() {
-		return fmt.Errorf("%s: verify after joining: %+v, %v", joinName, v, err)
+		return nil, fmt.Errorf("%s: verify after joining: %+v, %v", joinName, v, err)
 	}
 	how := fmt.Sprintf("received %s (nothing was compacted where it asked)", plural(res.Received, "op"))
 	if res.Snapshots > 0 {
@@ -750,5 +811,5 @@ func demoCompaction(ctx context.Context, dir string, dbOpts converge.Options, ne
 	}
 	p("   %s joins late. The ops it lacks are compacted away, so it %s.", joinName, how)
 	p("   Its state hash equals the others'.")
-	return nil
+	return db, nil
 }

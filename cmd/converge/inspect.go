@@ -39,7 +39,8 @@ const inspectUsage = `usage:
                                                  drop one without applying it
 
 Run it on a store no process has open (stop the replica or converge serve
-first): a Pebble store has one owner.
+first): a Pebble store has one owner. It opens existing stores only: a
+missing directory, or one that holds no Converge store, is an error.
 `
 
 func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -111,8 +112,14 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fset.Usage()
 		return fmt.Errorf("inspect: unknown subcommand %q", rest[0])
 	}
-	l, err := oplog.Open(dir, oplog.Options{Logger: logger})
-	if err != nil {
+	// Only an existing store: inspect never creates one.
+	l, err := oplog.Open(dir, oplog.Options{Logger: logger, ExistingOnly: true})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("inspect: %s does not exist: give the directory of an existing store", dir)
+	case errors.Is(err, oplog.ErrNotStore):
+		return fmt.Errorf("inspect: %s is not a Converge store (%w): give the directory a replica was opened on", dir, err)
+	case err != nil:
 		return fmt.Errorf("inspect: %w", err)
 	}
 	defer l.Close()
@@ -153,7 +160,7 @@ func inspectOverview(ctx context.Context, l *oplog.Log, dir string, verify bool,
 		if err != nil {
 			return err
 		}
-		quarantined, err := l.QuarantineCount(ns)
+		quarantined, err := l.QuarantineStats(ns)
 		if err != nil {
 			return err
 		}
@@ -169,8 +176,8 @@ func inspectOverview(ctx context.Context, l *oplog.Log, dir string, verify bool,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "namespace %q: %d ops, %d records (%d deleted), %d conflicts, %d quarantined\n  vector %v\n  %d known peers; %d of the ops are stable (every known replica holds them)\n  %d ops compacted into base states, %d in the log; horizon %v\n",
-			ns, vv.Sum(), live, total-live, conflicts, quarantined, vv, len(peers), stable.Sum(), h.Sum(), vv.Sum()-h.Sum(), h)
+		fmt.Fprintf(stdout, "namespace %q: %d ops, %d records (%d live, %d deleted), %d conflicts, %d quarantined (%d ops waiting behind them)\n  vector %v\n  %d known peers; %d of the ops are stable (every known replica holds them)\n  %d ops compacted into base states, %d in the log; horizon %v\n",
+			ns, vv.Sum(), total, live, total-live, conflicts, quarantined.Ops, quarantined.Waiting, vv, len(peers), stable.Sum(), h.Sum(), vv.Sum()-h.Sum(), h)
 	}
 	if !verify {
 		return nil
@@ -198,7 +205,7 @@ func inspectVerify(ctx context.Context, l *oplog.Log, nss []string, stdout, stde
 			status = "MISMATCH"
 			bad++
 		}
-		fmt.Fprintf(stdout, "namespace %q: verify %s: stored %s (%d records), from log %s (%d records)\n", ns, status, v.StoredHash[:16], v.StoredCount, v.LogHash[:16], v.LogCount)
+		fmt.Fprintf(stdout, "namespace %q: verify %s: stored %s (%d records, deleted ones included), from log %s (%d records)\n", ns, status, v.StoredHash[:16], v.StoredCount, v.LogHash[:16], v.LogCount)
 	}
 	if bad > 0 {
 		return fmt.Errorf("inspect: %d namespaces' stored state differs from their log: rebuild it, or resync from a peer (docs/OPERATIONS.md)", bad)
@@ -318,6 +325,9 @@ func inspectQuarantine(ctx context.Context, l *oplog.Log, ns string, args []stri
 				what = fmt.Sprintf(" %s/%s", op.Collection, op.Key)
 			}
 			fmt.Fprintf(stdout, "%v %d%s: %s since %s: %s\n", q.Dot.Origin, q.Dot.Seq, what, q.Kind, q.At.UTC().Format("2006-01-02T15:04:05Z"), q.Reason)
+			if q.Waiting > 0 {
+				fmt.Fprintf(stdout, "  %d later ops of %v wait behind it (known peers hold them)\n", q.Waiting, q.Dot.Origin)
+			}
 		}
 		fmt.Fprintf(stdout, "%d quarantined\n", len(qs))
 		return nil

@@ -3,10 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/crdt"
@@ -75,7 +81,8 @@ func TestInspectSubcommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, errOut)
 	}
-	for _, want := range []string{"replica ", "disk: ", `namespace "ns": 3 ops, 1 records (1 deleted), 0 conflicts, 1 quarantined`, "verify ok"} {
+	for _, want := range []string{"replica ", "disk: ", `namespace "ns": 3 ops, 2 records (1 live, 1 deleted), 0 conflicts, 1 quarantined (0 ops waiting behind them)`,
+		"verify ok: stored ", "(2 records, deleted ones included), from log "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("overview lacks %q:\n%s", want, out)
 		}
@@ -151,5 +158,74 @@ func TestInspectSubcommands(t *testing.T) {
 		if _, _, err := runCmd(t, bad...); err == nil {
 			t.Errorf("%v: no error", bad)
 		}
+	}
+}
+
+// TestInspectRefusesWhatIsNotAStore: inspect opens existing stores only.
+// A missing directory, an empty one, one of other files, or a Pebble store
+// that is not Converge's is an error naming the directory, and inspect
+// leaves it as it found it: nothing is created.
+func TestInspectRefusesWhatIsNotAStore(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	missing := filepath.Join(root, "missing")
+	empty := filepath.Join(root, "empty")
+	other := filepath.Join(root, "other")
+	foreign := filepath.Join(root, "foreign")
+	for _, d := range []string{empty, other} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pdb, err := pebble.Open(foreign, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pdb.Set([]byte("k"), []byte("v"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := pdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	listing := func(dir string) []string {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	for _, tt := range []struct {
+		name, dir, want string
+	}{
+		{"missing", missing, "does not exist"},
+		{"empty", empty, "is not a Converge store"},
+		{"other files", other, "is not a Converge store"},
+		{"another program's Pebble store", foreign, "is not a Converge store"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := listing(tt.dir)
+			for _, args := range [][]string{{"inspect", tt.dir}, {"inspect", tt.dir, "peers", "ns"}, {"inspect", tt.dir, "compact", "ns"}} {
+				_, _, err := runCmd(t, args...)
+				if err == nil || !strings.Contains(err.Error(), tt.dir) || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("run(%q) = %v, want an error naming the directory and saying it %s", args, err, tt.want)
+				}
+			}
+			if tt.dir != foreign && !slices.Equal(listing(tt.dir), before) {
+				t.Errorf("inspect changed %s: %v, was %v", tt.dir, listing(tt.dir), before)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("inspect created the missing directory: %v", err)
 	}
 }

@@ -24,8 +24,33 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-func convergedLine(n int) *regexp.Regexp {
-	return regexp.MustCompile(fmt.Sprintf(`^converged: %d replicas, \d+ records, state [0-9a-f]{64}$`, n))
+// convergedLine matches the demo's last line for a run with n replicas
+// (-replicas n): the late joiner counts too, and the hub over HTTP.
+func convergedLine(n int, transport string) *regexp.Regexp {
+	hub := ""
+	if transport == "http" {
+		hub = " and the hub"
+	}
+	return regexp.MustCompile(fmt.Sprintf(`^converged: %d replicas%s, 3 records, state [0-9a-f]{64}$`, n+1, hub))
+}
+
+// checkCompactionText checks what step 7 says of each log: either that
+// it is empty, or how many ops it keeps, a positive number. With every
+// replica knowing what the others hold, every log is empty.
+func checkCompactionText(t *testing.T, out string, replicas int) {
+	t.Helper()
+	folded := regexp.MustCompile(`(?m)^   \S+: +folded \d+ ops? into base states and dropped them; (.*)$`).FindAllStringSubmatch(out, -1)
+	if len(folded) != replicas {
+		t.Errorf("%d compaction lines, want %d; output:\n%s", len(folded), replicas, out)
+	}
+	for _, m := range folded {
+		if m[1] != "its log is empty: every replica it knows holds every op" {
+			t.Errorf("compaction line says %q, want the log empty (the demo waits until every replica knows what the others hold)", m[1])
+		}
+	}
+	if strings.Contains(out, "keeps 0 ops") {
+		t.Errorf("the demo says a log keeps 0 ops; output:\n%s", out)
+	}
 }
 
 func TestDemo(t *testing.T) {
@@ -37,12 +62,14 @@ func TestDemo(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run(demo -transport %s) = %v, want nil; stderr:\n%s\nstdout:\n%s", tr, err, errOut, out)
 			}
-			if got, want := lastLine(out), convergedLine(3); !want.MatchString(got) {
+			if got, want := lastLine(out), convergedLine(3, tr); !want.MatchString(got) {
 				t.Errorf("last line = %q, want match for %s", got, want)
 			}
+			checkCompactionText(t, out, map[string]int{"nats": 3, "http": 4}[tr])
 			for _, want := range []string{
 				map[string]string{"nats": "over NATS", "http": "over HTTP"}[tr], // the transport it used
-				"alice's replicator reports 6 pending ops",                      // the offline queue: 4 scripted writes and 2 votes
+				"dave joins late",                          // the fourth replica the last line counts
+				"alice's replicator reports 6 pending ops", // the offline queue: 4 scripted writes and 2 votes
 				"alice received 9 ops (bob's 4, carol's 5), detected 2 conflicts",
 				"bob   received 6 ops (alice's 6), detected 2 conflicts",
 				"reports 0 pending ops",                  // the queue drained
@@ -82,7 +109,7 @@ func TestDemoReplicas(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run(demo -replicas %d) = %v, want nil; stderr:\n%s\nstdout:\n%s", n, err, errOut, out)
 			}
-			if got, want := lastLine(out), convergedLine(n); !want.MatchString(got) {
+			if got, want := lastLine(out), convergedLine(n, "nats"); !want.MatchString(got) {
 				t.Errorf("last line = %q, want match for %s", got, want)
 			}
 			if want := fmt.Sprintf("votes=%d", 2*n); !strings.Contains(out, want) {
@@ -104,7 +131,7 @@ func TestDemoOps(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run(demo -ops %d) = %v, want nil; stderr:\n%s\nstdout:\n%s", tt.ops, err, errOut, out)
 			}
-			if got, want := lastLine(out), convergedLine(3); !want.MatchString(got) {
+			if got, want := lastLine(out), convergedLine(3, tt.transport); !want.MatchString(got) {
 				t.Errorf("last line = %q, want match for %s", got, want)
 			}
 			for _, want := range []string{
@@ -144,7 +171,7 @@ func TestDemoDirThenInspect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run(demo -dir) = %v, want nil; stderr:\n%s\nstdout:\n%s", err, errOut, out)
 	}
-	if got, want := lastLine(out), convergedLine(3); !want.MatchString(got) {
+	if got, want := lastLine(out), convergedLine(3, "nats"); !want.MatchString(got) {
 		t.Errorf("last line = %q, want match for %s", got, want)
 	}
 	if !strings.Contains(out, dir) {
@@ -159,6 +186,17 @@ func TestDemoDirThenInspect(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output does not contain %q; output:\n%s", want, out)
 		}
+	}
+	// The overview and verify count the same records; the live ones are
+	// the demo's 3.
+	counts := regexp.MustCompile(`namespace "team-rocket": \d+ ops, (\d+) records \((\d+) live, (\d+) deleted\)`).FindStringSubmatch(out)
+	verified := regexp.MustCompile(`verify ok: stored \S+ \((\d+) records, deleted ones included\), from log \S+ \((\d+) records\)`).FindStringSubmatch(out)
+	if counts == nil || verified == nil {
+		t.Fatalf("inspect output lacks the record counts; output:\n%s", out)
+	}
+	if counts[1] != verified[1] || counts[1] != verified[2] || counts[2] != "3" || counts[3] != "1" {
+		t.Errorf("inspect counts %s records (%s live, %s deleted), verify %s stored and %s from the log; want the same total, 3 live, 1 deleted",
+			counts[1], counts[2], counts[3], verified[1], verified[2])
 	}
 	if strings.Contains(out, "MISMATCH") {
 		t.Errorf("inspect output reports a mismatch:\n%s", out)

@@ -558,8 +558,10 @@ func TestServeStartFails(t *testing.T) {
 		t.Error("the listener is still open after a failed start")
 	}
 
-	// A NATS server that is not there: the store is closed again.
-	cfg, err = parseServeConfig([]string{"-dir", dir, "-nats-url", "nats://127.0.0.1:1", "-namespaces", "a"}, noEnv, io.Discard)
+	// A NATS URL that cannot be dialled: the store is closed again. (A
+	// server that is only unreachable does not stop the hub: see
+	// TestServeStartsWithoutNATS.)
+	cfg, err = parseServeConfig([]string{"-dir", dir, "-nats-url", "nats://127.0.0.1:notaport", "-namespaces", "a"}, noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,11 +569,38 @@ func TestServeStartFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := serve(t.Context(), cfg, quietLogger()); err == nil {
-		t.Error("serve with an unreachable NATS server = nil, want an error")
+		t.Error("serve with a malformed NATS URL = nil, want an error")
 	}
 	db, err := converge.Open(dir, converge.Options{Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("the store is still open after a failed start: %v", err)
 	}
 	db.Close()
+}
+
+// A hub whose NATS server is not up yet starts all the same (natstransport
+// connects in the background), says it is unhealthy until it connects,
+// and shuts down cleanly.
+func TestServeStartsWithoutNATS(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsURL := "nats://" + ln.Addr().String()
+	if err := ln.Close(); err != nil { // nothing listens there now
+		t.Fatal(err)
+	}
+	h := startServe(t, "-dir", t.TempDir(), "-nats-url", natsURL, "-namespaces", "a")
+	code, body := get(t, h.url+"/healthz") // the listener is open before serve runs: no wait
+	var health healthBody
+	if err := json.Unmarshal([]byte(body), &health); err != nil {
+		t.Fatalf("/healthz body %q: %v", body, err)
+	}
+	if code != http.StatusServiceUnavailable || health.Checks["store"] != "ok" || !strings.Contains(health.Checks["nats"], "not connected") {
+		t.Errorf("/healthz = %d %s, want 503 with the store ok and NATS not connected", code, body)
+	}
+	if err := h.stop(); err != nil {
+		t.Errorf("serve = %v, want nil after its context ended", err)
+	}
 }

@@ -53,5 +53,8 @@
 // [Connect] dials with any nats.Option (user and password, token, NKeys,
 // creds files, TLS) and adds nats.NoEcho, which the transport needs (it must
 // not answer its own requests); [New] wraps a connection the caller made
-// with NoEcho.
+// with NoEcho. Connect does not need a server to be up: a device that
+// boots offline gets a transport that connects in the background, reports
+// [ErrNotConnected] from [Transport.Health] until then, and tells the
+// replicator when it connects.
 package natstransport

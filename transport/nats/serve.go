@@ -123,7 +123,7 @@ func (t *Transport) answer(ns string, m *nats.Msg) {
 			return
 		}
 		data := transport.AppendResponse(nil, resp)
-		if len(data) > t.maxPayload && lim.MaxBytes > 1024 && len(resp.Ops) > 1 {
+		if len(data) > t.maxPayload() && lim.MaxBytes > 1024 && len(resp.Ops) > 1 {
 			// The vector made the page too big: the ops pushed were
 			// applied, so answer with a smaller page of the rest.
 			lim.MaxBytes /= 2
@@ -133,8 +133,8 @@ func (t *Transport) answer(ns string, m *nats.Msg) {
 		out := nats.NewMsg(m.Reply)
 		out.Header.Set(hdrFrom, t.id)
 		out.Data = data
-		if len(data) > t.maxPayload {
-			t.refuse(m, fmt.Sprintf("reply of %d bytes exceeds the max payload %d", len(data), t.maxPayload))
+		if len(data) > t.maxPayload() {
+			t.refuse(m, fmt.Sprintf("reply of %d bytes exceeds the max payload %d", len(data), t.maxPayload()))
 			return
 		}
 		if err := m.RespondMsg(out); err != nil {
@@ -173,13 +173,13 @@ func (t *Transport) answerSnapshot(ns string, m *nats.Msg) {
 			return
 		}
 		data := transport.AppendSnapshotResponse(nil, resp)
-		if len(data) > t.maxPayload {
+		if len(data) > t.maxPayload() {
 			if len(resp.Records) > 1 {
 				// Fewer records, until the page fits.
 				req.Limits = transport.Limits{MaxOps: len(resp.Records) / 2, MaxBytes: lim.MaxBytes}
 				continue
 			}
-			t.refuse(m, fmt.Sprintf("snapshot page of %d bytes (one record state) exceeds the max payload %d", len(data), t.maxPayload))
+			t.refuse(m, fmt.Sprintf("snapshot page of %d bytes (one record state) exceeds the max payload %d", len(data), t.maxPayload()))
 			return
 		}
 		out := nats.NewMsg(m.Reply)

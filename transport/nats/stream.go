@@ -88,8 +88,12 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 		return fmt.Errorf("natstransport: stream %q: %w", ns, err)
 	}
 	sv.subs = append(sv.subs, live)
-	if err := t.flush(ctx); err != nil {
-		return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
+	// Offline, the subscriptions are sent when the connection comes up,
+	// before anything published meanwhile.
+	if t.nc.IsConnected() {
+		if err := t.flush(ctx); err != nil {
+			return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
+		}
 	}
 	if t.hasSelf && t.store != nil {
 		vv, err := t.store.Vector(ctx, ns)
@@ -235,7 +239,7 @@ func (t *Transport) publishBatch(st *stream, vv crdt.VersionVector, ops [][]byte
 		m.Header.Set(hdrOrigin, t.self.String())
 	}
 	m.Data = transport.AppendRequest(nil, &transport.Request{Namespace: st.ns, Vector: vv, Ops: ops})
-	if len(m.Data) > t.maxPayload {
+	if len(m.Data) > t.maxPayload() {
 		return fmt.Errorf("natstransport: batch of %d ops, %d bytes: %w", len(ops), len(m.Data), ErrTooLarge)
 	}
 	if err := t.nc.PublishMsg(m); err != nil {

@@ -30,7 +30,15 @@ var (
 	ErrStreaming = errors.New("natstransport: namespace already streamed")
 	// ErrClosed: the transport was closed.
 	ErrClosed = errors.New("natstransport: closed")
+	// ErrNotConnected is reported by [Transport.Health] while the
+	// connection is not up: a transport made by [Connect] before any
+	// server was reachable, or one reconnecting.
+	ErrNotConnected = errors.New("natstransport: not connected to a server")
 )
+
+// defaultMaxPayload is the max payload assumed before the connection has
+// learned the server's (the NATS default).
+const defaultMaxPayload = 1 << 20
 
 // RemoteError is a refusal from the replica that answered a request.
 type RemoteError struct{ Reason string }
@@ -99,16 +107,18 @@ type counters struct {
 // [transport.Peer] and [transport.Snapshotter] for the sync engine and a
 // live streamer for the converge replicator. It is safe for concurrent use.
 type Transport struct {
-	nc         *nats.Conn
-	owned      bool
-	store      transport.Store
-	self       crdt.ReplicaID
-	hasSelf    bool
-	opts       Options
-	id         string
-	log        *slog.Logger
-	maxPayload int
-	c          counters
+	nc      *nats.Conn
+	owned   bool
+	store   transport.Store
+	self    crdt.ReplicaID
+	hasSelf bool
+	opts    Options
+	id      string
+	log     *slog.Logger
+	c       counters
+	// startedOffline: Connect returned before the first connection; the
+	// first one is then announced as a reconnection is.
+	startedOffline bool
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -129,14 +139,48 @@ type Transport struct {
 
 // Connect dials url with natsOpts (credentials, TLS, ...) plus the options
 // the transport needs, and returns a transport that owns the connection.
+//
+// It does not wait for a server: when none is reachable (an edge device
+// booting offline) it returns a transport whose connection keeps trying
+// in the background, every 250ms unless natsOpts set nats.ReconnectWait
+// (nats.RetryOnFailedConnect(false) makes it fail instead). Until it
+// connects, Health reports ErrNotConnected, round trips fail, and what is
+// published waits in the connection's buffer; once it connects, the
+// transport tells its OnReconnect listeners (the converge replicator
+// syncs every namespace) and its streams announce themselves. A server
+// that answers but refuses the connection (a wrong credential) is an
+// error, as are bad options.
 func Connect(url string, opts Options, natsOpts ...nats.Option) (*Transport, error) {
 	// A silent error handler first: nats.go's default prints to stderr;
 	// the transport logs server errors itself, and the caller's handler,
 	// if any, replaces this one and is chained.
 	silent := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
-	all := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), silent}, natsOpts...)
-	all = append(all, nats.NoEcho())
-	nc, err := nats.Connect(url, all...)
+	defaults := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), silent}
+	// What the caller's options say of retrying and of connect handlers.
+	given := nats.GetDefaultOptions()
+	given.RetryOnFailedConnect = true
+	for _, o := range natsOpts {
+		if o != nil {
+			_ = o(&given) // an option's error surfaces from nats.Connect below
+		}
+	}
+	var made atomic.Pointer[Transport]
+	connected := nats.ConnectHandler(func(nc *nats.Conn) {
+		if t := made.Load(); t != nil && t.startedOffline {
+			t.up(false)
+		}
+		if given.ConnectedCB != nil {
+			given.ConnectedCB(nc)
+		}
+	})
+	all := append(append(defaults, natsOpts...), connected, nats.NoEcho())
+	// Dial once: a server that refuses us fails here. Only when no server
+	// answers does the connection go on trying in the background.
+	nc, err := nats.Connect(url, append(all, nats.RetryOnFailedConnect(false))...)
+	offline := errors.Is(err, nats.ErrNoServers) && given.RetryOnFailedConnect
+	if offline {
+		nc, err = nats.Connect(url, append(all, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("natstransport: connect %s: %w", url, err)
 	}
@@ -146,6 +190,11 @@ func Connect(url string, opts Options, natsOpts ...nats.Option) (*Transport, err
 		return nil, err
 	}
 	t.owned = true
+	if offline && !nc.IsConnected() {
+		t.startedOffline = true
+		t.log.Info("no server reachable yet: connecting in the background", "url", url)
+	}
+	made.Store(t)
 	return t, nil
 }
 
@@ -174,7 +223,7 @@ func New(nc *nats.Conn, opts Options) (*Transport, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	t := &Transport{nc: nc, store: opts.Store, opts: opts, id: nuid.Next(), maxPayload: int(nc.MaxPayload())}
+	t := &Transport{nc: nc, store: opts.Store, opts: opts, id: nuid.Next()}
 	t.log = opts.Logger.With("component", "natstransport", "transport", t.id)
 	if o, ok := opts.Store.(transport.Origin); ok {
 		t.self, t.hasSelf = o.Self(), true
@@ -186,7 +235,7 @@ func New(nc *nats.Conn, opts Options) (*Transport, error) {
 
 	prevReconnect, prevAsync := nc.Opts.ReconnectedCB, nc.Opts.AsyncErrorCB
 	nc.SetReconnectHandler(func(nc *nats.Conn) {
-		t.reconnected()
+		t.up(true)
 		if prevReconnect != nil {
 			prevReconnect(nc)
 		}
@@ -220,11 +269,21 @@ func (t *Transport) Stats() Stats {
 	}
 }
 
+// maxPayload is the server's max payload, or the NATS default before the
+// connection has learned it.
+func (t *Transport) maxPayload() int {
+	if n := t.nc.MaxPayload(); n > 0 {
+		return int(n)
+	}
+	return defaultMaxPayload
+}
+
 // PageLimits bounds the pages of a sync so that its messages fit the
 // server's max payload, with room for the vector.
 func (t *Transport) PageLimits() transport.Limits {
 	lim := t.opts.Limits
-	room := max(t.maxPayload-t.maxPayload/8-4096, 1024)
+	mp := t.maxPayload()
+	room := max(mp-mp/8-4096, 1024)
 	if lim.MaxBytes <= 0 || lim.MaxBytes > room {
 		lim.MaxBytes = room
 	}
@@ -247,9 +306,16 @@ func (t *Transport) OnReconnect(fn func()) (stop func()) {
 	}
 }
 
-func (t *Transport) reconnected() {
-	t.c.reconnects.Add(1)
-	t.log.Info("reconnected", "server", t.nc.ConnectedUrlRedacted())
+// up runs when the connection comes up: after a reconnection, or the
+// first connection of a transport that started offline. It tells the
+// OnReconnect listeners and has every stream announce itself.
+func (t *Transport) up(reconnected bool) {
+	if reconnected {
+		t.c.reconnects.Add(1)
+		t.log.Info("reconnected", "server", t.nc.ConnectedUrlRedacted())
+	} else {
+		t.log.Info("connected", "server", t.nc.ConnectedUrlRedacted())
+	}
 	t.mu.Lock()
 	fns := make([]func(), 0, len(t.mu.listeners))
 	for _, fn := range t.mu.listeners {
@@ -297,12 +363,12 @@ func (t *Transport) asyncError(sub *nats.Subscription, err error) {
 // deniedHealthWindow is how long a permission violation makes Health fail.
 const deniedHealthWindow = time.Minute
 
-// Health reports whether the connection is up and answers a round trip
-// to the server, and a permission violation the server reported in the
-// last minute.
+// Health reports whether the connection is up (else an error wrapping
+// ErrNotConnected) and answers a round trip to the server, and a
+// permission violation the server reported in the last minute.
 func (t *Transport) Health(ctx context.Context) error {
 	if st := t.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("natstransport: connection %s", st)
+		return fmt.Errorf("%w (connection %s)", ErrNotConnected, st)
 	}
 	ctx, cancel := t.withTimeout(ctx)
 	defer cancel()
@@ -384,7 +450,7 @@ func (t *Transport) ask(ctx context.Context, ns string, data []byte, decode func
 	if err != nil {
 		return err
 	}
-	if len(data) > t.maxPayload {
+	if len(data) > t.maxPayload() {
 		return fmt.Errorf("natstransport: request of %d bytes: %w", len(data), ErrTooLarge)
 	}
 	t.mu.Lock()
