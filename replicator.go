@@ -17,30 +17,6 @@ import (
 // ErrPaused is returned by [Replicator.SyncNow] while the replicator is paused.
 var ErrPaused = errors.New("converge: replication paused")
 
-// Streamer is a peer that can also push live ops: Stream calls apply with
-// each batch of encoded ops the peer has and have() lacks, until ctx ends
-// (nil) or the connection fails (an error; the replicator reconnects).
-// The HTTP transport's client implements it.
-type Streamer interface {
-	Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error
-}
-
-// A Publisher is a peer on a shared bus that publishes this replica's
-// commits live (the NATS transport): the replicator calls Notify(ns) after
-// every local commit to ns. Syncs with a Publisher start with a vector
-// exchange instead of pushing what the peer lacked last time, since the
-// live path has most likely delivered it already.
-type Publisher interface {
-	Notify(ns string)
-}
-
-// A Reconnector is a peer that reports reconnections to its network: the
-// replicator syncs every namespace after each one. OnReconnect returns a
-// func that unregisters fn.
-type Reconnector interface {
-	OnReconnect(fn func()) (stop func())
-}
-
 // ReplicatorOptions configure a [Replicator]. Zero fields get the defaults.
 type ReplicatorOptions struct {
 	// Namespaces to keep in sync. Required.
@@ -48,8 +24,9 @@ type ReplicatorOptions struct {
 	// Interval between periodic syncs of a namespace. Zero means 30s.
 	Interval time.Duration
 	// Debounce is how long a sync waits after a local commit for more
-	// commits to join it. Zero means 20ms, or 1s with a [Publisher] peer
-	// (whose live path delivers commits; the sync confirms them).
+	// commits to join it. Zero means 20ms, or 1s with a peer whose live
+	// path publishes this replica's commits itself
+	// ([transport.Live].PublishesCommits: the sync confirms them).
 	Debounce time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed sync, which
 	// doubles with each failure, with full jitter. Zero means 500ms and 1m.
@@ -119,13 +96,15 @@ func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 
 // Replicator keeps namespaces of a DB in sync with one peer, in the
 // background: after local commits (debounced), periodically, and at once
-// when it opens; with live pushes when the peer is a [Streamer]. It is safe
+// when it opens; with live pushes when the peer has a live path
+// ([transport.Peer].Live). It is safe
 // for concurrent use. Open it with [DB.OpenReplicator]; Close it before the
 // DB.
 type Replicator struct {
 	db        *DB
 	peer      transport.Peer
-	publisher Publisher // peer, when it publishes live
+	live      transport.Live // the peer's live path, or nil
+	publishes bool           // live publishes local commits: syncs start with a vector exchange
 	opts      ReplicatorOptions
 	logger    *slog.Logger
 	ctx       context.Context
@@ -143,10 +122,15 @@ type Replicator struct {
 		streaming int        // live streams running
 		stopped   *sync.Cond // signalled when a live stream stops
 		status    map[string]*Status
-		peerVV    map[string]crdt.VersionVector
-		version   uint64 // bumped on every status change
-		watchers  map[chan struct{}]struct{}
-		rng       *rand.Rand
+		peerVV    map[string]crdt.VersionVector // what the peer acknowledged last
+		// exchange marks namespaces whose next sync starts with a vector
+		// exchange instead of pushing from peerVV, which is stale: the
+		// last sync failed (pushing from it again may fail again), or the
+		// live stream delivered ops since (the peer holds them).
+		exchange map[string]bool
+		version  uint64 // bumped on every status change
+		watchers map[chan struct{}]struct{}
+		rng      *rand.Rand
 	}
 }
 
@@ -163,10 +147,11 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	if opts.Interval <= 0 {
 		opts.Interval = 30 * time.Second
 	}
-	publisher, _ := peer.(Publisher)
+	live := peer.Live()
+	publishes := live != nil && live.PublishesCommits()
 	if opts.Debounce <= 0 {
 		opts.Debounce = 20 * time.Millisecond
-		if publisher != nil {
+		if publishes {
 			opts.Debounce = time.Second
 		}
 	}
@@ -179,13 +164,14 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	if opts.Logger == nil {
 		opts.Logger = db.logger
 	}
-	r := &Replicator{db: db, peer: peer, publisher: publisher, opts: opts, logger: opts.Logger.With("component", "replicator"),
+	r := &Replicator{db: db, peer: peer, live: live, publishes: publishes, opts: opts, logger: opts.Logger.With("component", "replicator"),
 		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
 	r.mu.stopped = sync.NewCond(&r.mu.Mutex)
 	r.mu.status = make(map[string]*Status)
 	r.mu.peerVV = make(map[string]crdt.VersionVector)
+	r.mu.exchange = make(map[string]bool)
 	r.mu.watchers = make(map[chan struct{}]struct{})
 	r.mu.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
 	sub := db.Subscribe("") // before the loops start: no local commit is missed
@@ -196,8 +182,8 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 		r.mu.status[ns] = &Status{Namespace: ns, State: StateIdle}
 	}
 	r.wg.Go(func() { r.watchCommits(sub) })
-	if rc, ok := peer.(Reconnector); ok {
-		stop := rc.OnReconnect(func() {
+	if live != nil {
+		stop := live.OnReconnect(func() {
 			for _, k := range r.kicks {
 				kick(k)
 			}
@@ -206,14 +192,15 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	}
 	for _, ns := range opts.Namespaces {
 		r.wg.Go(func() { r.loop(ns) })
-		if s, ok := peer.(Streamer); ok {
-			r.wg.Go(func() { r.stream(s, ns) })
+		if live != nil {
+			r.wg.Go(func() { r.stream(live, ns) })
 		}
 	}
 	return r, nil
 }
 
-// watchCommits kicks a namespace's loop after each local commit to it.
+// watchCommits kicks a namespace's loop after each local commit to it. (A
+// live path that publishes commits hears of them from the store itself.)
 func (r *Replicator) watchCommits(sub *Subscription) {
 	defer sub.Close()
 	for {
@@ -231,9 +218,6 @@ func (r *Replicator) watchCommits(sub *Subscription) {
 				continue
 			}
 			if k, ok := r.kicks[ns]; ok {
-				if r.publisher != nil && r.pausedChan() == nil {
-					r.publisher.Notify(ns)
-				}
 				kick(k)
 			}
 		}
@@ -290,7 +274,7 @@ func (r *Replicator) loop(ns string) {
 }
 
 // stream applies the peer's live pushes to ns, reconnecting with backoff.
-func (r *Replicator) stream(s Streamer, ns string) {
+func (r *Replicator) stream(s transport.Live, ns string) {
 	store := r.db.SyncStore()
 	have := func() crdt.VersionVector {
 		vv, err := r.db.log.Vector(r.ctx, ns)
@@ -320,6 +304,11 @@ func (r *Replicator) stream(s Streamer, ns string) {
 			a, err := store.Apply(r.ctx, ns, ops)
 			if err != nil {
 				return err
+			}
+			if a.Applied > 0 {
+				r.mu.Lock()
+				r.mu.exchange[ns] = true // or the next sync pushes them back
+				r.mu.Unlock()
 			}
 			if a.Refused > 0 {
 				kick(r.kicks[ns]) // a gap: let anti-entropy fetch it
@@ -399,10 +388,15 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	r.update(ns, func(s *Status) { s.State = StateSyncing })
 	r.mu.Lock()
 	peerVV := r.mu.peerVV[ns]
-	r.mu.Unlock()
-	if r.publisher != nil {
-		peerVV = nil // start with a vector exchange: the live path has likely delivered
+	if r.mu.exchange[ns] || r.publishes {
+		// Start with a vector exchange: after a failure, pushing from the
+		// kept vector may be what failed (the same stale batch again,
+		// every retry); after live deliveries, or with a live path that
+		// publishes, the vector no longer says what the peer lacks.
+		peerVV = nil
 	}
+	delete(r.mu.exchange, ns)
+	r.mu.Unlock()
 	res, err := transport.Sync(ctx, r.db.SyncStore(), r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
 	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: res.Received, Conflicts: res.Conflicts, Rounds: res.Rounds,
 		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
@@ -410,6 +404,9 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	r.mu.Lock()
 	if res.PeerVector != nil {
 		r.mu.peerVV[ns] = res.PeerVector
+	}
+	if err != nil {
+		r.mu.exchange[ns] = true
 	}
 	r.mu.Unlock()
 	r.update(ns, func(s *Status) {
@@ -568,14 +565,15 @@ func (r *Replicator) Statuses(ctx context.Context) iter.Seq[Status] {
 }
 
 // Health checks the store and the peer: the store by reading a vector, the
-// peer by its own Health method when it has one, else by the last sync.
+// peer by its own check ([transport.Peer].Health), or by the last sync
+// when it has none.
 func (r *Replicator) Health(ctx context.Context) Health {
 	var h Health
 	if _, err := r.db.log.Vector(ctx, r.opts.Namespaces[0]); err != nil {
 		h.Store = err
 	}
-	if p, ok := r.peer.(interface{ Health(context.Context) error }); ok {
-		h.Peer = p.Health(ctx)
+	if err := r.peer.Health(ctx); !errors.Is(err, errors.ErrUnsupported) {
+		h.Peer = err
 		return h
 	}
 	r.mu.Lock()
