@@ -90,20 +90,11 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 	if err := t.flush(ctx); err != nil {
 		return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
 	}
-	if t.hasSelf && t.store != nil {
-		// Registered before the vector is read: no commit is missed.
-		stopCommits := t.store.OnCommit(func(committed string) {
-			if committed == ns {
-				st.kick(st.publish)
-			}
-		})
-		defer stopCommits()
-		vv, err := t.store.Vector(ctx, ns)
-		if err != nil {
-			return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
-		}
-		st.published = vv[t.self]
+	stopPublishing, err := t.publishCommits(ctx, st)
+	if err != nil {
+		return ctx0(ctx, err)
 	}
+	defer stopPublishing()
 	t.log.Debug("streaming", "ns", ns)
 
 	var heartbeat <-chan time.Time
@@ -138,6 +129,27 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 			return fmt.Errorf("natstransport: stream %q: %w", ns, nats.ErrConnectionClosed)
 		}
 	}
+}
+
+// publishCommits makes st publish the store's own ops as it commits them
+// (through its OnCommit), from those it holds now on. stop ends it.
+func (t *Transport) publishCommits(ctx context.Context, st *stream) (stop func(), err error) {
+	if !t.PublishesCommits() {
+		return func() {}, nil
+	}
+	// Registered before the vector is read: no commit is missed.
+	stop = t.store.OnCommit(func(ns string) {
+		if ns == st.ns {
+			st.kick(st.publish)
+		}
+	})
+	vv, err := t.store.Vector(ctx, st.ns)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("natstransport: stream %q: %w", st.ns, err)
+	}
+	st.published = vv[t.self]
+	return stop, nil
 }
 
 // ctx0 turns an error caused by ctx ending into nil.
