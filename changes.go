@@ -203,8 +203,9 @@ type commitHook struct{ fn func(ns string) }
 // OnCommit calls fn with the namespace after every commit that adds ops to
 // the log, local or remote, including commits that change nothing visible
 // (a write that loses to a newer one, an update of a deleted record), which
-// subscriptions do not see. Use it to wake what serves the log to others,
-// such as httptransport.Server.Notify. fn runs on the committing goroutine
+// subscriptions do not see. It is what wakes what serves the log to
+// others ([transport.Store].OnCommit: the HTTP server's live streams, the
+// NATS transport's publisher). fn runs on the committing goroutine
 // with a lock held: it must return at once and must not call the DB. The
 // returned func unregisters it.
 func (db *DB) OnCommit(fn func(ns string)) (stop func()) {

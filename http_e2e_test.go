@@ -27,8 +27,8 @@ func (g grantAll) Authorize(ctx context.Context, token string) (httptransport.Gr
 	return httptransport.Grant{Namespaces: g.ns}, nil
 }
 
-// hub is a server DB behind a real HTTP listener on loopback, with its
-// commits waking the live streams.
+// hub is a server DB behind a real HTTP listener on loopback (the server
+// wakes its live streams on the DB's commits itself).
 type hub struct {
 	db  *converge.DB
 	srv *httptransport.Server
@@ -60,7 +60,6 @@ func startHubOn(t testing.TB, dir string, l net.Listener) *hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopNotify := db.OnCommit(srv.Notify) // every commit wakes the live streams
 	ts := httptest.NewUnstartedServer(srv)
 	if l != nil {
 		ts.Listener.Close()
@@ -68,7 +67,7 @@ func startHubOn(t testing.TB, dir string, l net.Listener) *hub {
 	}
 	ts.Start()
 	h := &hub{db: db, srv: srv, ts: ts}
-	t.Cleanup(func() { h.stop(); stopNotify() })
+	t.Cleanup(h.stop)
 	return h
 }
 

@@ -16,30 +16,6 @@ import (
 // ErrPaused is returned by [Replicator.SyncNow] while the replicator is paused.
 var ErrPaused = errors.New("converge: replication paused")
 
-// Streamer is a peer that can also push live ops: Stream calls apply with
-// each batch of encoded ops the peer has and have() lacks, until ctx ends
-// (nil) or the connection fails (an error; the replicator reconnects).
-// The HTTP transport's client implements it.
-type Streamer interface {
-	Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error
-}
-
-// A Publisher is a peer on a shared bus that publishes this replica's
-// commits live (the NATS transport): the replicator calls Notify(ns) after
-// every local commit to ns. Syncs with a Publisher start with a vector
-// exchange instead of pushing what the peer lacked last time, since the
-// live path has most likely delivered it already.
-type Publisher interface {
-	Notify(ns string)
-}
-
-// A Reconnector is a peer that reports reconnections to its network: the
-// replicator syncs every namespace after each one. OnReconnect returns a
-// func that unregisters fn.
-type Reconnector interface {
-	OnReconnect(fn func()) (stop func())
-}
-
 // ReplicatorOptions configure a [Replicator]. Zero fields get the defaults.
 type ReplicatorOptions struct {
 	// Namespaces to keep in sync. Required.
@@ -47,8 +23,9 @@ type ReplicatorOptions struct {
 	// Interval between periodic syncs of a namespace. Zero means 30s.
 	Interval time.Duration
 	// Debounce is how long a sync waits after a local commit for more
-	// commits to join it. Zero means 20ms, or 1s with a [Publisher] peer
-	// (whose live path delivers commits; the sync confirms them).
+	// commits to join it. Zero means 20ms, or 1s with a peer whose live
+	// path publishes this replica's commits itself
+	// ([transport.Live].PublishesCommits: the sync confirms them).
 	Debounce time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed sync, which
 	// doubles with each failure, with full jitter. Zero means 500ms and 1m.
@@ -145,15 +122,17 @@ func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 
 // Replicator keeps namespaces of a DB in sync with one peer, in the
 // background: after local commits (debounced), periodically, and at once
-// when it opens; with live pushes when the peer is a [Streamer]. It is safe
-// for concurrent use. Open it with [DB.OpenReplicator]. The DB owns it:
-// [DB.Close] closes it first, if [Replicator.Close] has not.
+// when it opens; with live pushes when the peer has a live path
+// ([transport.Peer].Live). It is safe for concurrent use. Open it with
+// [DB.OpenReplicator]. The DB owns it: [DB.Close] closes it first, if
+// [Replicator.Close] has not.
 type Replicator struct {
 	db        *DB
 	store     syncStore // the DB's, counting what this replicator applies
 	tally     *applyTally
 	peer      transport.Peer
-	publisher Publisher // peer, when it publishes live
+	live      transport.Live // the peer's live path, or nil
+	publishes bool           // live publishes local commits: syncs start with a vector exchange
 	opts      ReplicatorOptions
 	logger    *slog.Logger
 	ctx       context.Context
@@ -171,7 +150,12 @@ type Replicator struct {
 		streaming int        // live streams running
 		stopped   *sync.Cond // signalled when a live stream stops
 		status    map[string]*Status
-		peerVV    map[string]crdt.VersionVector
+		peerVV    map[string]crdt.VersionVector // what the peer acknowledged last
+		// exchange marks namespaces whose next sync starts with a vector
+		// exchange instead of pushing from peerVV, which is stale: the
+		// last sync failed (pushing from it again may fail again), or the
+		// live stream delivered ops since (the peer holds them).
+		exchange map[string]bool
 		// peerID is the replica id of the peer that answered the last
 		// sync of a namespace, when its responses named it.
 		peerID map[string]crdt.ReplicaID
@@ -197,10 +181,11 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	if opts.Interval <= 0 {
 		opts.Interval = 30 * time.Second
 	}
-	publisher, _ := peer.(Publisher)
+	live := peer.Live()
+	publishes := live != nil && live.PublishesCommits()
 	if opts.Debounce <= 0 {
 		opts.Debounce = 20 * time.Millisecond
-		if publisher != nil {
+		if publishes {
 			opts.Debounce = time.Second
 		}
 	}
@@ -213,7 +198,7 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	if opts.Logger == nil {
 		opts.Logger = db.logger
 	}
-	r := &Replicator{db: db, peer: peer, publisher: publisher, opts: opts, logger: opts.Logger.With("component", "replicator"),
+	r := &Replicator{db: db, peer: peer, live: live, publishes: publishes, opts: opts, logger: opts.Logger.With("component", "replicator"),
 		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
 	r.tally = &applyTally{counts: make(map[string]applyCounts)}
 	r.store = syncStore{db: db, tally: r.tally}
@@ -222,6 +207,7 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	r.mu.stopped = sync.NewCond(&r.mu.Mutex)
 	r.mu.status = make(map[string]*Status)
 	r.mu.peerVV = make(map[string]crdt.VersionVector)
+	r.mu.exchange = make(map[string]bool)
 	r.mu.peerID = make(map[string]crdt.ReplicaID)
 	r.watchers.set = make(map[chan struct{}]struct{})
 	r.mu.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
@@ -237,8 +223,8 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	}
 	sub := db.Subscribe("") // before the loops start: no local commit is missed
 	r.wg.Go(func() { r.watchCommits(sub) })
-	if rc, ok := peer.(Reconnector); ok {
-		stop := rc.OnReconnect(func() {
+	if live != nil {
+		stop := live.OnReconnect(func() {
 			for _, k := range r.kicks {
 				kick(k)
 			}
@@ -247,14 +233,15 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 	}
 	for _, ns := range opts.Namespaces {
 		r.wg.Go(func() { r.loop(ns) })
-		if s, ok := peer.(Streamer); ok {
-			r.wg.Go(func() { r.stream(s, ns) })
+		if live != nil {
+			r.wg.Go(func() { r.stream(live, ns) })
 		}
 	}
 	return r, nil
 }
 
-// watchCommits kicks a namespace's loop after each local commit to it.
+// watchCommits kicks a namespace's loop after each local commit to it. (A
+// live path that publishes commits hears of them from the store itself.)
 func (r *Replicator) watchCommits(sub *Subscription) {
 	defer sub.Close()
 	for {
@@ -272,9 +259,6 @@ func (r *Replicator) watchCommits(sub *Subscription) {
 				continue
 			}
 			if k, ok := r.kicks[ns]; ok {
-				if r.publisher != nil && r.pausedChan() == nil {
-					r.publisher.Notify(ns)
-				}
 				kick(k)
 			}
 		}
@@ -331,7 +315,7 @@ func (r *Replicator) loop(ns string) {
 }
 
 // stream applies the peer's live pushes to ns, reconnecting with backoff.
-func (r *Replicator) stream(s Streamer, ns string) {
+func (r *Replicator) stream(s transport.Live, ns string) {
 	store := r.store
 	have := func() crdt.VersionVector {
 		vv, err := r.db.log.Vector(r.ctx, ns)
@@ -361,6 +345,11 @@ func (r *Replicator) stream(s Streamer, ns string) {
 			a, err := store.Apply(r.ctx, ns, ops)
 			if err != nil {
 				return err
+			}
+			if a.Applied > 0 {
+				r.mu.Lock()
+				r.mu.exchange[ns] = true // or the next sync pushes them back
+				r.mu.Unlock()
 			}
 			if a.Refused > 0 {
 				kick(r.kicks[ns]) // a gap: let anti-entropy fetch it
@@ -440,10 +429,15 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	r.update(ns, func(s *Status) { s.State = StateSyncing })
 	r.mu.Lock()
 	peerVV := r.mu.peerVV[ns]
-	r.mu.Unlock()
-	if r.publisher != nil {
-		peerVV = nil // start with a vector exchange: the live path has likely delivered
+	if r.mu.exchange[ns] || r.publishes {
+		// Start with a vector exchange: after a failure, pushing from the
+		// kept vector may be what failed (the same stale batch again,
+		// every retry); after live deliveries, or with a live path that
+		// publishes, the vector no longer says what the peer lacks.
+		peerVV = nil
 	}
+	delete(r.mu.exchange, ns)
+	r.mu.Unlock()
 	before := r.tally.get(ns)
 	res, err := transport.Sync(ctx, r.store, r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
 	applied := r.tally.get(ns).minus(before)
@@ -457,6 +451,9 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	}
 	if !res.Peer.IsZero() {
 		r.mu.peerID[ns] = res.Peer
+	}
+	if err != nil {
+		r.mu.exchange[ns] = true
 	}
 	r.mu.Unlock()
 	r.notePeer(ns, res.Peer)
@@ -546,14 +543,15 @@ func (r *Replicator) Resume() {
 }
 
 // Health checks the store and the peer: the store by reading a vector, the
-// peer by its own Health method when it has one, else by the last sync.
+// peer by its own check ([transport.Peer].Health), or by the last sync
+// when it has none.
 func (r *Replicator) Health(ctx context.Context) Health {
 	var h Health
 	if _, err := r.db.log.Vector(ctx, r.opts.Namespaces[0]); err != nil {
 		h.Store = err
 	}
-	if p, ok := r.peer.(interface{ Health(context.Context) error }); ok {
-		h.Peer = p.Health(ctx)
+	if err := r.peer.Health(ctx); !errors.Is(err, errors.ErrUnsupported) {
+		h.Peer = err
 		return h
 	}
 	r.mu.Lock()

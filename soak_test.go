@@ -530,8 +530,8 @@ func (s *soakRun) newProxy(addr string) *embednats.Proxy {
 	return p
 }
 
-// startSoakHub starts a hub DB behind the HTTP server on loopback, its
-// commits waking the live streams, and registers its closing.
+// startSoakHub starts a hub DB behind the HTTP server on loopback (which
+// wakes its live streams on the DB's commits), and registers its closing.
 func (s *soakRun) startSoakHub() (*converge.DB, string) {
 	t := s.t
 	db := openSoakDB(t)
@@ -540,20 +540,6 @@ func (s *soakRun) startSoakHub() (*converge.DB, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	sub := db.Subscribe(soakNS)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer sub.Close()
-		for {
-			// A lagged subscription still means commits: notify.
-			if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-				return
-			}
-			srv.Notify(soakNS)
-		}
-	})
-	s.onClose(func() { cancel(); wg.Wait() })
 	ts := httptest.NewServer(srv)
 	s.onClose(func() { srv.Close(); ts.Close() }) // the streams end first
 	s.others = append(s.others, db)

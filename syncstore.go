@@ -11,13 +11,12 @@ import (
 )
 
 // SyncStore returns the DB as the sync engine's [transport.Store], for
-// serving peers (transport.Serve, transport.NewMemPeer) and for transports.
-// It is also a [transport.SnapshotStore] (a peer below the compaction
-// horizon bootstraps from its snapshots), a [transport.PeerTracker] and a
-// [transport.Origin].
+// serving peers (transport.Serve, transport.NewMemPeer, the HTTP server)
+// and for transports. It has every ability the interface states: it
+// serves and installs snapshots (a peer below the compaction horizon
+// bootstraps from them), records what peers hold (the input of
+// compaction), names its replica id and reports its commits.
 func (db *DB) SyncStore() transport.Store { return syncStore{db: db} }
-
-var _ transport.SnapshotStore = syncStore{}
 
 // syncStore is the DB as the sync engine's store. A replicator's counts
 // what it applies in its tally.
@@ -28,6 +27,9 @@ type syncStore struct {
 
 // Self is the replica's id: live publishers publish only its ops.
 func (s syncStore) Self() crdt.ReplicaID { return s.db.log.ReplicaID() }
+
+// OnCommit is [DB.OnCommit]: every commit that adds ops, local or remote.
+func (s syncStore) OnCommit(fn func(ns string)) (stop func()) { return s.db.OnCommit(fn) }
 
 func (s syncStore) Vector(ctx context.Context, ns string) (crdt.VersionVector, error) {
 	return s.db.log.Vector(ctx, ns)
@@ -102,7 +104,7 @@ func (s syncStore) Apply(ctx context.Context, ns string, raw [][]byte) (transpor
 	return a, nil
 }
 
-// Snapshot implements [transport.SnapshotStore].
+// Snapshot implements [transport.Store].
 func (s syncStore) Snapshot(ctx context.Context, ns string, after *transport.SnapshotCursor, lim transport.Limits) (crdt.VersionVector, []transport.SnapshotRecord, bool, error) {
 	var cur *oplog.SnapshotCursor
 	if after != nil {
@@ -119,7 +121,7 @@ func (s syncStore) Snapshot(ctx context.Context, ns string, after *transport.Sna
 	return p.Vector, recs, p.More, nil
 }
 
-// InstallSnapshot implements [transport.SnapshotStore].
+// InstallSnapshot implements [transport.Store].
 func (s syncStore) InstallSnapshot(ctx context.Context, ns string, recs []transport.SnapshotRecord) error {
 	in := make([]oplog.SnapshotRecord, len(recs))
 	for i, r := range recs {
@@ -129,7 +131,7 @@ func (s syncStore) InstallSnapshot(ctx context.Context, ns string, recs []transp
 	return err
 }
 
-// FinishSnapshot implements [transport.SnapshotStore].
+// FinishSnapshot implements [transport.Store].
 func (s syncStore) FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVector) error {
 	return s.db.log.FinishSnapshot(ctx, ns, vv)
 }

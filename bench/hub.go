@@ -54,16 +54,14 @@ func (benchAuth) Authorize(_ context.Context, token string) (httptransport.Grant
 }
 
 // httpNet is an HTTP hub: a Converge replica served by
-// httptransport.Server on a loopback listener, its live streams woken by a
-// change subscription on the hub DB.
+// httptransport.Server on a loopback listener (the server wakes its live
+// streams on the hub's commits itself).
 type httpNet struct {
 	db     *converge.DB
 	srv    *httptransport.Server
 	http   *http.Server
 	url    string
 	served chan error
-	stop   context.CancelFunc
-	wake   chan struct{} // closed when the notifier ends
 }
 
 // startHTTPHub opens a hub replica in dir (no fsync) and serves it on a
@@ -83,22 +81,9 @@ func startHTTPHub(dir string) (*httpNet, error) {
 		db.Close()
 		return nil, fmt.Errorf("hub: listen: %w", err)
 	}
-	h := &httpNet{db: db, srv: srv, url: "http://" + ln.Addr().String(), served: make(chan error, 1), wake: make(chan struct{})}
+	h := &httpNet{db: db, srv: srv, url: "http://" + ln.Addr().String(), served: make(chan error, 1)}
 	h.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go func() { h.served <- h.http.Serve(ln) }()
-	ctx, stop := context.WithCancel(context.Background())
-	h.stop = stop
-	sub := db.Subscribe(benchNS) // before any write: no commit is missed
-	go func() {
-		defer close(h.wake)
-		defer sub.Close()
-		for {
-			if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-				return
-			}
-			srv.Notify(benchNS)
-		}
-	}()
 	return h, nil
 }
 
@@ -131,8 +116,8 @@ func connectHTTP(url string) (*peerConn, error) {
 	}}, nil
 }
 
-// Close implements syncNet: it ends the live streams, the listener and the
-// notifier, and closes the hub replica.
+// Close implements syncNet: it ends the live streams and the listener,
+// and closes the hub replica.
 func (h *httpNet) Close() error {
 	h.srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -144,8 +129,6 @@ func (h *httpNet) Close() error {
 	if serr := <-h.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	h.stop()
-	<-h.wake
 	return errors.Join(err, h.db.Close())
 }
 

@@ -23,9 +23,8 @@ import (
 // connection, and opens a Replicator on it except for the catching-up
 // replica, which runs db.SyncWith. So the peer must answer other
 // replicas' sync requests from store while its replicator streams (the
-// catch-up source has no other way to serve), push live ops (a
-// converge.Streamer, told of local commits through converge.Publisher's
-// Notify), and count in WireBytes the bytes it sent and received
+// catch-up source has no other way to serve), push live ops (its
+// transport.Live, publishing the store's commits), and count in WireBytes the bytes it sent and received
 // (catchup-nats reports them). Nil: the NATS scenarios measure only their
 // baselines.
 var natsConnect func(ctx context.Context, url string, store transport.Store) (*peerConn, error)

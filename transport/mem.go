@@ -4,15 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
 // ErrUnreachable is returned by a [MemPeer] that is disconnected.
 var ErrUnreachable = errors.New("transport: peer unreachable")
 
-// MemPeer is an in-memory transport: a [Peer] (and [Snapshotter]) that
-// serves round trips and snapshot pages from another replica's [Store] in
-// the same process. Every message is encoded and decoded as it would be on
+// MemPeer is an in-memory transport: a [Peer] that serves round trips and
+// snapshot pages from another replica's [Store] in the same process. It
+// has no live path and no page limits of its own. Every message is encoded and decoded as it would be on
 // a network, so the wire codec is exercised. It is safe for concurrent use.
 type MemPeer struct {
 	store  Store
@@ -50,11 +51,24 @@ func (p *MemPeer) RoundTrip(ctx context.Context, req *Request) (*Response, error
 	return memTrip(ctx, p, req, AppendRequest, DecodeRequest, Serve, AppendResponse, DecodeResponse)
 }
 
-// Snapshot implements [Snapshotter]: it serves a snapshot page from the
-// peer's store ([ServeSnapshot]), through the wire encoding.
+// Snapshot implements [Peer]: it serves a snapshot page from the peer's
+// store ([ServeSnapshot]), through the wire encoding.
 func (p *MemPeer) Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error) {
 	return memTrip(ctx, p, req, AppendSnapshotRequest, DecodeSnapshotRequest, ServeSnapshot, AppendSnapshotResponse, DecodeSnapshotResponse)
 }
+
+// PageLimits implements [Peer]: no bound of its own (the serving side
+// caps its pages at the limits given to [NewMemPeer]).
+func (p *MemPeer) PageLimits() Limits { return Limits{} }
+
+// Health implements [Peer]: it has no check of its own, so it returns
+// errors.ErrUnsupported and a replicator judges it by its last sync.
+func (p *MemPeer) Health(context.Context) error {
+	return fmt.Errorf("transport: in-memory peer: health check: %w", errors.ErrUnsupported)
+}
+
+// Live implements [Peer]: nil, round trips only.
+func (p *MemPeer) Live() Live { return nil }
 
 // memTrip carries one exchange through the wire encoding both ways and
 // counts it.

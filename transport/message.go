@@ -32,7 +32,7 @@ type Response struct {
 	// SnapshotNeeded says that the requester's vector is below the
 	// responder's compaction horizon: the ops it lacks are gone from the
 	// responder's log, so it must bootstrap from a snapshot
-	// ([Snapshotter]) before op sync can go on. Ops is then empty and More
+	// ([Peer].Snapshot) before op sync can go on. Ops is then empty and More
 	// false; Vector and Applied are as usual (pushed ops were applied).
 	SnapshotNeeded bool
 }

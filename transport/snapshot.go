@@ -13,12 +13,13 @@ import (
 // the log, so they cannot be sent as ops. The replica must bootstrap from a
 // snapshot of the namespace's states, then catch up with op sync.
 //
-// [Store.Missing] returns an error wrapping it when have is below the
+// [Store].Missing returns an error wrapping it when have is below the
 // horizon; [Serve] turns that into a [Response] with SnapshotNeeded set,
-// and [Sync] bootstraps when both its store and its peer can
-// ([SnapshotStore], [Snapshotter]). Errors of Sync wrap it when a
-// bootstrap is impossible, or when it is the peer that is behind this
-// store's horizon (the peer must bootstrap, by syncing from its side).
+// and [Sync] bootstraps ([Peer].Snapshot, [Store].InstallSnapshot).
+// Errors of Sync wrap it when a bootstrap is impossible (the store or the
+// peer cannot carry a snapshot), or when it is the peer that is behind
+// this store's horizon (the peer must bootstrap, by syncing from its
+// side).
 var ErrSnapshotNeeded = errors.New("transport: snapshot needed")
 
 // SnapshotCursor is a position in a snapshot: the page starts after the
@@ -61,52 +62,23 @@ type SnapshotResponse struct {
 	From crdt.ReplicaID
 }
 
-// A SnapshotStore is a [Store] that can make and install snapshots of a
-// namespace's states: a store that compacts its log must be one, or
-// replicas below its horizon cannot catch up.
-type SnapshotStore interface {
-	Store
-	// Snapshot returns a page of the record states of ns after the cursor
-	// (nil: from the first), in (collection, key) order, at most about
-	// lim's bounds (MaxOps counts records) but at least one record when
-	// any remain, whether more remain, and the vector of the store when the
-	// page was read (the states hold at least its ops).
-	Snapshot(ctx context.Context, ns string, after *SnapshotCursor, lim Limits) (vv crdt.VersionVector, recs []SnapshotRecord, more bool, err error)
-	// InstallSnapshot merges snapshot states into ns. It is idempotent and
-	// may be called in any order; it does not move the vector.
-	InstallSnapshot(ctx context.Context, ns string, recs []SnapshotRecord) error
-	// FinishSnapshot raises the vector of ns to cover vv, once every page
-	// of a snapshot standing for vv is installed.
-	FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVector) error
-}
-
-// A Snapshotter is a [Peer] that can also carry snapshot pages: [Sync]
-// bootstraps from it when it answers that a snapshot is needed.
-type Snapshotter interface {
-	Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error)
-}
-
 // ServeSnapshot answers one snapshot page request on the responder's
 // side, with pages capped at maxLim. It fails with an error wrapping
-// errors.ErrUnsupported if store is not a [SnapshotStore], and
+// errors.ErrUnsupported if the store cannot make snapshots, and
 // [ErrBadMessage] if req is malformed.
 func ServeSnapshot(ctx context.Context, store Store, req *SnapshotRequest, maxLim Limits) (*SnapshotResponse, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	ss, ok := store.(SnapshotStore)
-	if !ok {
-		return nil, fmt.Errorf("transport: serve snapshot %q: store %T cannot make snapshots: %w", req.Namespace, store, errors.ErrUnsupported)
-	}
 	lim := clampLimits(req.Limits, maxLim.withDefaults())
-	vv, recs, more, err := ss.Snapshot(ctx, req.Namespace, req.After, lim)
+	vv, recs, more, err := store.Snapshot(ctx, req.Namespace, req.After, lim)
 	if err != nil {
 		return nil, fmt.Errorf("transport: serve snapshot %q: %w", req.Namespace, err)
 	}
 	if err := checkPage(req.After, recs, more); err != nil {
 		return nil, fmt.Errorf("transport: serve snapshot %q: store's page: %w", req.Namespace, err)
 	}
-	return &SnapshotResponse{Vector: vv, Records: recs, More: more, From: self(store)}, nil
+	return &SnapshotResponse{Vector: vv, Records: recs, More: more, From: store.Self()}, nil
 }
 
 // checkPage checks that a page's records follow after, in order, and that
@@ -134,14 +106,14 @@ const maxBootstraps = 3
 // store, and raises store's vector to the pointwise minimum of the pages'
 // vectors: what the snapshot as a whole stands for, even if its pages
 // came from different responders or the responder wrote between pages.
-func bootstrap(ctx context.Context, store SnapshotStore, peer Snapshotter, ns string, lim Limits, maxPages int, res *Result) error {
+func bootstrap(ctx context.Context, store Store, peer Peer, ns string, lim Limits, maxPages int, res *Result) error {
 	var after *SnapshotCursor
 	var vv crdt.VersionVector // nil until the first page
 	for page := 0; ; page++ {
 		if page >= maxPages {
 			return fmt.Errorf("snapshot of more than %d pages", maxPages)
 		}
-		resp, err := peer.Snapshot(ctx, &SnapshotRequest{Namespace: ns, After: after, Limits: lim, From: self(store)})
+		resp, err := peer.Snapshot(ctx, &SnapshotRequest{Namespace: ns, After: after, Limits: lim, From: store.Self()})
 		if err != nil {
 			return fmt.Errorf("snapshot page %d: %w", page+1, err)
 		}

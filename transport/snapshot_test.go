@@ -49,10 +49,12 @@ func vector(t *testing.T, r *transporttest.Replica, ns string) crdt.VersionVecto
 }
 
 // group stands for a NATS queue group: its round trips go to the first
-// responder, its snapshot pages to each responder in turn.
+// responder, its snapshot pages to each responder in turn. It has the
+// first responder's other abilities (none but those).
 type group struct {
-	peers []*transport.MemPeer
-	next  atomic.Int64
+	*transport.MemPeer // peers[0]
+	peers              []*transport.MemPeer
+	next               atomic.Int64
 }
 
 func (g *group) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
@@ -86,6 +88,7 @@ func TestSnapshotPagesFromTwoResponders(t *testing.T) {
 		transport.NewMemPeer(b2.DB.SyncStore(), transport.Limits{}),
 		transport.NewMemPeer(b1.DB.SyncStore(), transport.Limits{}),
 	}}
+	g.MemPeer = g.peers[0]
 	res, err := transport.Sync(t.Context(), a.DB.SyncStore(), g, "ns", transport.Options{Limits: transport.Limits{MaxOps: 5}})
 	if err != nil {
 		t.Fatalf("sync: %v", err)
@@ -158,15 +161,12 @@ func TestSnapshotResponderWritesBetweenPages(t *testing.T) {
 	}
 }
 
-// opsOnly hides everything of a peer but its round trips.
-type opsOnly struct{ p transport.Peer }
+// opsOnly is a peer that says it cannot carry snapshots.
+type opsOnly struct{ *transport.MemPeer }
 
-func (o opsOnly) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
-	return o.p.RoundTrip(ctx, req)
+func (opsOnly) Snapshot(context.Context, *transport.SnapshotRequest) (*transport.SnapshotResponse, error) {
+	return nil, fmt.Errorf("opsOnly: %w", errors.ErrUnsupported)
 }
-
-// plainStore hides everything of a store but transport.Store.
-type plainStore struct{ transport.Store }
 
 // TestSnapshotUnsupported: a store or a peer that cannot carry snapshots
 // ends the sync with ErrSnapshotNeeded, and nothing is installed.
@@ -179,13 +179,13 @@ func TestSnapshotUnsupported(t *testing.T) {
 		peer  transport.Peer
 	}{
 		"peer":  {nil, opsOnly{transport.NewMemPeer(b.DB.SyncStore(), transport.Limits{})}},
-		"store": {plainStore{}, transport.NewMemPeer(b.DB.SyncStore(), transport.Limits{})},
+		"store": {transporttest.WithoutSnapshots{}, transport.NewMemPeer(b.DB.SyncStore(), transport.Limits{})},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := transporttest.OpenReplica(t)
 			store := a.DB.SyncStore()
 			if c.store != nil {
-				store = plainStore{store}
+				store = transporttest.WithoutSnapshots{Store: store}
 			}
 			res, err := transport.Sync(t.Context(), store, c.peer, "ns", transport.Options{})
 			if !errors.Is(err, transport.ErrSnapshotNeeded) || res.Snapshots != 0 {
@@ -196,7 +196,7 @@ func TestSnapshotUnsupported(t *testing.T) {
 			}
 		})
 	}
-	_, err := transport.ServeSnapshot(t.Context(), plainStore{b.DB.SyncStore()}, &transport.SnapshotRequest{Namespace: "ns"}, transport.Limits{})
+	_, err := transport.ServeSnapshot(t.Context(), transporttest.WithoutSnapshots{Store: b.DB.SyncStore()}, &transport.SnapshotRequest{Namespace: "ns"}, transport.Limits{})
 	if !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("ServeSnapshot from a plain store: %v, want errors.ErrUnsupported", err)
 	}

@@ -20,11 +20,12 @@
 // A replica whose vector is below a responder's compaction horizon (the
 // ops it lacks were folded into base states and dropped) is answered
 // "snapshot needed" and bootstraps from a snapshot of the responder's
-// record states ([SnapshotStore], [Snapshotter], [ServeSnapshot]), then
-// syncs ops as usual.
+// record states ([Store].Snapshot, [Peer].Snapshot, [ServeSnapshot]),
+// then syncs ops as usual.
 //
-// The engine talks to the store through [Store], which it owns; any store
-// works with any transport.
+// The engine talks to the store through [Store] and to the remote side
+// through [Peer], which it owns (abilities.go); any store works with any
+// transport.
 package transport
 
 import (
@@ -35,22 +36,6 @@ import (
 
 	"github.com/convergedb/converge/crdt"
 )
-
-// Store is what the sync engine needs of a replica.
-type Store interface {
-	// Vector returns the version vector of ns.
-	Vector(ctx context.Context, ns string) (crdt.VersionVector, error)
-	// Missing returns a page of the encoded ops of ns that a replica
-	// holding have lacks, at most about lim's bounds and ending at a
-	// transaction boundary, and whether more remain. When have is below
-	// the store's compaction horizon (the ops it lacks were dropped from
-	// the log), the error wraps [ErrSnapshotNeeded].
-	Missing(ctx context.Context, ns string, have crdt.VersionVector, lim Limits) (ops [][]byte, more bool, err error)
-	// Apply ingests encoded ops of ns received from a peer. Ops it cannot
-	// apply (malformed, beyond a gap, beyond the clock bound) are counted
-	// in the result, not returned as an error.
-	Apply(ctx context.Context, ns string, ops [][]byte) (Applied, error)
-}
 
 // Applied reports what a Store did with received ops.
 type Applied struct {
@@ -80,51 +65,16 @@ func (lim Limits) withDefaults() Limits {
 	return lim
 }
 
-// Peer carries one round trip to a remote replica.
-type Peer interface {
-	RoundTrip(ctx context.Context, req *Request) (*Response, error)
-}
-
-// A PageLimiter is a Peer whose messages have a size bound (a NATS
-// server's max_payload, say): [Sync] keeps its pages within PageLimits.
-type PageLimiter interface {
-	PageLimits() Limits
-}
-
-// A PeerTracker is a Store that records what other replicas hold: the
-// engine calls Acknowledged with a peer's id and vector whenever a message
-// names its sender (requests and responses carry the sender's id when its
-// store is an [Origin]). It is the input of causal stability.
-type PeerTracker interface {
-	Acknowledged(ctx context.Context, ns string, peer crdt.ReplicaID, vv crdt.VersionVector) error
-}
-
-// self returns store's replica id, or zero.
-func self(store Store) crdt.ReplicaID {
-	if o, ok := store.(Origin); ok {
-		return o.Self()
-	}
-	return crdt.ReplicaID{}
-}
-
-// acknowledged records that peer holds vv, if store tracks peers and the
-// message named its sender.
+// acknowledged records that peer holds vv, if the message named its
+// sender.
 func acknowledged(ctx context.Context, store Store, ns string, peer crdt.ReplicaID, vv crdt.VersionVector) error {
-	pt, ok := store.(PeerTracker)
-	if !ok || peer.IsZero() || vv == nil {
+	if peer.IsZero() || vv == nil {
 		return nil
 	}
-	if err := pt.Acknowledged(ctx, ns, peer, vv); err != nil {
+	if err := store.Acknowledged(ctx, ns, peer, vv); err != nil {
 		return fmt.Errorf("transport: record what %v holds: %w", peer, err)
 	}
 	return nil
-}
-
-// An Origin is a Store that writes ops of its own, not only relays them:
-// Self is its replica id. Transports that publish local commits live
-// publish only Self's ops.
-type Origin interface {
-	Self() crdt.ReplicaID
 }
 
 // ErrNoProgress is returned by [Sync] when the replicas still differ but a
@@ -141,7 +91,11 @@ type Result struct {
 	Refused   int // ops refused, by either side
 	Conflicts int // conflicts our store detected in what it received
 	Reason    string
-	// PeerVector is the peer's vector at the end: what it acknowledged.
+	// PeerVector is the peer's vector as of its last answer in this sync:
+	// what it acknowledged. Nil when it answered none: then the sync
+	// learnt nothing of it, and [Options].PeerVector is no fresher than it
+	// was (a caller that keeps it should not push from it blindly again:
+	// the round that failed may have failed because of it).
 	PeerVector crdt.VersionVector
 	// Peer is the responder's replica id, from the last response that
 	// named its sender (zero if none did): whose vector PeerVector is.
@@ -162,7 +116,10 @@ type Options struct {
 	// snapshot. Zero means 10000.
 	MaxRounds int
 	// PeerVector is the peer's vector from an earlier sync, if known: the
-	// first round then pushes what it lacks right away.
+	// first round then pushes what it lacks right away. Leave it nil when
+	// it may be stale (ops reached this replica from the peer by another
+	// path since, or the last sync failed): a stale vector pushes ops the
+	// peer holds.
 	PeerVector crdt.VersionVector
 	// Now measures the duration. Nil means time.Now.
 	Now func() time.Time
@@ -172,15 +129,15 @@ type Options struct {
 // until both hold the same ops, and reports what moved.
 //
 // When the peer answers that our vector is below its compaction horizon
-// ([Response].SnapshotNeeded), Sync bootstraps from a snapshot if store is
-// a [SnapshotStore] and peer a [Snapshotter] (page by page; the pages are
-// installed, then the vector is raised to the pointwise minimum of the
-// pages' vectors), then goes on with op rounds; else, or after
-// three bootstraps in one sync, it fails with an error wrapping
-// [ErrSnapshotNeeded]. When it is the peer that is below our horizon,
-// Sync pushes nothing, pulls what the peer has, and fails with an error
-// wrapping ErrSnapshotNeeded: the peer must bootstrap, by syncing from its
-// side.
+// ([Response].SnapshotNeeded), Sync bootstraps from a snapshot (page by
+// page through [Peer].Snapshot; the pages are installed, then the vector
+// is raised to the pointwise minimum of the pages' vectors), then goes on
+// with op rounds. If the peer or the store cannot carry a snapshot
+// (errors.ErrUnsupported), or after three bootstraps in one sync, it fails
+// with an error wrapping [ErrSnapshotNeeded]. When it is the peer that is
+// below our horizon, Sync pushes nothing, pulls what the peer has, and
+// fails with an error wrapping ErrSnapshotNeeded: the peer must
+// bootstrap, by syncing from its side.
 func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) (Result, error) {
 	now := opts.Now
 	if now == nil {
@@ -188,9 +145,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	}
 	start := now()
 	lim := opts.Limits.withDefaults()
-	if pl, ok := peer.(PageLimiter); ok {
-		lim = clampLimits(lim, pl.PageLimits().withDefaults())
-	}
+	lim = withinPeer(lim, peer.PageLimits())
 	maxRounds := opts.MaxRounds
 	if maxRounds <= 0 {
 		maxRounds = 10000
@@ -198,7 +153,6 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	res := Result{Namespace: ns}
 	peerVV := opts.PeerVector
 	done := func(err error) (Result, error) {
-		res.PeerVector = peerVV
 		res.Duration = now().Sub(start)
 		return res, err
 	}
@@ -218,7 +172,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 		if targetMine == nil {
 			targetMine = mine.Clone()
 		}
-		req := &Request{Namespace: ns, Vector: mine, Limits: lim, From: self(store)}
+		req := &Request{Namespace: ns, Vector: mine, Limits: lim, From: store.Self()}
 		pushedAgainst := peerVV
 		if peerVV != nil {
 			ops, _, err := store.Missing(ctx, ns, peerVV, lim)
@@ -241,6 +195,7 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			return done(fmt.Errorf("transport: sync %q: round %d: %w", ns, res.Rounds, err))
 		}
 		peerVV, fresh = resp.Vector, true
+		res.PeerVector = peerVV
 		if !resp.From.IsZero() {
 			res.Peer = resp.From
 		}
@@ -256,16 +211,14 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 			res.Reason = resp.Applied.Reason
 		}
 		if resp.SnapshotNeeded {
-			ss, storeOK := store.(SnapshotStore)
-			sp, peerOK := peer.(Snapshotter)
-			switch {
-			case !storeOK || !peerOK:
-				return done(fmt.Errorf("transport: sync %q: %w: this replica (vector %v) is behind the peer's compaction horizon, and the store (%T) or the peer (%T) cannot carry a snapshot", ns, ErrSnapshotNeeded, mine, store, peer))
-			case bootstraps >= maxBootstraps:
+			if bootstraps >= maxBootstraps {
 				return done(fmt.Errorf("transport: sync %q: %w: still behind the peer's compaction horizon after %d bootstraps from a snapshot (vector %v, the peer's %v)", ns, ErrSnapshotNeeded, bootstraps, mine, peerVV))
 			}
 			bootstraps++
-			if err := bootstrap(ctx, ss, sp, ns, lim, maxRounds, &res); err != nil {
+			if err := bootstrap(ctx, store, peer, ns, lim, maxRounds, &res); err != nil {
+				if errors.Is(err, errors.ErrUnsupported) {
+					return done(fmt.Errorf("transport: sync %q: %w: this replica (vector %v) is behind the peer's compaction horizon, and the store or the peer cannot carry a snapshot: %w", ns, ErrSnapshotNeeded, mine, err))
+				}
 				return done(fmt.Errorf("transport: sync %q: bootstrap from a snapshot: %w", ns, err))
 			}
 			continue
@@ -331,7 +284,7 @@ func Serve(ctx context.Context, store Store, req *Request, maxLim Limits) (*Resp
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	resp := &Response{From: self(store)}
+	resp := &Response{From: store.Self()}
 	if err := acknowledged(ctx, store, req.Namespace, req.From, req.Vector); err != nil {
 		return nil, fmt.Errorf("transport: serve %q: %w", req.Namespace, err)
 	}
@@ -357,6 +310,18 @@ func Serve(ctx context.Context, store Store, req *Request, maxLim Limits) (*Resp
 		return nil, fmt.Errorf("transport: serve %q: %w", req.Namespace, err)
 	}
 	return resp, nil
+}
+
+// withinPeer returns lim within the peer's page limits pl, whose zero
+// fields bound nothing.
+func withinPeer(lim, pl Limits) Limits {
+	if pl.MaxOps > 0 {
+		lim.MaxOps = min(lim.MaxOps, pl.MaxOps)
+	}
+	if pl.MaxBytes > 0 {
+		lim.MaxBytes = min(lim.MaxBytes, pl.MaxBytes)
+	}
+	return lim
 }
 
 // clampLimits returns req's limits, at most max's.

@@ -192,7 +192,8 @@ func (demoAuth) Authorize(_ context.Context, token string) (httptransport.Grant,
 }
 
 // httpNet is an in-process hub: a replica of its own behind the HTTP
-// transport's server on loopback, its commits waking the live streams.
+// transport's server on loopback (which wakes its live streams on the
+// hub's commits itself).
 // Replica 0 reaches it through a TCP proxy that can cut the link.
 type httpNet struct {
 	db     *converge.DB
@@ -201,7 +202,6 @@ type httpNet struct {
 	url    string
 	link   *embednats.Proxy
 	logger *slog.Logger
-	stop   context.CancelFunc
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
@@ -222,23 +222,6 @@ func startHTTPNet(dir string, opts converge.Options, logger *slog.Logger) (_ *ht
 	if n.srv, err = httptransport.NewServer(httptransport.ServerOptions{Store: n.db.SyncStore(), Auth: demoAuth{}, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	n.stop = stop
-	sub := n.db.Subscribe("") // before any client connects: no commit is missed
-	n.wg.Go(func() {
-		defer sub.Close()
-		for {
-			c, err := sub.Next(ctx)
-			if errors.Is(err, converge.ErrLagged) {
-				n.srv.Notify(demoNS)
-				continue
-			}
-			if err != nil {
-				return
-			}
-			n.srv.Notify(c.Namespace)
-		}
-	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -318,9 +301,6 @@ func (n *httpNet) close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), demoBound)
 		err = n.hs.Shutdown(ctx)
 		cancel()
-	}
-	if n.stop != nil {
-		n.stop()
 	}
 	n.wg.Wait()
 	if n.link != nil {

@@ -361,11 +361,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error
 	if cfg.NATSURL != "" {
 		h.tr, err = natstransport.Connect(cfg.NATSURL, natstransport.Options{
 			Store: h.db.SyncStore(), Prefix: cfg.NATSPrefix, Heartbeat: cfg.NATSHeartbeat, Logger: logger,
+			OnRoundTrip: h.natsRoundTrip,
 		}, natsOpts...)
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
-		h.rep, err = h.db.OpenReplicator(timedPeer{h.tr, h.metrics.natsRoundTrip}, converge.ReplicatorOptions{
+		h.rep, err = h.db.OpenReplicator(h.tr, converge.ReplicatorOptions{
 			Namespaces: cfg.Namespaces, Interval: cfg.SyncInterval, Logger: logger,
 		})
 		if err != nil {
@@ -375,12 +376,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error
 
 	mux := http.NewServeMux()
 	if auth != nil {
-		h.syncSrv, err = httptransport.NewServer(httptransport.ServerOptions{
-			Store:   hubStore{Store: h.db.SyncStore(), onApply: h.applied},
-			Auth:    auth,
-			MaxBody: cfg.MaxBody,
-			Logger:  logger,
-		})
+		h.syncSrv, err = newSyncServer(h.db.SyncStore(), auth, cfg.MaxBody, logger, h.applied)
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
@@ -390,11 +386,6 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error
 				h.bridge[ns] = &bridgeState{kick: make(chan struct{}, 1)}
 			}
 		}
-		// Every commit of the hub, from HTTP clients and from NATS, wakes
-		// the live streams, also commits that change nothing visible.
-		// Registered before serving: no commit is missed.
-		stopNotify := h.db.OnCommit(h.syncSrv.Notify)
-		context.AfterFunc(h.ctx, stopNotify)
 		for ns, b := range h.bridge {
 			h.wg.Go(func() { h.bridgeLoop(ns, b) })
 		}
@@ -485,9 +476,37 @@ func (h *hub) closeReplication(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// applied is called after ops pushed by an HTTP client are applied.
-func (h *hub) applied(ns string, n int) {
-	h.metrics.httpApplied(ns, n)
+// newSyncServer is the HTTP sync server of `converge serve`: it serves
+// store itself, never a wrapper, so every ability of the store is served
+// (snapshots for clients below the compaction horizon, the record of
+// which peer holds what, the commits that wake the live streams), and
+// onApply hears what clients pushed. The conformance suite runs through it
+// (serve_test.go).
+func newSyncServer(store transport.Store, auth httptransport.Authorizer, maxBody int64, logger *slog.Logger,
+	onApply func(ns string, a transport.Applied)) (*httptransport.Server, error) {
+	return httptransport.NewServer(httptransport.ServerOptions{
+		Store:   store,
+		OnApply: onApply,
+		Auth:    auth,
+		MaxBody: maxBody,
+		Logger:  logger,
+	})
+}
+
+// natsRoundTrip is told of every anti-entropy round trip over NATS.
+func (h *hub) natsRoundTrip(_ string, took time.Duration, err error) {
+	if err == nil {
+		h.metrics.natsRoundTrip.observe(took)
+	}
+}
+
+// applied is the HTTP server's OnApply: it is called after the ops an
+// HTTP client pushed in a round trip went to the store.
+func (h *hub) applied(ns string, a transport.Applied) {
+	if a.Applied == 0 {
+		return
+	}
+	h.metrics.httpApplied(ns, a.Applied)
 	if b, ok := h.bridge[ns]; ok {
 		b.dirty.Store(true)
 		select {
@@ -581,42 +600,6 @@ func (h *hub) health(w http.ResponseWriter, r *http.Request) {
 		Replica string            `json:"replica"`
 		Checks  map[string]string `json:"checks"`
 	}{status, h.db.ReplicaID(), checks})
-}
-
-// hubStore is the store the HTTP sync server applies clients' ops to: the
-// hub's, telling the hub what was applied.
-type hubStore struct {
-	transport.Store
-	onApply func(ns string, applied int)
-}
-
-func (s hubStore) Apply(ctx context.Context, ns string, ops [][]byte) (transport.Applied, error) {
-	a, err := s.Store.Apply(ctx, ns, ops)
-	if a.Applied > 0 {
-		s.onApply(ns, a.Applied)
-	}
-	return a, err
-}
-
-// Self forwards the store's replica id, so the wrapper is the same kind of
-// store (a [transport.Origin]) as the one it wraps.
-func (s hubStore) Self() crdt.ReplicaID { return s.Store.(transport.Origin).Self() }
-
-// timedPeer is the NATS transport with its round trips timed. Embedding
-// keeps every other method (Stream, Notify, OnReconnect, PageLimits,
-// Health), so the replicator uses it as it would the transport.
-type timedPeer struct {
-	*natstransport.Transport
-	h *histogram
-}
-
-func (p timedPeer) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
-	start := time.Now()
-	resp, err := p.Transport.RoundTrip(ctx, req)
-	if err == nil {
-		p.h.observe(time.Since(start))
-	}
-	return resp, err
 }
 
 // redactURLs drops user info from comma-separated URLs, for logs.

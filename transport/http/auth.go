@@ -19,7 +19,8 @@ import (
 var ErrUnauthorized = errors.New("httptransport: unauthorized")
 
 // ErrForbidden matches a [*StatusError] of status 403: the namespace is
-// outside the token's grant, or an op of another namespace was pushed.
+// outside the token's grant, or an op of another namespace was pushed, or
+// a new op of an origin the token may not write as ([Grant].Origins).
 var ErrForbidden = errors.New("httptransport: forbidden")
 
 // ErrTooLarge matches a [*StatusError] of status 413: the body is beyond
@@ -39,10 +40,13 @@ type Grant struct {
 	// subjects do). ">" alone grants every namespace.
 	Namespaces []string
 	// Origins, when not empty, are the replica ids the token may write as:
-	// a pushed op of any other origin makes the request a 403, nothing
-	// applied. Use it when each writer has its own token, so one writer
-	// cannot forge another's ops (docs/SECURITY.md). Empty means any
-	// origin: a token shared by many replicas, or a relay.
+	// a pushed op of any other origin that the server does not hold yet
+	// makes the request a 403, nothing applied. Ops the server holds are
+	// duplicates whatever their origin (a writer re-pushes what it
+	// received from others; the server keeps the op it has). Use it when
+	// each writer has its own token, so one writer cannot forge another's
+	// ops (docs/SECURITY.md). Empty means any origin: a token shared by
+	// many replicas, or a relay.
 	Origins []crdt.ReplicaID
 }
 

@@ -109,8 +109,10 @@ func (e *StatusError) temporary() bool {
 	return e.Code >= 500 && e.Code != http.StatusNotImplemented || e.Code == http.StatusTooManyRequests
 }
 
-// Client is the client side of the HTTP transport: a transport.Peer, a
-// transport.Snapshotter and a live stream. It is safe for concurrent use.
+// Client is the client side of the HTTP transport: a [transport.Peer]
+// that carries round trips and snapshot pages, with a live path
+// ([Client.Stream]) that does not publish (the replicator's syncs carry
+// this replica's commits to the server). It is safe for concurrent use.
 type Client struct {
 	base       string
 	token      string
@@ -225,7 +227,35 @@ func (c *Client) RoundTrip(ctx context.Context, req *transport.Request) (*transp
 	return resp, err
 }
 
-// Snapshot implements transport.Snapshotter: it POSTs req to
+// PageLimits implements [transport.Peer]: no bound of the client's own.
+// The server's MaxOpsPerRequest bounds what one round trip may push; keep
+// the replicator's transport.Limits within it.
+func (c *Client) PageLimits() transport.Limits { return transport.Limits{} }
+
+// Health implements [transport.Peer]: the client has no check of its own
+// (the server's /v1/health says nothing of the token), so it returns
+// errors.ErrUnsupported and the replicator judges it by its last sync.
+func (c *Client) Health(context.Context) error {
+	return fmt.Errorf("httptransport: health check: %w", errors.ErrUnsupported)
+}
+
+// Live implements [transport.Peer]: the live stream of [Client.Stream].
+func (c *Client) Live() transport.Live { return clientLive{c} }
+
+// clientLive is a client's live path: it streams, it does not publish,
+// and it has no long-lived connection whose reconnections to report (a
+// stream that ends is reopened by the replicator).
+type clientLive struct{ c *Client }
+
+func (l clientLive) Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {
+	return l.c.Stream(ctx, ns, have, apply)
+}
+
+func (clientLive) PublishesCommits() bool { return false }
+
+func (clientLive) OnReconnect(func()) (stop func()) { return func() {} }
+
+// Snapshot implements [transport.Peer]: it POSTs req to
 // /v1/snapshot/{ns} and returns the page, with the retries of RoundTrip.
 func (c *Client) Snapshot(ctx context.Context, req *transport.SnapshotRequest) (*transport.SnapshotResponse, error) {
 	if err := req.Validate(); err != nil {

@@ -26,7 +26,8 @@
 //
 //	401  missing or unknown token (WWW-Authenticate: Bearer)
 //	403  namespace outside the token's grant, a pushed op of another namespace,
-//	     or of an origin the token may not write as (Grant.Origins)
+//	     or a new op of an origin the token may not write as (Grant.Origins;
+//	     an op the server holds already is a duplicate, whatever its origin)
 //	413  request body beyond ServerOptions.MaxBody (compressed or not), or
 //	     more pushed ops than MaxOpsPerRequest (default 10000)
 //	429  the token holds MaxStreamsPerToken live streams (default 16;
@@ -70,7 +71,8 @@
 //	frame:  length uint32 big-endian | transport response encoding
 //
 // The server remembers what it sent on a stream and sends the next page as
-// soon as there is one; when the client is caught up it waits for
-// [Server.Notify] of the namespace, and sends an empty frame (a heartbeat)
-// every HeartbeatInterval of silence.
+// soon as there is one; when the client is caught up it waits for the
+// next commit of the namespace to the served store (the server subscribes
+// to the store's commits, transport.Store.OnCommit: nothing to wire), and
+// sends an empty frame (a heartbeat) every HeartbeatInterval of silence.
 package httptransport

@@ -9,12 +9,15 @@ import (
 	"path/filepath"
 
 	"github.com/convergedb/converge"
+	"github.com/convergedb/converge/crdt"
 	httptransport "github.com/convergedb/converge/transport/http"
 )
 
 // A hub serves a namespace over HTTP to clients with a token; a client
-// syncs with it. In production the hub is `converge serve`, or the
-// handler mounted in your own server.
+// syncs with it, and streams what is written afterwards. In production the
+// hub is `converge serve`, or the handler mounted in your own server: give
+// the server the hub's store and nothing else, and it wakes the live
+// streams on every commit by itself.
 func Example() {
 	ctx := context.Background()
 	root, _ := os.MkdirTemp("", "example")
@@ -61,7 +64,25 @@ func Example() {
 
 	_, err = app.SyncWith(ctx, client, "team-3") // not in the token's grant
 	fmt.Println(err != nil)
+
+	// A live stream (a replicator opens one per namespace) gets the
+	// hub's next write at once.
+	streaming, stop := context.WithCancel(ctx)
+	defer stop()
+	store := app.SyncStore()
+	have := func() crdt.VersionVector { vv, _ := store.Vector(streaming, "team-1"); return vv }
+	streamed := make(chan int, 1)
+	go client.Stream(streaming, "team-1", have, func(ops [][]byte) error {
+		store.Apply(streaming, "team-1", ops)
+		streamed <- len(ops)
+		stop()
+		return nil
+	})
+	hubTasks, _ := converge.NewCollection[task](hubDB, "tasks")
+	hubTasks.Put(ctx, "team-1", &task{ID: "t2", Title: "review the docs"})
+	fmt.Println("streamed:", <-streamed)
 	// Output:
 	// sent: 1 <nil>
 	// true
+	// streamed: 1
 }

@@ -3,6 +3,7 @@ package httptransport
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -47,8 +48,19 @@ const gzipMinSize = 1 << 10
 
 // ServerOptions configure a [Server].
 type ServerOptions struct {
-	// Store is the replica served. Required.
+	// Store is the replica served. Required. The server hears of its
+	// commits (Store.OnCommit) and wakes the live streams itself: a
+	// commit from a client, another transport or a local write reaches
+	// the streams at once.
 	Store transport.Store
+	// OnApply, if set, is called after every round trip that pushed ops
+	// (and was not refused), with the namespace and what became of the
+	// ops (Applied counts those the store applied), before the answer is
+	// sent. It is the hook for what a wrapped store would do (metrics, a
+	// bridge to another transport): the server keeps the store itself, so
+	// none of its abilities is hidden. It runs on the request's goroutine
+	// and must not block for long.
+	OnApply func(ns string, a transport.Applied)
 	// Auth maps bearer tokens to grants. Required.
 	Auth Authorizer
 	// Limits cap the pages of ops answered (round trips and stream
@@ -92,6 +104,7 @@ type ServerOptions struct {
 // end the live streams before shutting down the http.Server.
 type Server struct {
 	store      transport.Store
+	onApply    func(ns string, a transport.Applied)
 	auth       Authorizer
 	limits     transport.Limits
 	maxBody    int64
@@ -101,14 +114,15 @@ type Server struct {
 	heartbeat  time.Duration
 	log        *slog.Logger
 
-	done      chan struct{} // closed by Close
-	closeOnce sync.Once
-	streams   sync.WaitGroup // live stream handlers
+	done        chan struct{} // closed by Close
+	closeOnce   sync.Once
+	stopCommits func()         // ends the store's OnCommit subscription
+	streams     sync.WaitGroup // live stream handlers
 
 	mu struct {
 		sync.Mutex
 		closed bool
-		wake   map[string]chan struct{} // per namespace, closed by Notify
+		wake   map[string]chan struct{} // per namespace, closed by a commit
 		// use counts the streams and round trips in progress per token
 		// (by its SHA-256: the map keeps no secret); entries at zero go.
 		use map[[sha256.Size]byte]*tokenUse
@@ -119,6 +133,7 @@ type Server struct {
 type tokenUse struct{ streams, syncs int }
 
 // NewServer returns a server for opts. It fails if Store or Auth is nil.
+// It subscribes to the store's commits; [Server.Close] ends that.
 func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("httptransport: new server: Store is required")
@@ -149,6 +164,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s := &Server{
 		store:      opts.Store,
+		onApply:    opts.OnApply,
 		auth:       opts.Auth,
 		limits:     opts.Limits,
 		maxBody:    opts.MaxBody,
@@ -161,12 +177,13 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s.mu.wake = map[string]chan struct{}{}
 	s.mu.use = map[[sha256.Size]byte]*tokenUse{}
+	s.stopCommits = opts.Store.OnCommit(s.committed)
 	return s, nil
 }
 
-// Notify tells the server that a commit happened in namespace ns: the live
-// streams of ns look for new ops. It never blocks.
-func (s *Server) Notify(ns string) {
+// committed is the store's commit hook: the live streams of ns look for
+// new ops. It never blocks.
+func (s *Server) committed(ns string) {
 	s.mu.Lock()
 	if ch, ok := s.mu.wake[ns]; ok {
 		close(ch)
@@ -175,7 +192,7 @@ func (s *Server) Notify(ns string) {
 	s.mu.Unlock()
 }
 
-// wakeup returns the channel the next Notify of ns closes.
+// wakeup returns the channel the next commit to ns closes.
 func (s *Server) wakeup(ns string) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,10 +204,12 @@ func (s *Server) wakeup(ns string) <-chan struct{} {
 	return ch
 }
 
-// Close ends the live streams and waits for their handlers to return.
-// Requests after Close are answered 503.
+// Close ends the live streams and the subscription to the store's
+// commits, and waits for the stream handlers to return. Requests after
+// Close are answered 503.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.stopCommits()
 		s.mu.Lock()
 		s.mu.closed = true
 		s.mu.Unlock()
@@ -428,29 +447,17 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, gr
 		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request pushes %d ops, limit %d per request (ServerOptions.MaxOpsPerRequest): send smaller pages; nothing applied", len(req.Ops), s.maxOps))
 		return
 	}
-	// Check every pushed op before the store sees any: one op of another
-	// namespace refuses the request; malformed ops refuse the batch.
-	var malformed error
-	for i, raw := range req.Ops {
-		op, err := crdt.DecodeOp(raw)
-		if err != nil {
-			if malformed == nil {
-				malformed = fmt.Errorf("op %d: %w", i, err)
-			}
-			continue
-		}
-		if op.Namespace != ns {
-			s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("op %d is of namespace %q, not %q: nothing applied", i, op.Namespace, ns))
-			return
-		}
-		if !grant.WritesAs(op.Dot.Origin) {
-			s.refuse(w, r, http.StatusForbidden, fmt.Sprintf("op %d claims origin %v, which this token may not write as: nothing applied", i, op.Dot.Origin))
-			return
-		}
+	chk, err := s.checkPushed(r.Context(), ns, grant, req)
+	switch {
+	case err != nil:
+		s.refuse(w, r, http.StatusInternalServerError, err.Error())
+		return
+	case chk.forbidden != "":
+		s.refuse(w, r, http.StatusForbidden, chk.forbidden)
+		return
 	}
-	var refused transport.Applied
-	if malformed != nil {
-		refused = transport.Applied{Refused: len(req.Ops), Reason: fmt.Sprintf("batch of %d ops refused: %v", len(req.Ops), malformed)}
+	pushed := len(req.Ops) + chk.held
+	if chk.malformed != nil {
 		req.Ops = nil
 	}
 	resp, err := transport.Serve(r.Context(), s.store, req, s.limits)
@@ -462,10 +469,73 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, gr
 		}
 		return
 	}
-	if malformed != nil {
-		resp.Applied = refused
+	switch {
+	case chk.malformed != nil:
+		resp.Applied = transport.Applied{Refused: pushed, Reason: fmt.Sprintf("batch of %d ops refused: %v", pushed, chk.malformed)}
+	case pushed > 0:
+		resp.Applied.Duplicates += chk.held
+		if s.onApply != nil {
+			s.onApply(ns, resp.Applied)
+		}
 	}
 	s.reply(w, r, transport.AppendResponse(nil, resp))
+}
+
+// pushCheck is what the server made of the ops a request pushes.
+type pushCheck struct {
+	// malformed is the first op that does not decode: the batch is
+	// refused (inside a 200, as the conformance suite expects).
+	malformed error
+	// forbidden says why the request is a 403, nothing applied; "" if not.
+	forbidden string
+	// held counts the ops the store held already that are of an origin
+	// the token may not write as: duplicates, dropped from the request.
+	held int
+}
+
+// checkPushed checks every op req pushes before the store sees any. One
+// op of another namespace, or a new op of an origin the grant may not
+// write as, makes the request a 403. An op the store holds already (its
+// dot within the store's vector) is a duplicate whatever its origin: a
+// writer re-pushes what it received from others, which forges nothing,
+// since the store keeps the op it holds. Such ops are dropped from
+// req.Ops and counted in held, never refused.
+func (s *Server) checkPushed(ctx context.Context, ns string, grant Grant, req *transport.Request) (pushCheck, error) {
+	var chk pushCheck
+	var held crdt.VersionVector // the store's vector, read at the first op of another origin
+	read := false
+	kept := make([][]byte, 0, len(req.Ops))
+	for i, raw := range req.Ops {
+		op, err := crdt.DecodeOp(raw)
+		if err != nil {
+			if chk.malformed == nil {
+				chk.malformed = fmt.Errorf("op %d: %w", i, err)
+			}
+			kept = append(kept, raw)
+			continue
+		}
+		if op.Namespace != ns {
+			chk.forbidden = fmt.Sprintf("op %d is of namespace %q, not %q: nothing applied", i, op.Namespace, ns)
+			return chk, nil
+		}
+		if !grant.WritesAs(op.Dot.Origin) {
+			if !read {
+				if held, err = s.store.Vector(ctx, ns); err != nil {
+					return chk, fmt.Errorf("reading the vector of %q: %w", ns, err)
+				}
+				read = true
+			}
+			if !held.Contains(op.Dot) {
+				chk.forbidden = fmt.Sprintf("op %d claims origin %v, which this token may not write as, and is not held here: nothing applied", i, op.Dot.Origin)
+				return chk, nil
+			}
+			chk.held++
+			continue
+		}
+		kept = append(kept, raw)
+	}
+	req.Ops = kept
+	return chk, nil
 }
 
 // reply writes an encoded message as a 200, gzip'd when the client

@@ -28,9 +28,6 @@ func compactAll(t testing.TB, r *transporttest.Replica, ns string) {
 	}
 }
 
-// plainStore hides everything of a store but transport.Store.
-type plainStore struct{ transport.Store }
-
 // TestSnapshotEndpoint: POST /v1/snapshot/{ns} answers pages under the
 // sync route's auth and limits, gzip'd when that pays.
 func TestSnapshotEndpoint(t *testing.T) {
@@ -92,7 +89,7 @@ func TestSnapshotEndpoint(t *testing.T) {
 	}
 
 	// A store that cannot make snapshots: 501, not retried.
-	_, ts2 := startServer(t, ServerOptions{Store: plainStore{hub.DB.SyncStore()}})
+	_, ts2 := startServer(t, ServerOptions{Store: transporttest.WithoutSnapshots{Store: hub.DB.SyncStore()}})
 	c2 := newClient(t, ts2.URL, "tok")
 	_, err = c2.Snapshot(t.Context(), &transport.SnapshotRequest{Namespace: "ns"})
 	if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != http.StatusNotImplemented {
@@ -110,8 +107,7 @@ func TestStreamBelowHorizon(t *testing.T) {
 	hub, b := transporttest.OpenReplica(t), transporttest.OpenReplica(t)
 	putItems(t, hub, "ns", 10, "old")
 	compactAll(t, hub, "ns")
-	srv, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore()})
-	notifyFrom(t, hub, srv, "ns")
+	_, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore()})
 	c := newClient(t, ts.URL, "tok")
 	err := c.Stream(t.Context(), "ns", func() crdt.VersionVector { return nil }, func([][]byte) error { return nil })
 	if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != http.StatusConflict || !errors.Is(err, transport.ErrSnapshotNeeded) {
@@ -136,8 +132,7 @@ func TestReplicatorBootstrapsOverHTTP(t *testing.T) {
 	hub := transporttest.OpenReplica(t)
 	putItems(t, hub, "ns", 120, "hub")
 	compactAll(t, hub, "ns")
-	srv, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore(), Limits: transport.Limits{MaxOps: 25}})
-	notifyFrom(t, hub, srv, "ns")
+	_, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore(), Limits: transport.Limits{MaxOps: 25}})
 
 	db, err := converge.Open(t.TempDir(), converge.Options{Durability: converge.NoSync, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,23 +11,6 @@ import (
 	"github.com/convergedb/converge/transport"
 	"github.com/convergedb/converge/transport/transporttest"
 )
-
-// notifyFrom calls srv.Notify(ns) for every change committed to ns on r,
-// until the test ends.
-func notifyFrom(t *testing.T, r *transporttest.Replica, srv *Server, ns string) {
-	sub := r.DB.Subscribe(ns)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			if _, err := sub.Next(ctx); err != nil && ctx.Err() != nil {
-				return
-			}
-			srv.Notify(ns)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait(); sub.Close() })
-}
 
 // streamTo runs c.Stream of ns into replica r, and sends the count of
 // ops of each frame on the returned channel. The stream ends with the test.
@@ -82,8 +64,7 @@ func TestStreamLive(t *testing.T) {
 	hub, a, b := transporttest.OpenReplica(t), transporttest.OpenReplica(t), transporttest.OpenReplica(t)
 	// Heartbeats every millisecond interleave with the frames; the client
 	// must not hand them to apply (a frame of 0 ops fails the test).
-	srv, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore(), HeartbeatInterval: time.Millisecond})
-	notifyFrom(t, hub, srv, "ns")
+	_, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore(), HeartbeatInterval: time.Millisecond})
 	ca, cb := newClient(t, ts.URL, "tok"), newClient(t, ts.URL, "tok")
 	frames, errc := streamTo(t, cb, b, "ns")
 
@@ -200,4 +181,27 @@ func TestStreamEndsOnClose(t *testing.T) {
 	if err := c.Stream(t.Context(), "ns", nil, nil); err == nil {
 		t.Error("Stream after server Close succeeded")
 	}
+}
+
+// TestStreamWakesOnCommits is issue 13.6: the obvious wiring (a server
+// given the store, nothing else) streams every commit at once, a local
+// write of the served replica as well as ops a client pushed. Heartbeats
+// are an hour apart, so only the server's own wake-up can bring them.
+func TestStreamWakesOnCommits(t *testing.T) {
+	hub, a, b := transporttest.OpenReplica(t), transporttest.OpenReplica(t), transporttest.OpenReplica(t)
+	_, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore(), HeartbeatInterval: time.Hour})
+	frames, errc := streamTo(t, newClient(t, ts.URL, "tok"), b, "ns")
+
+	putItems(t, hub, "ns", 1, "written-at-the-hub")
+	if n := waitFrame(t, frames, errc); n != 1 {
+		t.Fatalf("frame of %d ops, want the hub's 1", n)
+	}
+	putItems(t, a, "ns", 1, "pushed-by-a")
+	if _, err := a.DB.SyncWith(t.Context(), newClient(t, ts.URL, "tok"), "ns"); err != nil {
+		t.Fatal(err)
+	}
+	if n := waitFrame(t, frames, errc); n != 1 {
+		t.Fatalf("frame of %d ops, want a's 1", n)
+	}
+	transporttest.CheckConverged(t, "ns", hub, a, b)
 }

@@ -28,8 +28,8 @@
 //     and snapshot page requests, which travel on the same subjects
 //     ([transport.ServeSnapshot], dispatched by the message's kind);
 //   - publishes the replica's own new ops, in batches, on the ops subject
-//     when told of a local commit ([Transport.Notify]), each batch carrying
-//     the publisher's version vector;
+//     as its store commits them (the store's OnCommit), each batch
+//     carrying the publisher's version vector;
 //   - announces its vector on the ops subject periodically (a heartbeat),
 //     at start and after a reconnect;
 //   - applies the ops others publish, and when a batch or announcement

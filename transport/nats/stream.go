@@ -35,11 +35,10 @@ const fetchRounds = 1000
 
 // Stream runs ns on the bus until ctx ends (nil) or the connection closes
 // or the server denies a subscription (an error): it answers other
-// replicas' requests, publishes this replica's ops when [Transport.Notify]
-// says there are new ones, announces its vector every Heartbeat, and
-// passes the ops others publish to apply, fetching from the publisher
-// when what it announces is ahead of have(). It implements the converge
-// replicator's Streamer.
+// replicas' requests, publishes this replica's ops as the store commits
+// them (its OnCommit), announces its vector every Heartbeat, and passes
+// the ops others publish to apply, fetching from the publisher when what
+// it announces is ahead of have(). It implements [transport.Live].
 func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {
 	subj, err := subjectsFor(t.opts.Prefix, ns)
 	if err != nil {
@@ -95,13 +94,11 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 			return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
 		}
 	}
-	if t.hasSelf && t.store != nil {
-		vv, err := t.store.Vector(ctx, ns)
-		if err != nil {
-			return ctx0(ctx, fmt.Errorf("natstransport: stream %q: %w", ns, err))
-		}
-		st.published = vv[t.self]
+	stopPublishing, err := t.publishCommits(ctx, st)
+	if err != nil {
+		return ctx0(ctx, err)
 	}
+	defer stopPublishing()
 	t.log.Debug("streaming", "ns", ns)
 
 	var heartbeat <-chan time.Time
@@ -138,6 +135,27 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 	}
 }
 
+// publishCommits makes st publish the store's own ops as it commits them
+// (through its OnCommit), from those it holds now on. stop ends it.
+func (t *Transport) publishCommits(ctx context.Context, st *stream) (stop func(), err error) {
+	if !t.PublishesCommits() {
+		return func() {}, nil
+	}
+	// Registered before the vector is read: no commit is missed.
+	stop = t.store.OnCommit(func(ns string) {
+		if ns == st.ns {
+			st.kick(st.publish)
+		}
+	})
+	vv, err := t.store.Vector(ctx, st.ns)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("natstransport: stream %q: %w", st.ns, err)
+	}
+	st.published = vv[t.self]
+	return stop, nil
+}
+
 // ctx0 turns an error caused by ctx ending into nil.
 func ctx0(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
@@ -150,17 +168,6 @@ func (t *Transport) flush(ctx context.Context) error {
 	ctx, cancel := t.withTimeout(ctx)
 	defer cancel()
 	return t.nc.FlushWithContext(ctx)
-}
-
-// Notify tells the transport that ns has new local commits: the stream
-// publishes them. It never blocks; notifications coalesce.
-func (t *Transport) Notify(ns string) {
-	t.mu.Lock()
-	st := t.mu.streams[ns]
-	t.mu.Unlock()
-	if st != nil {
-		st.kick(st.publish)
-	}
 }
 
 // publishOwn publishes the replica's own ops beyond st.published, in
@@ -285,8 +292,8 @@ func (t *Transport) receive(ctx context.Context, st *stream, m *nats.Msg, have f
 	if len(b.Ops) == 0 {
 		behind = !mine.Covers(b.Vector)
 		// An announcement says what its publisher holds.
-		if pt, ok := t.store.(transport.PeerTracker); ok && oerr == nil {
-			if err := pt.Acknowledged(ctx, st.ns, origin, b.Vector); err != nil {
+		if t.store != nil && oerr == nil {
+			if err := t.store.Acknowledged(ctx, st.ns, origin, b.Vector); err != nil {
 				return fmt.Errorf("natstransport: stream %q: %w", st.ns, err)
 			}
 		}
@@ -370,7 +377,7 @@ func (p *directPeer) RoundTrip(ctx context.Context, req *transport.Request) (*tr
 	return p.t.roundTrip(ctx, p.subject, req)
 }
 
-// Snapshot implements transport.Snapshotter.
+// Snapshot implements transport.Peer.
 func (p *directPeer) Snapshot(ctx context.Context, req *transport.SnapshotRequest) (*transport.SnapshotResponse, error) {
 	var resp *transport.SnapshotResponse
 	_, err := p.t.request(ctx, p.subject, transport.AppendSnapshotRequest(nil, req), func(b []byte) (err error) {
@@ -380,5 +387,11 @@ func (p *directPeer) Snapshot(ctx context.Context, req *transport.SnapshotReques
 	return resp, err
 }
 
-// PageLimits implements transport.PageLimiter.
+// PageLimits implements transport.Peer.
 func (p *directPeer) PageLimits() transport.Limits { return p.t.PageLimits() }
+
+// Health implements transport.Peer: the transport's connection.
+func (p *directPeer) Health(ctx context.Context) error { return p.t.Health(ctx) }
+
+// Live implements transport.Peer: nil, a bootstrap needs round trips only.
+func (p *directPeer) Live() transport.Live { return nil }

@@ -54,9 +54,11 @@ const (
 
 // Options configure a [Transport]. Zero fields get the defaults.
 type Options struct {
-	// Store is the local replica: it answers other replicas' requests and
-	// its own ops are published live. Nil makes a client that only
-	// requests (RoundTrip) and receives (Stream).
+	// Store is the local replica: it answers other replicas' requests, and
+	// while a namespace streams, its own ops are published live as it
+	// commits them (the transport hears of them through the store's
+	// OnCommit). Nil makes a client that only requests (RoundTrip) and
+	// receives (Stream).
 	Store transport.Store
 	// Prefix is the first subject tokens. Default "converge".
 	Prefix string
@@ -73,6 +75,10 @@ type Options struct {
 	Limits transport.Limits
 	// Logger receives dropped messages and errors. Default slog.Default().
 	Logger *slog.Logger
+	// OnRoundTrip, if set, is called after every anti-entropy round trip
+	// of RoundTrip (not the live path's fetches) with its namespace, how
+	// long it took and its error, for metrics. It must not block.
+	OnRoundTrip func(ns string, took time.Duration, err error)
 }
 
 // Stats count what a transport did. Every field only grows.
@@ -103,9 +109,11 @@ type counters struct {
 	snapshotPages, bootstraps                                        atomic.Int64
 }
 
-// Transport is one replica's attachment to a NATS system. It is a
-// [transport.Peer] and [transport.Snapshotter] for the sync engine and a
-// live streamer for the converge replicator. It is safe for concurrent use.
+// Transport is one replica's attachment to a NATS system: a
+// [transport.Peer] with every ability (snapshots, page limits within the
+// server's max payload, a health check, and a live path that streams,
+// publishes the store's commits and reports reconnections). It is safe
+// for concurrent use.
 type Transport struct {
 	nc      *nats.Conn
 	owned   bool
@@ -225,8 +233,9 @@ func New(nc *nats.Conn, opts Options) (*Transport, error) {
 	}
 	t := &Transport{nc: nc, store: opts.Store, opts: opts, id: nuid.Next()}
 	t.log = opts.Logger.With("component", "natstransport", "transport", t.id)
-	if o, ok := opts.Store.(transport.Origin); ok {
-		t.self, t.hasSelf = o.Self(), true
+	if opts.Store != nil {
+		t.self = opts.Store.Self()
+		t.hasSelf = !t.self.IsZero()
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.mu.pinned = make(map[string]string)
@@ -289,6 +298,15 @@ func (t *Transport) PageLimits() transport.Limits {
 	}
 	return lim
 }
+
+// Live implements [transport.Peer]: the transport itself is its live
+// path ([Transport.Stream], [Transport.PublishesCommits],
+// [Transport.OnReconnect]).
+func (t *Transport) Live() transport.Live { return t }
+
+// PublishesCommits implements [transport.Live]: with a store of a replica
+// of its own, a stream publishes the store's commits as they happen.
+func (t *Transport) PublishesCommits() bool { return t.store != nil && t.hasSelf }
 
 // OnReconnect registers fn to run after every reconnection to the
 // server; the replicator uses it to run anti-entropy. The returned func
@@ -412,15 +430,19 @@ func (t *Transport) withTimeout(ctx context.Context) (context.Context, context.C
 // transport that answered the last one while it answers, else to the
 // queue group.
 func (t *Transport) RoundTrip(ctx context.Context, req *transport.Request) (*transport.Response, error) {
+	start := time.Now()
 	var resp *transport.Response
 	err := t.ask(ctx, req.Namespace, transport.AppendRequest(nil, req), func(b []byte) (err error) {
 		resp, err = transport.DecodeResponse(b)
 		return err
 	})
+	if t.opts.OnRoundTrip != nil {
+		t.opts.OnRoundTrip(req.Namespace, time.Since(start), err)
+	}
 	return resp, err
 }
 
-// Snapshot implements transport.Snapshotter: it asks for one snapshot
+// Snapshot implements [transport.Peer]: it asks for one snapshot
 // page of req.Namespace as RoundTrip asks for a round, with the page's
 // bytes capped by PageLimits so that it fits the max payload. The pages of
 // one snapshot may come from different responders; transport.Sync takes

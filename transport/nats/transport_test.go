@@ -187,8 +187,7 @@ func TestGapTriggersTargetedFetch(t *testing.T) {
 	// b's opening announcement reaching a means b's subscriptions are live.
 	poll(t, "b's announcement to reach a", func() bool { return a.tr.Stats().Received >= 1 })
 
-	a.put(t, "ns", Item{ID: "late"})
-	a.tr.Notify("ns")
+	a.put(t, "ns", Item{ID: "late"}) // the stream hears of the commit from the store
 	waitUntil(t, b, "ns", func() bool { return count(t, b, "ns") == 6 })
 	waitConverged(t, "ns", a, b)
 	if refused.Load() == 0 {

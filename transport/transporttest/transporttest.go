@@ -20,9 +20,12 @@ import (
 )
 
 // NewPeer connects to a replica serving store through the transport under
-// test and returns the client side. It should register cleanups with t.
-// The suite expects the peer to be a transport.Snapshotter too: a replica
-// below the responder's compaction horizon bootstraps through it.
+// test, wired the way production wires it (a command's server, with its
+// hooks), and returns the client side. It should register cleanups with
+// t. The suite runs every ability through it: the peer must carry
+// snapshot pages (a replica below the responder's compaction horizon
+// bootstraps through them), and the served store must still record the
+// peers it serves (the input of its compaction).
 type NewPeer func(t *testing.T, server transport.Store) transport.Peer
 
 // Item is the record type the suite writes.
@@ -137,6 +140,31 @@ func checkPeer(t testing.TB, ns string, r, peer *Replica) {
 	t.Errorf("the peer %s is not known: %+v", peer.DB.ReplicaID(), ps)
 }
 
+// checkKnows fails the test unless r lists the replica peer among the
+// peers of ns with peer's own ops: a responder learns a requester's
+// vector from its requests, sent before it applies the answers.
+func checkKnows(t testing.TB, ns string, r, peer *Replica) {
+	t.Helper()
+	ps, err := r.DB.Peers(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := peer.DB.ReplicaID()
+	want, err := peer.DB.Vector(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Replica == id {
+			if p.Vector[id] != want[id] {
+				t.Errorf("recorded %d of the peer's own ops, want %d", p.Vector[id], want[id])
+			}
+			return
+		}
+	}
+	t.Errorf("the peer %s is not known: %+v", id, ps)
+}
+
 // Run runs the conformance suite against the transport newPeer makes.
 func Run(t *testing.T, newPeer NewPeer) {
 	t.Run("SnapshotBootstrap", func(t *testing.T) {
@@ -152,9 +180,6 @@ func Run(t *testing.T, newPeer NewPeer) {
 		a := OpenReplica(t)
 		put(t, a, "ns", Item{ID: "from-a", Name: "a's own"})
 		peer := newPeer(t, b.DB.SyncStore())
-		if _, ok := peer.(transport.Snapshotter); !ok {
-			t.Fatalf("%T is not a transport.Snapshotter", peer)
-		}
 		res, err := transport.Sync(t.Context(), a.DB.SyncStore(), peer, "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
 		if err != nil {
 			t.Fatalf("sync from a new replica: %v", err)
@@ -167,6 +192,7 @@ func Run(t *testing.T, newPeer NewPeer) {
 		}
 		CheckConverged(t, "ns", a, b)
 		checkPeer(t, "ns", a, b)
+		checkKnows(t, "ns", b, a) // the served store recorded its client
 		// Once bootstrapped, syncs are op syncs again.
 		put(t, b, "ns", Item{ID: "later", Name: "b"})
 		res, err = a.DB.SyncWith(t.Context(), peer, "ns")
@@ -196,6 +222,31 @@ func Run(t *testing.T, newPeer NewPeer) {
 		CheckConverged(t, "ns", a, b)
 		checkPeer(t, "ns", a, b)
 		checkPeer(t, "ns", b, a)
+	})
+
+	t.Run("ServedStoreRecordsPeers", func(t *testing.T) {
+		// The served store learns what its client holds from the client's
+		// requests, which is what lets it compact: a store whose wiring
+		// lost that ability would keep its log for ever.
+		a, b := OpenReplica(t), OpenReplica(t)
+		put(t, a, "ns", Item{ID: "x", Name: "a"})
+		put(t, b, "ns", Item{ID: "y", Name: "b"})
+		peer := newPeer(t, b.DB.SyncStore())
+		for range 2 { // the second sync's request says a holds b's op too
+			if _, err := a.DB.SyncWith(t.Context(), peer, "ns"); err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+		}
+		CheckConverged(t, "ns", a, b)
+		checkPeer(t, "ns", b, a)
+		checkPeer(t, "ns", a, b)
+		st, err := b.DB.Compact(t.Context(), "ns")
+		if err != nil {
+			t.Fatalf("compact the served store: %v", err)
+		}
+		if st.Ops != 2 {
+			t.Errorf("the served store compacted %d ops, want both (its client holds them)", st.Ops)
+		}
 	})
 
 	t.Run("BothDirections", func(t *testing.T) {
@@ -345,4 +396,24 @@ func Run(t *testing.T, newPeer NewPeer) {
 		}
 		CheckConverged(t, "ns", append(reps, hub)...)
 	})
+}
+
+// WithoutSnapshots is a store that says it can neither make nor install
+// snapshots (errors.ErrUnsupported) and otherwise is Store: for tests of
+// how a transport or the sync engine reports that.
+type WithoutSnapshots struct{ transport.Store }
+
+// Snapshot implements transport.Store: errors.ErrUnsupported.
+func (WithoutSnapshots) Snapshot(context.Context, string, *transport.SnapshotCursor, transport.Limits) (crdt.VersionVector, []transport.SnapshotRecord, bool, error) {
+	return nil, nil, false, fmt.Errorf("transporttest: WithoutSnapshots: %w", errors.ErrUnsupported)
+}
+
+// InstallSnapshot implements transport.Store: errors.ErrUnsupported.
+func (WithoutSnapshots) InstallSnapshot(context.Context, string, []transport.SnapshotRecord) error {
+	return fmt.Errorf("transporttest: WithoutSnapshots: %w", errors.ErrUnsupported)
+}
+
+// FinishSnapshot implements transport.Store: errors.ErrUnsupported.
+func (WithoutSnapshots) FinishSnapshot(context.Context, string, crdt.VersionVector) error {
+	return fmt.Errorf("transporttest: WithoutSnapshots: %w", errors.ErrUnsupported)
 }
