@@ -245,7 +245,16 @@ func (p *streamingPeer) RoundTrip(ctx context.Context, req *transport.Request) (
 	return p.MemPeer.RoundTrip(ctx, req)
 }
 
-// Stream implements converge.Streamer.
+// Live implements transport.Peer: the test's stream is the live path.
+func (p *streamingPeer) Live() transport.Live { return p }
+
+// PublishesCommits implements transport.Live: it does not.
+func (p *streamingPeer) PublishesCommits() bool { return false }
+
+// OnReconnect implements transport.Live: it never reconnects.
+func (p *streamingPeer) OnReconnect(func()) func() { return func() {} }
+
+// Stream implements transport.Live.
 func (p *streamingPeer) Stream(ctx context.Context, ns string, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {
 	for {
 		select {
