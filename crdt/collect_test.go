@@ -357,20 +357,52 @@ func TestPrepareFromBase(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		ops := forKey(genLawOps(1, 30).Draw(t, "history"), "k1")
 		cut := rapid.IntRange(0, len(ops)).Draw(t, "base after")
-		base, r := &Record{}, &Record{}
-		for i, op := range ops {
-			if i < cut {
-				base.Apply(op)
-			}
+		base := &Record{}
+		for _, op := range ops[:cut] {
+			base.Apply(op)
+		}
+		// The base holds set elements: a replica added some just before.
+		setup := mkOp(rC, 500, hlc.New(4, 500), base.CL|1)
+		for range rapid.IntRange(1, 3).Draw(t, "base elements") {
+			setup.Fields = append(setup.Fields, add(rapid.SampledFrom(lawFields).Draw(t, "name"), rapid.SampledFrom(lawValues).Draw(t, "value")))
+		}
+		base.Apply(setup)
+		r := base.Clone()
+		for _, op := range ops[cut:] {
 			r.Apply(op)
 		}
-		changes := make([]Change, rapid.IntRange(0, 4).Draw(t, "changes"))
-		for i := range changes {
-			changes[i] = Change{
-				Name:  rapid.SampledFrom(lawFields).Draw(t, "name"),
+		// Since the base, another replica added again some of the
+		// elements the base holds.
+		var elems []Change
+		for _, f := range base.Fields {
+			for _, e := range f.Elems {
+				elems = append(elems, Change{Name: f.Name, Type: RemoveElem, Value: e.Value})
+				if r.Exists() && rapid.Bool().Draw(t, "added again") {
+					r.Apply(mkOp(rC, uint64(1000+len(elems)), hlc.New(50, uint16(len(elems))), r.CL, add(f.Name, e.Value)))
+				}
+			}
+		}
+		// One change per field (two kinds in one write are refused);
+		// removes of the base's elements, which meet those adds.
+		var changes []Change
+		for _, name := range lawFields {
+			c := Change{
+				Name:  name,
 				Type:  rapid.SampledFrom(changeTypes).Draw(t, "type"),
 				Value: rapid.SampledFrom(lawValues).Draw(t, "value"),
 				Delta: rapid.Int64Range(-3, 3).Draw(t, "delta"),
+			}
+			var mine []Change
+			for _, e := range elems {
+				if e.Name == name {
+					mine = append(mine, e)
+				}
+			}
+			if len(mine) > 0 && rapid.Bool().Draw(t, "remove a base element") {
+				c = rapid.SampledFrom(mine).Draw(t, "remove")
+			}
+			if rapid.Bool().Draw(t, "change") {
+				changes = append(changes, c)
 			}
 		}
 		intent := rapid.SampledFrom([]Intent{IntentPut, IntentUpdate}).Draw(t, "intent")
