@@ -19,6 +19,7 @@ type benchTask struct {
 	Done     bool    `msgpack:"done"`
 	Owner    string  `msgpack:"owner"`
 	Score    float64 `msgpack:"score"`
+	Meta     converge.Meta
 }
 
 // BenchmarkCollectionPut measures Collection.Put of a new 5-field record:

@@ -33,6 +33,7 @@ type qpRec struct {
 	F    float64  `msgpack:"f"`
 	B    bool     `msgpack:"b"`
 	Tags []string `msgpack:"tags" converge:"set"`
+	Meta converge.Meta
 }
 
 // qpView reads the same collection with pointers, so that a missing field
@@ -44,6 +45,7 @@ type qpView struct {
 	F    *float64  `msgpack:"f"`
 	B    *bool     `msgpack:"b"`
 	Tags *[]string `msgpack:"tags"`
+	Meta converge.Meta
 }
 
 // Value pools: small, so that equalities and prefixes hit, with edge cases

@@ -35,6 +35,11 @@ var (
 	// ErrNamespace is returned for an empty or oversized namespace name,
 	// or an op ingested under a namespace it does not carry.
 	ErrNamespace = errors.New("oplog: bad namespace")
+	// ErrUnsynced is returned by a GroupCommit write that committed (its
+	// ops are applied and readers see them) but whose shared fsync failed:
+	// it may not survive a crash. Writing it again is not a retry of a
+	// write that did not happen.
+	ErrUnsynced = errors.New("oplog: committed, but not synced to stable storage")
 )
 
 // Durability says when a commit reaches stable storage.
