@@ -22,7 +22,8 @@ import (
 // `msgpack:"-"`): reads fill it, [Collection.Put] uses the version it
 // carries to write only what the app changed, and a committed Put sets it
 // to the version written. Its fields are never written as record fields.
-// The zero Meta is a struct never read: Put then writes it whole.
+// The zero Meta is a struct never read: Put then writes it whole. A
+// struct read keeps the record's state as read in memory while it is held.
 type Meta struct {
 	Namespace, Collection, ID string
 	// Created and Updated are the HLCs of the first and latest write
@@ -85,10 +86,10 @@ func (c *Collection[T]) Name() string { return c.name }
 // Fields stored but not declared in T are never written.
 //
 // Once the write commits, v holds the record as written (other replicas'
-// changes included) and its Meta that version, so a second Put of v writes
-// nothing more. If the write fails, v is left as it was. Put returns
-// ErrSchema if the record as written does not fit T (then nothing is
-// written).
+// changes included; a record Put created holds what v held) and its Meta
+// that version, so a second Put of v writes nothing more. If the write
+// fails, v is left as it was. Put returns ErrSchema if the record as
+// written does not fit T (then nothing is written).
 func (c *Collection[T]) Put(ctx context.Context, ns string, v *T) (string, error) {
 	var id string
 	err := c.db.Update(ctx, ns, func(tx *Tx) error {
@@ -213,7 +214,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
 		return "", err
 	}
-	if err := t.refresh(rv, id); err != nil {
+	if err := t.refresh(rv, id, !st.Exists()); err != nil {
 		t.tx.fail(err)
 		return "", err
 	}
@@ -233,21 +234,32 @@ func (c *Collection[T]) baseOf(rv reflect.Value, ns, id string, st *crdt.Record)
 }
 
 // refresh sets the struct rv to record id as the transaction now holds it,
-// and registers the undo of that with the transaction.
-func (t *CollectionTx[T]) refresh(rv reflect.Value, id string) error {
+// and registers the undo of that with the transaction. If the Put created
+// the record, the record holds exactly what rv does (every declared field
+// written, at a causal length nothing else wrote at), so only the id and
+// Meta are set: decoding it again would cost a fifth of the Put.
+func (t *CollectionTx[T]) refresh(rv reflect.Value, id string, created bool) error {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
 		return err
 	}
-	fresh, err := t.c.decode(t.tx.Namespace(), id, st)
-	if err != nil {
-		return fmt.Errorf("converge: put %s/%s: the record as written: %w", t.c.name, id, err)
-	}
 	s := t.c.schema
+	fresh := reflect.New(s.typ).Elem()
+	if created {
+		s.copyRecord(fresh, rv)
+		fresh.FieldByIndex(s.id).SetString(id)
+		fresh.FieldByIndex(s.meta).Set(reflect.ValueOf(t.c.meta(t.tx.Namespace(), id, st)))
+	} else {
+		v, err := t.c.decode(t.tx.Namespace(), id, st)
+		if err != nil {
+			return fmt.Errorf("converge: put %s/%s: the record as written: %w", t.c.name, id, err)
+		}
+		fresh.Set(reflect.ValueOf(v))
+	}
 	old := reflect.New(s.typ).Elem()
 	s.copyRecord(old, rv)
 	t.tx.onAbort(func() { s.copyRecord(rv, old) })
-	s.copyRecord(rv, reflect.ValueOf(&fresh).Elem())
+	s.copyRecord(rv, fresh)
 	return nil
 }
 
@@ -479,13 +491,18 @@ func (c *Collection[T]) decode(ns, id string, st *crdt.Record) (T, error) {
 	}
 	rv := reflect.ValueOf(&v).Elem()
 	rv.FieldByIndex(c.schema.id).SetString(id)
-	rv.FieldByIndex(c.schema.meta).Set(reflect.ValueOf(Meta{
+	rv.FieldByIndex(c.schema.meta).Set(reflect.ValueOf(c.meta(ns, id, st)))
+	return v, nil
+}
+
+// meta returns the Meta of record id of ns read as st.
+func (c *Collection[T]) meta(ns, id string, st *crdt.Record) Meta {
+	return Meta{
 		Namespace: ns, Collection: c.name, ID: id,
 		Created: st.Created.HLC, Updated: st.Updated.HLC,
 		Origin: st.Created.Replica.String(), UpdatedBy: st.Updated.Replica.String(),
 		base: st,
-	}))
-	return v, nil
+	}
 }
 
 // FieldUpdate is one field operation for [Collection.Update]. Build it
