@@ -445,7 +445,8 @@ func TestMetaField(t *testing.T) {
 		A, B converge.Meta
 	}
 	type hiddenMeta struct {
-		ID   string
+		ID string
+		//lint:ignore U1000 the schema must refuse an unexported Meta
 		meta converge.Meta
 	}
 	type embeddedUntagged struct {
