@@ -88,8 +88,9 @@ func (c *Collection[T]) Name() string { return c.name }
 // Once the write commits, v holds the record as written (other replicas'
 // changes included; a record Put created holds what v held) and its Meta
 // that version, so a second Put of v writes nothing more. If the write
-// fails, v is left as it was. Put returns ErrSchema if the record as
-// written does not fit T (then nothing is written).
+// fails, v is left as it was (but for ErrUnsynced: that write committed).
+// Put returns ErrSchema if the record as written does not fit T (then
+// nothing is written).
 func (c *Collection[T]) Put(ctx context.Context, ns string, v *T) (string, error) {
 	var id string
 	err := c.db.Update(ctx, ns, func(tx *Tx) error {
