@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"reflect"
+	"slices"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
@@ -15,8 +16,14 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Meta is a record's metadata. A struct field of type Meta is filled on
-// reads and ignored on writes.
+// Meta is a record's metadata, and the version of the record a struct was
+// read at. Every collection struct has a field of type Meta (a named field
+// `Meta converge.Meta`, or an embedded converge.Meta tagged
+// `msgpack:"-"`): reads fill it, [Collection.Put] uses the version it
+// carries to write only what the app changed, and a committed Put sets it
+// to the version written. Its fields are never written as record fields.
+// The zero Meta is a struct never read: Put then writes it whole. A
+// struct read keeps the record's state as read in memory while it is held.
 type Meta struct {
 	Namespace, Collection, ID string
 	// Created and Updated are the HLCs of the first and latest write
@@ -25,6 +32,10 @@ type Meta struct {
 	// Origin is the replica that created the record; UpdatedBy the one
 	// that wrote it last.
 	Origin, UpdatedBy string
+
+	// base is the record's state as read: what the struct's fields show.
+	// It is shared between copies of the struct and never modified.
+	base *crdt.Record
 }
 
 // Collection is a typed collection of records of struct type T. It is safe
@@ -36,7 +47,8 @@ type Collection[T any] struct {
 }
 
 // NewCollection declares the collection name of struct type T on db. It
-// returns ErrSchema if T cannot be a collection (no id field, a bad tag).
+// returns ErrSchema if T cannot be a collection (no id field, no [Meta]
+// field, a bad tag).
 func NewCollection[T any](db *DB, name string) (*Collection[T], error) {
 	if name == "" || len(name) > crdt.MaxNameLen {
 		return nil, fmt.Errorf("%w: collection name %q must be 1 to %d bytes", ErrInvalid, name, crdt.MaxNameLen)
@@ -51,11 +63,34 @@ func NewCollection[T any](db *DB, name string) (*Collection[T], error) {
 // Name returns the collection's name.
 func (c *Collection[T]) Name() string { return c.name }
 
-// Put writes v to namespace ns: it creates the record if it is absent or
-// deleted, and otherwise writes only the fields whose value changed (set
-// fields as adds and removes, counters as increments). Fields stored but
-// not declared in T are left untouched. If v's id is empty Put assigns a
-// new ULID and sets it in v. It returns the id.
+// Put writes v to namespace ns and returns its id. If v's id is empty Put
+// assigns a new ULID.
+//
+// A struct read from the collection (by Get, All, a query, a watch)
+// carries in its Meta the version it was read at, and Put writes only what
+// the app changed since that version, whatever other replicas wrote
+// meanwhile (a read-edit-save never reverts their changes):
+//   - a register, max or min field is written only if its value differs
+//     from the one read; a concurrent write of it is a conflict, resolved
+//     by the merge and reported as usual;
+//   - a set field adds the elements the app added and removes those it
+//     removed, each remove cancelling only the adds of the element the
+//     read saw (an add made elsewhere meanwhile survives);
+//   - a counter field adds the difference between its value and the value
+//     read, on top of whatever the counter holds now.
+//
+// If the record was deleted since the read (and perhaps re-created), or v
+// was never read (a zero Meta), or was read from another record, Put
+// writes v as a whole: it creates the record if it is absent or deleted,
+// and otherwise writes the fields whose value differs from the stored one.
+// Fields stored but not declared in T are never written.
+//
+// Once the write commits, v holds the record as written (other replicas'
+// changes included; a record Put created holds what v held) and its Meta
+// that version, so a second Put of v writes nothing more. If the write
+// fails, v is left as it was (but for ErrUnsynced: that write committed).
+// Put returns ErrSchema if the record as written does not fit T (then
+// nothing is written).
 func (c *Collection[T]) Put(ctx context.Context, ns string, v *T) (string, error) {
 	var id string
 	err := c.db.Update(ctx, ns, func(tx *Tx) error {
@@ -75,6 +110,15 @@ func (c *Collection[T]) Get(ctx context.Context, ns, id string) (T, error) {
 		return zero, fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err)
 	}
 	return c.decode(ns, id, st)
+}
+
+// Modify reads the record id of namespace ns, calls fn with it, and writes
+// what fn changed, all in one local transaction: no other write of this
+// replica comes between the read and the write. It returns ErrNotFound if
+// the record does not exist, and fn's error (writing nothing) if fn fails.
+// fn must not change the id (ErrInvalid).
+func (c *Collection[T]) Modify(ctx context.Context, ns, id string, fn func(*T) error) error {
+	return c.db.Update(ctx, ns, func(tx *Tx) error { return c.Tx(tx).Modify(id, fn) })
 }
 
 // Update applies field updates to the existing record id of namespace ns,
@@ -123,7 +167,9 @@ type CollectionTx[T any] struct {
 	tx *Tx
 }
 
-// Get reads record id as the transaction sees it.
+// Get reads record id as the transaction sees it. The version it carries
+// includes the transaction's writes so far: if the transaction does not
+// commit, read the record again rather than Put what Get returned.
 func (t *CollectionTx[T]) Get(id string) (T, error) {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
@@ -133,12 +179,15 @@ func (t *CollectionTx[T]) Get(id string) (T, error) {
 	return t.c.decode(t.tx.Namespace(), id, st)
 }
 
-// Put writes v as [Collection.Put] does, inside the transaction.
+// Put writes v as [Collection.Put] does, inside the transaction. v holds
+// the record as written at once; if the transaction does not commit,
+// [DB.Update] puts v back as it was before Put. If Put fails, the
+// transaction must not commit: return the error from its function (an
+// error from v's refresh aborts it whatever the function returns).
 func (t *CollectionTx[T]) Put(v *T) (string, error) {
 	s := t.c.schema
 	rv := reflect.ValueOf(v).Elem()
-	idv := rv.FieldByIndex(s.id)
-	id := idv.String()
+	id := rv.FieldByIndex(s.id).String()
 	if id == "" {
 		id = ulid.Make().String()
 	}
@@ -149,20 +198,87 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	base := t.c.baseOf(rv, t.tx.Namespace(), id, st)
 	var changes []crdt.Change
-	creating := !st.Exists()
 	for _, sf := range s.fields {
-		ch, err := fieldChanges(sf, st, creating, rv.FieldByIndex(sf.index))
+		var ch []crdt.Change
+		if base != nil {
+			ch, err = editChanges(sf, base, rv.FieldByIndex(sf.index))
+		} else {
+			ch, err = fieldChanges(sf, st, !st.Exists(), rv.FieldByIndex(sf.index))
+		}
 		if err != nil {
 			return "", err
 		}
 		changes = append(changes, ch...)
 	}
-	if _, err := t.tx.tx.Mutate(t.c.name, id, crdt.IntentPut, changes); err != nil {
+	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
 		return "", err
 	}
-	idv.SetString(id)
+	if err := t.refresh(rv, id, !st.Exists()); err != nil {
+		t.tx.fail(err)
+		return "", err
+	}
 	return id, nil
+}
+
+// baseOf returns the version v (the struct rv) was read at, if it is a
+// version of this record at its current causal length st.CL; nil
+// otherwise (never read, read from another record, or the record was
+// deleted since).
+func (c *Collection[T]) baseOf(rv reflect.Value, ns, id string, st *crdt.Record) *crdt.Record {
+	m := rv.FieldByIndex(c.schema.meta).Addr().Interface().(*Meta)
+	if m.base == nil || m.Namespace != ns || m.Collection != c.name || m.ID != id || m.base.CL != st.CL {
+		return nil
+	}
+	return m.base
+}
+
+// refresh sets the struct rv to record id as the transaction now holds it,
+// and registers the undo of that with the transaction. If the Put created
+// the record, the record holds exactly what rv does (every declared field
+// written, at a causal length nothing else wrote at), so only the id and
+// Meta are set: decoding it again would cost a fifth of the Put.
+func (t *CollectionTx[T]) refresh(rv reflect.Value, id string, created bool) error {
+	st, err := t.tx.tx.Get(t.c.name, id)
+	if err != nil {
+		return err
+	}
+	s := t.c.schema
+	fresh := reflect.New(s.typ).Elem()
+	if created {
+		s.copyRecord(fresh, rv)
+		fresh.FieldByIndex(s.id).SetString(id)
+		fresh.FieldByIndex(s.meta).Set(reflect.ValueOf(t.c.meta(t.tx.Namespace(), id, st)))
+	} else {
+		v, err := t.c.decode(t.tx.Namespace(), id, st)
+		if err != nil {
+			return fmt.Errorf("converge: put %s/%s: the record as written: %w", t.c.name, id, err)
+		}
+		fresh.Set(reflect.ValueOf(v))
+	}
+	old := reflect.New(s.typ).Elem()
+	s.copyRecord(old, rv)
+	t.tx.onAbort(func() { s.copyRecord(rv, old) })
+	s.copyRecord(rv, fresh)
+	return nil
+}
+
+// Modify reads record id, calls fn with it and writes what fn changed,
+// inside the transaction, as [Collection.Modify] does.
+func (t *CollectionTx[T]) Modify(id string, fn func(*T) error) error {
+	v, err := t.Get(id)
+	if err != nil {
+		return err
+	}
+	if err := fn(&v); err != nil {
+		return err
+	}
+	if got := reflect.ValueOf(&v).Elem().FieldByIndex(t.c.schema.id).String(); got != id {
+		return fmt.Errorf("%w: modify %s/%s: the function changed the id to %q", ErrInvalid, t.c.name, id, got)
+	}
+	_, err = t.Put(&v)
+	return err
 }
 
 // Update applies field updates to existing record id inside the transaction.
@@ -243,14 +359,103 @@ func fieldChanges(sf schemaField, st *crdt.Record, creating bool, v reflect.Valu
 	if !have && !creating && v.IsZero() {
 		return nil, nil // reads as the zero value already
 	}
-	typ := crdt.Set
+	return []crdt.Change{{Name: sf.name, Type: offerType(sf.kind), Value: enc}}, nil
+}
+
+// editChanges returns the changes that carry to field sf what the app
+// changed in v since it read base: the three-way diff of a read-edit-save.
+// A value counts as unchanged if it is the one read, byte for byte or once
+// decoded into the field's type and encoded again (a value stored in
+// another encoding, by another version of the app, is not a change).
+func editChanges(sf schemaField, base *crdt.Record, v reflect.Value) ([]crdt.Change, error) {
+	was, have := base.Get(sf.name)
+	have = have && was.Kind == sf.kind
 	switch sf.kind {
-	case crdt.KindMax:
-		typ = crdt.OfferMax
-	case crdt.KindMin:
-		typ = crdt.OfferMin
+	case crdt.KindSet:
+		return editSetChanges(sf, base, have, v)
+	case crdt.KindCounter:
+		var read int64
+		if have {
+			if err := msgpack.Unmarshal(was.Value, &read); err != nil {
+				return nil, fmt.Errorf("%w: counter %q: %w", ErrCorrupt, sf.name, err)
+			}
+		}
+		if d := v.Int() - read; d != 0 {
+			return []crdt.Change{{Name: sf.name, Type: crdt.Increment, Delta: d}}, nil
+		}
+		return nil, nil
 	}
-	return []crdt.Change{{Name: sf.name, Type: typ, Value: enc}}, nil
+	enc, err := encodeValue(v.Interface())
+	if err != nil {
+		return nil, err
+	}
+	if !have && v.IsZero() {
+		return nil, nil // read as the zero value
+	}
+	if have && (bytes.Equal(was.Value, enc) || bytes.Equal(reencode(was.Value, v.Type()), enc)) {
+		return nil, nil
+	}
+	return []crdt.Change{{Name: sf.name, Type: offerType(sf.kind), Value: enc}}, nil
+}
+
+// editSetChanges is editChanges for a set field: adds of the elements v
+// holds and the read did not, removes of those the read held and v does
+// not (each cancels the adds the read saw, see [crdt.Record.PrepareFrom]).
+func editSetChanges(sf schemaField, base *crdt.Record, have bool, v reflect.Value) ([]crdt.Change, error) {
+	elems, err := encodeElems(v)
+	if err != nil {
+		return nil, err
+	}
+	var read [][]byte
+	if have {
+		read = base.SetElems(sf.name)
+	}
+	adds, removes := diffSorted(elems, read), diffSorted(read, elems)
+	// An element read in another encoding is still in v if its
+	// re-encoding is: neither removed nor added.
+	for i := 0; i < len(removes); i++ {
+		again := reencode(removes[i], v.Type().Elem())
+		if again == nil || bytes.Equal(again, removes[i]) || !slices.ContainsFunc(elems, func(e []byte) bool { return bytes.Equal(e, again) }) {
+			continue
+		}
+		adds = slices.DeleteFunc(adds, func(e []byte) bool { return bytes.Equal(e, again) })
+		removes = slices.Delete(removes, i, i+1)
+		i--
+	}
+	out := make([]crdt.Change, 0, len(adds)+len(removes))
+	for _, e := range adds {
+		out = append(out, crdt.Change{Name: sf.name, Type: crdt.AddElem, Value: e})
+	}
+	for _, e := range removes {
+		out = append(out, crdt.Change{Name: sf.name, Type: crdt.RemoveElem, Value: e})
+	}
+	return out, nil
+}
+
+// reencode returns the canonical encoding of the msgpack value b decoded
+// into a value of type t, or nil if it does not decode.
+func reencode(b []byte, t reflect.Type) []byte {
+	p := reflect.New(t)
+	if err := msgpack.Unmarshal(b, p.Interface()); err != nil {
+		return nil
+	}
+	enc, err := encodeValue(p.Elem().Interface())
+	if err != nil {
+		return nil
+	}
+	return enc
+}
+
+// offerType returns the change type that writes a value to a field of
+// kind k: a register Set, or an offer to a max or min register.
+func offerType(k crdt.Kind) crdt.ChangeType {
+	switch k {
+	case crdt.KindMax:
+		return crdt.OfferMax
+	case crdt.KindMin:
+		return crdt.OfferMin
+	}
+	return crdt.Set
 }
 
 // diffSorted returns the elements of a not in b; both are sorted by
@@ -287,14 +492,18 @@ func (c *Collection[T]) decode(ns, id string, st *crdt.Record) (T, error) {
 	}
 	rv := reflect.ValueOf(&v).Elem()
 	rv.FieldByIndex(c.schema.id).SetString(id)
-	if c.schema.meta != nil {
-		rv.FieldByIndex(c.schema.meta).Set(reflect.ValueOf(Meta{
-			Namespace: ns, Collection: c.name, ID: id,
-			Created: st.Created.HLC, Updated: st.Updated.HLC,
-			Origin: st.Created.Replica.String(), UpdatedBy: st.Updated.Replica.String(),
-		}))
-	}
+	rv.FieldByIndex(c.schema.meta).Set(reflect.ValueOf(c.meta(ns, id, st)))
 	return v, nil
+}
+
+// meta returns the Meta of record id of ns read as st.
+func (c *Collection[T]) meta(ns, id string, st *crdt.Record) Meta {
+	return Meta{
+		Namespace: ns, Collection: c.name, ID: id,
+		Created: st.Created.HLC, Updated: st.Updated.HLC,
+		Origin: st.Created.Replica.String(), UpdatedBy: st.Updated.Replica.String(),
+		base: st,
+	}
 }
 
 // FieldUpdate is one field operation for [Collection.Update]. Build it

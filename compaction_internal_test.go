@@ -60,8 +60,9 @@ func TestCompactAll(t *testing.T) {
 	}
 	defer hub.Close()
 	type rec struct {
-		ID string `msgpack:"-" converge:"id"`
-		V  int    `msgpack:"v"`
+		ID   string `msgpack:"-" converge:"id"`
+		V    int    `msgpack:"v"`
+		Meta Meta
 	}
 	c, err := NewCollection[rec](a, "c")
 	if err != nil {

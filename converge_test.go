@@ -58,19 +58,28 @@ func ops(t *testing.T, db *converge.DB, ns string) []crdt.Op {
 
 func TestSchemaErrors(t *testing.T) {
 	db := open(t, converge.Options{})
-	type noID struct{ Name string }
-	type intID struct{ ID int }
+	type noID struct {
+		Name string
+		Meta converge.Meta
+	}
+	type intID struct {
+		ID   int
+		Meta converge.Meta
+	}
 	type badTag struct {
-		ID string
-		X  int `converge:"sett"`
+		ID   string
+		X    int `converge:"sett"`
+		Meta converge.Meta
 	}
 	type badCounter struct {
-		ID string
-		X  string `converge:"counter"`
+		ID   string
+		X    string `converge:"counter"`
+		Meta converge.Meta
 	}
 	type badSet struct {
-		ID string
-		X  string `converge:"set"`
+		ID   string
+		X    string `converge:"set"`
+		Meta converge.Meta
 	}
 	for name, err := range map[string]error{
 		"no id":       func() error { _, err := converge.NewCollection[noID](db, "c"); return err }(),
@@ -194,12 +203,14 @@ func TestPutWritesOnlyChangedFields(t *testing.T) {
 type taskV1 struct {
 	ID    string `msgpack:"-" converge:"id"`
 	Title string `msgpack:"title"`
+	Meta  converge.Meta
 }
 
 type taskV2 struct {
 	ID       string `msgpack:"-" converge:"id"`
 	Title    string `msgpack:"title"`
 	Priority int    `msgpack:"priority"`
+	Meta     converge.Meta
 }
 
 func TestSchemaEvolution(t *testing.T) {
@@ -252,12 +263,14 @@ func TestRecordThatDoesNotFitStruct(t *testing.T) {
 	ctx := t.Context()
 	db := open(t, converge.Options{})
 	type asString struct {
-		ID string
-		N  string `msgpack:"n"`
+		ID   string
+		N    string `msgpack:"n"`
+		Meta converge.Meta
 	}
 	type asInt struct {
-		ID string
-		N  int `msgpack:"n"`
+		ID   string
+		N    int `msgpack:"n"`
+		Meta converge.Meta
 	}
 	s := coll[asString](t, db, "things")
 	if _, err := s.Put(ctx, "ns", &asString{ID: "x", N: "not a number"}); err != nil {

@@ -111,10 +111,11 @@ type crashWrite struct {
 // crashRec is the writer scenario's record. P is padding, some KiB at
 // times, so that memtables fill and kills land around flushes too.
 type crashRec struct {
-	ID string `msgpack:"-" converge:"id"`
-	V  string `msgpack:"v"`
-	N  int64  `msgpack:"n" converge:"counter"`
-	P  string `msgpack:"p"`
+	ID   string `msgpack:"-" converge:"id"`
+	V    string `msgpack:"v"`
+	N    int64  `msgpack:"n" converge:"counter"`
+	P    string `msgpack:"p"`
+	Meta converge.Meta
 }
 
 func (r crashRec) String() string {
@@ -130,16 +131,18 @@ func (w crashWrite) rec() crashRec {
 // of its origin's previous transaction at itself, and adds K to its
 // origin's ledger, so a half-applied transaction shows.
 type crashSrcRec struct {
-	ID string `msgpack:"-" converge:"id"`
-	Tx string `msgpack:"tx"`
-	K  int64  `msgpack:"k"`
-	V  string `msgpack:"v"`
+	ID   string `msgpack:"-" converge:"id"`
+	Tx   string `msgpack:"tx"`
+	K    int64  `msgpack:"k"`
+	V    string `msgpack:"v"`
+	Meta converge.Meta
 }
 
 type crashLedger struct {
 	ID   string `msgpack:"-" converge:"id"`
 	N    int64  `msgpack:"n" converge:"counter"`
 	Last string `msgpack:"last"`
+	Meta converge.Meta
 }
 
 func crashLogger() *slog.Logger {
@@ -1192,6 +1195,7 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 		if !ok || w >= len(got) {
 			t.Fatalf("%s: record %q belongs to no writer", when, r.ID)
 		}
+		r.Meta = converge.Meta{} // compared as values, without the version read
 		got[w][r.ID] = r
 	}
 	for w := range m.live {
@@ -1508,12 +1512,14 @@ func (src *crashSource) check(t *testing.T, tg *crashTarget, when string) (vv ma
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.Meta = converge.Meta{} // compared as values, without the version read
 		gotRecs[r.ID] = r
 	}
 	for r, err := range coll[crashLedger](t, db, "ledger").All(ctx, crashNS) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.Meta = converge.Meta{}
 		gotLedgers[r.ID] = r
 	}
 	// A transaction is all there or not at all: its K records, with K

@@ -34,6 +34,10 @@ var (
 	ErrClockDrift = hlc.ErrClockDrift
 	// ErrTooLarge: a write's op exceeds Options.MaxOpSize.
 	ErrTooLarge = oplog.ErrTooLarge
+	// ErrUnsynced: with GroupCommit, a write committed (readers see it,
+	// and it replicates) but the fsync it waited for failed, so it may not
+	// survive a crash. It is not a write that failed: do not redo it.
+	ErrUnsynced = oplog.ErrUnsynced
 )
 
 // Durability says when a write reaches stable storage.
@@ -183,22 +187,58 @@ func (db *DB) Log() *oplog.Log { return db.log }
 // function given to [DB.Update]. Use [Collection.Tx] to write through it.
 type Tx struct {
 	tx *oplog.Tx
+	// failed, once set, aborts the transaction whatever fn returns: a
+	// write left the transaction in a state that must not commit.
+	failed error
+	// undo restores what the transaction's writes changed in the
+	// caller's values (a struct Put refreshed), run in reverse order if
+	// the transaction does not commit.
+	undo []func()
 }
 
 // Namespace returns the transaction's namespace.
 func (tx *Tx) Namespace() string { return tx.tx.Namespace() }
 
+// fail makes the transaction abort with err (the first one wins).
+func (tx *Tx) fail(err error) {
+	if tx.failed == nil {
+		tx.failed = err
+	}
+}
+
+// onAbort registers f to run if the transaction does not commit.
+func (tx *Tx) onAbort(f func()) { tx.undo = append(tx.undo, f) }
+
+// abort runs the undo functions, latest first.
+func (tx *Tx) abort() {
+	for i := len(tx.undo) - 1; i >= 0; i-- {
+		tx.undo[i]()
+	}
+	tx.undo = nil
+}
+
 // Update runs fn in a transaction on namespace ns. The writes fn makes
 // commit together, in one batch, and replicate as one unit: a remote
 // replica applies all of them or none. If fn returns an error nothing is
-// written. fn holds the DB's write lock: keep it short, and do not call
-// other write methods of the DB from it (use the Tx).
+// written, and the structs fn wrote with Put are as they were before (see
+// [CollectionTx.Put]). fn holds the DB's write lock: keep it short, and do
+// not call other write methods of the DB from it (use the Tx).
 func (db *DB) Update(ctx context.Context, ns string, fn func(tx *Tx) error) error {
 	if err := checkNamespace(ns); err != nil {
 		return err
 	}
-	_, err := db.log.Write(ctx, ns, func(t *oplog.Tx) error { return fn(&Tx{tx: t}) })
+	tx := &Tx{}
+	_, err := db.log.Write(ctx, ns, func(t *oplog.Tx) error {
+		tx.tx = t
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.failed
+	})
 	if err != nil {
+		if !errors.Is(err, ErrUnsynced) { // committed: what the writes did stands
+			tx.abort()
+		}
 		return fmt.Errorf("converge: update %q: %w", ns, err)
 	}
 	return nil

@@ -14,7 +14,9 @@
 //	tasks, err := converge.NewCollection[Task](db, "tasks")
 //	id, err := tasks.Put(ctx, "team-1", &Task{Title: "write docs"})
 //	t, err := tasks.Get(ctx, "team-1", id)
-//	err = tasks.Update(ctx, "team-1", id, converge.Set("done", true))
+//	t.Done = true
+//	_, err = tasks.Put(ctx, "team-1", &t) // writes done, nothing else
+//	err = tasks.Update(ctx, "team-1", id, converge.Increment("votes", 1))
 //
 // # Merge semantics
 //
@@ -31,7 +33,10 @@
 // Field names come from msgpack tags (github.com/vmihailenco/msgpack/v5),
 // else the Go field name. The id is the string field tagged
 // `converge:"id"`, else a string field named ID; it is not stored as a
-// field. A field of type [Meta] is filled with the record's metadata on
-// reads and ignored on writes. Fields a struct does not declare (written by
-// a newer version of the app) are kept untouched by its writes.
+// field. Every collection struct has a field of type [Meta], usually
+// declared as `Meta converge.Meta`: reads fill it with the record's
+// metadata and the version read, which [Collection.Put] uses to write only
+// what the app changed since (a read-edit-save never reverts another
+// replica's changes; see Put). Fields a struct does not declare (written by a newer version of the
+// app) are kept untouched by its writes.
 package converge

@@ -12,18 +12,21 @@ type Album struct {
 	ID    string `msgpack:"-" converge:"id"`
 	Title string `msgpack:"title"`
 	Year  int    `msgpack:"year"`
+	Meta  converge.Meta
 }
 
 type Song struct {
 	ID    string `msgpack:"-" converge:"id"`
 	Title string `msgpack:"title"`
 	Album string `msgpack:"album"` // the id of an Album
+	Meta  converge.Meta
 }
 
 type Playlist struct {
 	ID    string   `msgpack:"-" converge:"id"`
 	Name  string   `msgpack:"name"`
 	Songs []string `msgpack:"songs" converge:"set"` // ids of Songs
+	Meta  converge.Meta
 }
 
 func ExampleBelongsTo() {
@@ -45,12 +48,12 @@ func ExampleBelongsTo() {
 	if err := onAlbum.EnsureIndex(ctx); err != nil { // for Children and WhereParent
 		log.Fatal(err)
 	}
-	for _, a := range []Album{{"a1", "Blue", 1971}, {"a2", "Hejira", 1976}} {
+	for _, a := range []Album{{ID: "a1", Title: "Blue", Year: 1971}, {ID: "a2", Title: "Hejira", Year: 1976}} {
 		if _, err := albums.Put(ctx, "me", &a); err != nil {
 			log.Fatal(err)
 		}
 	}
-	for _, s := range []Song{{"s1", "River", "a1"}, {"s2", "California", "a1"}, {"s3", "Amelia", "a2"}} {
+	for _, s := range []Song{{ID: "s1", Title: "River", Album: "a1"}, {ID: "s2", Title: "California", Album: "a1"}, {ID: "s3", Title: "Amelia", Album: "a2"}} {
 		if _, err := songs.Put(ctx, "me", &s); err != nil {
 			log.Fatal(err)
 		}
@@ -122,7 +125,7 @@ func ExampleManyToMany() {
 	if err := holds.EnsureIndex(ctx); err != nil { // for Reverse and WhereRelated
 		log.Fatal(err)
 	}
-	for _, s := range []Song{{"s1", "River", "a1"}, {"s2", "California", "a1"}, {"s3", "Amelia", "a2"}} {
+	for _, s := range []Song{{ID: "s1", Title: "River", Album: "a1"}, {ID: "s2", Title: "California", Album: "a1"}, {ID: "s3", Title: "Amelia", Album: "a2"}} {
 		if _, err := songs.Put(ctx, "me", &s); err != nil {
 			log.Fatal(err)
 		}

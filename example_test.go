@@ -16,6 +16,7 @@ type Task struct {
 	Done  bool     `msgpack:"done"`
 	Tags  []string `msgpack:"tags" converge:"set"`
 	Votes int64    `msgpack:"votes" converge:"counter"`
+	Meta  converge.Meta
 }
 
 // openTemp opens a replica in a fresh temp dir; the returned func closes it
@@ -135,4 +136,63 @@ func ExampleDB_Subscribe() {
 	// created t1 [done title] true
 	// updated t1 [title votes] true
 	// deleted t1 [done title votes] true
+}
+
+func ExampleCollection_Modify() {
+	ctx := context.Background()
+	db, done := openTemp()
+	defer done()
+	tasks, _ := converge.NewCollection[Task](db, "tasks")
+	tasks.Put(ctx, "team-1", &Task{ID: "t1", Title: "ship it", Votes: 1})
+
+	// Read, edit and write in one local transaction.
+	err := tasks.Modify(ctx, "team-1", "t1", func(t *Task) error {
+		t.Done = true
+		t.Votes++
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	t, _ := tasks.Get(ctx, "team-1", "t1")
+	fmt.Println(t.Title, t.Done, t.Votes)
+	// Output: ship it true 2
+}
+
+// A struct read with Get remembers the version it was read at, so Put
+// writes only what the app changed: another replica's concurrent changes
+// survive.
+func ExampleCollection_Put_readEditSave() {
+	ctx := context.Background()
+	alice, doneA := openTemp()
+	defer doneA()
+	bob, doneB := openTemp()
+	defer doneB()
+	ta, _ := converge.NewCollection[Task](alice, "tasks")
+	tb, _ := converge.NewCollection[Task](bob, "tasks")
+	sync := func() {
+		if _, err := bob.SyncWith(ctx, transport.NewMemPeer(alice.SyncStore(), transport.Limits{}), "team-1"); err != nil {
+			log.Fatal(err)
+		}
+	}
+	ta.Put(ctx, "team-1", &Task{ID: "t1", Title: "draft", Votes: 1})
+	sync()
+
+	t, _ := ta.Get(ctx, "team-1", "t1") // alice's app shows the task
+
+	// Meanwhile bob renames it, tags it and votes.
+	tb.Update(ctx, "team-1", "t1", converge.Set("title", "final"), converge.AddToSet("tags", "urgent"), converge.Increment("votes", 2))
+	sync()
+
+	t.Done = true // alice ticks it off and saves the struct she read
+	if _, err := ta.Put(ctx, "team-1", &t); err != nil {
+		log.Fatal(err)
+	}
+	sync()
+	b, _ := tb.Get(ctx, "team-1", "t1")
+	fmt.Println(t.Title, t.Done, t.Tags, t.Votes) // Put refreshed t
+	fmt.Println(b.Title, b.Done, b.Tags, b.Votes)
+	// Output:
+	// final true [urgent] 3
+	// final true [urgent] 3
 }

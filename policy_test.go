@@ -17,8 +17,9 @@ import (
 )
 
 type Doc struct {
-	ID string `msgpack:"-" converge:"id"`
-	V  string `msgpack:"v"`
+	ID   string `msgpack:"-" converge:"id"`
+	V    string `msgpack:"v"`
+	Meta converge.Meta
 }
 
 func mustMsgpack(v any) []byte {

@@ -26,6 +26,7 @@ type qbIssue struct {
 	Title    string   `msgpack:"title"`
 	Score    float64  `msgpack:"score"`
 	Tags     []string `msgpack:"tags" converge:"set"`
+	Meta     converge.Meta
 }
 
 const (
@@ -200,6 +201,7 @@ type qbWatched struct {
 	ID   string
 	Kind string `msgpack:"kind"`
 	N    int    `msgpack:"n"`
+	Meta converge.Meta
 }
 
 // BenchmarkWatchLatencyRemote measures how long a change made on another

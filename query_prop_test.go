@@ -34,6 +34,7 @@ type qpRec struct {
 	F    float64  `msgpack:"f"`
 	B    bool     `msgpack:"b"`
 	Tags []string `msgpack:"tags" converge:"set"`
+	Meta converge.Meta
 }
 
 // qpView reads the same collection with pointers, so that a missing field
@@ -45,6 +46,7 @@ type qpView struct {
 	F    *float64  `msgpack:"f"`
 	B    *bool     `msgpack:"b"`
 	Tags *[]string `msgpack:"tags"`
+	Meta converge.Meta
 }
 
 // Value pools: small, so that equalities and prefixes hit, with edge cases

@@ -16,6 +16,7 @@ type relProject struct {
 	ID    string `msgpack:"-" converge:"id"`
 	Name  string `msgpack:"name"`
 	Owner string `msgpack:"owner"`
+	Meta  converge.Meta
 }
 
 type relTodo struct {
@@ -25,12 +26,14 @@ type relTodo struct {
 	Done    bool     `msgpack:"done"`
 	Prio    int      `msgpack:"prio"`
 	Labels  []string `msgpack:"labels" converge:"set"`
+	Meta    converge.Meta
 }
 
 type relLabel struct {
 	ID    string `msgpack:"-" converge:"id"`
 	Name  string `msgpack:"name"`
 	Color string `msgpack:"color"`
+	Meta  converge.Meta
 }
 
 func todoIDs(xs []relTodo) []string   { return ids(xs, func(x relTodo) string { return x.ID }) }
@@ -90,10 +93,10 @@ func must[T any](v T, err error) func(*testing.T) T {
 func (r *relDB) seed(t *testing.T) {
 	t.Helper()
 	ctx := t.Context()
-	for _, p := range []relProject{{"p1", "one", "ann"}, {"p2", "two", "bob"}, {"p3", "three", "ann"}, {"p4", "four", "cat"}} {
+	for _, p := range []relProject{{"p1", "one", "ann", converge.Meta{}}, {"p2", "two", "bob", converge.Meta{}}, {"p3", "three", "ann", converge.Meta{}}, {"p4", "four", "cat", converge.Meta{}}} {
 		must(r.projects.Put(ctx, "ns", &p))(t)
 	}
-	for _, l := range []relLabel{{"bug", "Bug", "red"}, {"ui", "UI", "blue"}, {"docs", "Docs", "red"}, {"unused", "Unused", "green"}} {
+	for _, l := range []relLabel{{"bug", "Bug", "red", converge.Meta{}}, {"ui", "UI", "blue", converge.Meta{}}, {"docs", "Docs", "red", converge.Meta{}}, {"unused", "Unused", "green", converge.Meta{}}} {
 		must(r.labels.Put(ctx, "ns", &l))(t)
 	}
 	for _, x := range []relTodo{
@@ -246,6 +249,7 @@ func TestManyToMany(t *testing.T) {
 			type owner struct {
 				ID   string `msgpack:"-" converge:"id"`
 				Team string `msgpack:"team"`
+				Meta converge.Meta
 			}
 			owners := coll[owner](t, r.db, "owners")
 			ownedBy := must(converge.NewBelongsTo(r.projects, "owner", owners))(t)
@@ -265,6 +269,7 @@ func TestRelationDeclarationErrors(t *testing.T) {
 		ID   string `msgpack:"-" converge:"id"`
 		Nums []int  `msgpack:"nums" converge:"set"`
 		Ref  string `msgpack:"id"` // a stored field that queries cannot name
+		Meta converge.Meta
 	}
 	nums := coll[numbers](t, db, "numbers")
 	for name, err := range map[string]error{
@@ -408,7 +413,7 @@ func TestWatchWithChildren(t *testing.T) {
 	children := must(a.project.Children(ctx, "ns", "p1", q))(t)
 	for {
 		e := next(t, events)
-		if e.err == nil && e.v.Record == parent && fmt.Sprint(e.v.Related) == fmt.Sprint(children) {
+		if e.err == nil && fmt.Sprint(withoutMeta(e.v.Record), withoutMeta(e.v.Related...)) == fmt.Sprint(withoutMeta(parent), withoutMeta(children...)) {
 			break // the final state equals a fresh read
 		}
 	}
@@ -462,7 +467,7 @@ func TestWatchWithRelated(t *testing.T) {
 	related := must(a.tagged.Related(ctx, "ns", "t1"))(t)
 	for {
 		e := next(t, events)
-		if e.err == nil && fmt.Sprint(e.v) == fmt.Sprint(converge.WithRelated[relTodo, relLabel]{Record: rec, Related: related}) {
+		if e.err == nil && fmt.Sprint(withoutMeta(e.v.Record), withoutMeta(e.v.Related...)) == fmt.Sprint(withoutMeta(rec), withoutMeta(related...)) {
 			break // the final state equals a fresh read
 		}
 	}

@@ -16,7 +16,7 @@ import (
 type schema struct {
 	typ    reflect.Type
 	id     []int // index of the id field
-	meta   []int // index of the Meta field, or nil
+	meta   []int // index of the Meta field
 	fields []schemaField
 	byName map[string]int
 }
@@ -39,7 +39,9 @@ func newSchema(t reflect.Type) (*schema, error) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if f.Type == metaType {
-			s.meta = f.Index
+			if err := s.setMeta(f); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if !f.IsExported() {
@@ -92,7 +94,41 @@ func newSchema(t reflect.Type) (*schema, error) {
 	if s.id == nil {
 		return nil, fmt.Errorf("%w: %v has no id field (a string field tagged `converge:\"id\"` or named ID)", ErrSchema, t)
 	}
+	if s.meta == nil {
+		return nil, fmt.Errorf("%w: %v has no Meta field: add `Meta converge.Meta` (it carries the version a read returned, "+
+			"so that Put writes only what the app changed since)", ErrSchema, t)
+	}
 	return s, nil
+}
+
+// setMeta records f, a field of type Meta, as the struct's Meta field. An
+// embedded Meta must be tagged `msgpack:"-"`: msgpack would otherwise
+// inline its fields (ID, Created, Updated, …) among the struct's own,
+// depending on their order, where they clash with the struct's id field
+// and take stored fields of those names.
+func (s *schema) setMeta(f reflect.StructField) error {
+	tag, _, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+	switch {
+	case s.meta != nil:
+		return fmt.Errorf("%w: %v has two Meta fields", ErrSchema, s.typ)
+	case !f.IsExported():
+		return fmt.Errorf("%w: %v: Meta field %s must be exported", ErrSchema, s.typ, f.Name)
+	case f.Anonymous && tag != "-":
+		return fmt.Errorf("%w: %v: embedded converge.Meta must be tagged `msgpack:\"-\"` (or use a named field `Meta converge.Meta`)", ErrSchema, s.typ)
+	}
+	s.meta = f.Index
+	return nil
+}
+
+// copyRecord sets the fields of dst that hold a record (the id, the Meta
+// field and the declared fields) to those of src, both values of the
+// struct type; other fields of dst are left as they are.
+func (s *schema) copyRecord(dst, src reflect.Value) {
+	dst.FieldByIndex(s.id).Set(src.FieldByIndex(s.id))
+	dst.FieldByIndex(s.meta).Set(src.FieldByIndex(s.meta))
+	for _, sf := range s.fields {
+		dst.FieldByIndex(sf.index).Set(src.FieldByIndex(sf.index))
+	}
 }
 
 // encoderPool holds msgpack encoders set up for canonical values: compact

@@ -25,6 +25,7 @@ type issue struct {
 	Title    string   `msgpack:"title"`
 	Score    float64  `msgpack:"score"` // 0..999.99: score >= 990 matches about 1%
 	Tags     []string `msgpack:"tags" converge:"set"`
+	Meta     converge.Meta
 }
 
 const (

@@ -28,6 +28,7 @@ type task struct {
 	Done     bool    `msgpack:"done"`
 	Owner    string  `msgpack:"owner"`
 	Score    float64 `msgpack:"score"`
+	Meta     converge.Meta
 }
 
 // taskKey is the id of the i-th record of a workload.

@@ -5,12 +5,14 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"testing"
 
+	"github.com/convergedb/converge/hlc"
 	"pgregory.net/rapid"
 )
 
@@ -342,4 +344,141 @@ func TestCollectAllocatesOnlyWhenStale(t *testing.T) {
 	if !bytes.Equal(r.Encode(), enc) {
 		t.Fatalf("record changed")
 	}
+}
+
+// TestPrepareFromBase checks, for random histories of one record, a write
+// prepared from a base read after a prefix of the history: with the record
+// itself as the base it is Prepare; otherwise it differs from Prepare only
+// in what the writer observed (the Seen of register writes and the dots
+// removes list, all taken from the base, and none when the base is of
+// another incarnation), and applying it keeps every add the base did not
+// hold.
+func TestPrepareFromBase(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ops := forKey(genLawOps(1, 30).Draw(t, "history"), "k1")
+		cut := rapid.IntRange(0, len(ops)).Draw(t, "base after")
+		base := &Record{}
+		for _, op := range ops[:cut] {
+			base.Apply(op)
+		}
+		// The base holds set elements: a replica added some just before.
+		setup := mkOp(rC, 500, hlc.New(4, 500), base.CL|1)
+		for range rapid.IntRange(1, 3).Draw(t, "base elements") {
+			setup.Fields = append(setup.Fields, add(rapid.SampledFrom(lawFields).Draw(t, "name"), rapid.SampledFrom(lawValues).Draw(t, "value")))
+		}
+		base.Apply(setup)
+		r := base.Clone()
+		for _, op := range ops[cut:] {
+			r.Apply(op)
+		}
+		// Since the base, another replica added again some of the
+		// elements the base holds.
+		var elems []Change
+		for _, f := range base.Fields {
+			for _, e := range f.Elems {
+				elems = append(elems, Change{Name: f.Name, Type: RemoveElem, Value: e.Value})
+				if r.Exists() && rapid.Bool().Draw(t, "added again") {
+					r.Apply(mkOp(rC, uint64(1000+len(elems)), hlc.New(50, uint16(len(elems))), r.CL, add(f.Name, e.Value)))
+				}
+			}
+		}
+		// One change per field (two kinds in one write are refused);
+		// removes of the base's elements, which meet those adds.
+		var changes []Change
+		for _, name := range lawFields {
+			c := Change{
+				Name:  name,
+				Type:  rapid.SampledFrom(changeTypes).Draw(t, "type"),
+				Value: rapid.SampledFrom(lawValues).Draw(t, "value"),
+				Delta: rapid.Int64Range(-3, 3).Draw(t, "delta"),
+			}
+			var mine []Change
+			for _, e := range elems {
+				if e.Name == name {
+					mine = append(mine, e)
+				}
+			}
+			if len(mine) > 0 && rapid.Bool().Draw(t, "remove a base element") {
+				c = rapid.SampledFrom(mine).Draw(t, "remove")
+			}
+			if rapid.Bool().Draw(t, "change") {
+				changes = append(changes, c)
+			}
+		}
+		intent := rapid.SampledFrom([]Intent{IntentPut, IntentUpdate}).Draw(t, "intent")
+		cl, fields, err := r.Prepare(rA, intent, changes)
+		scl, sfields, serr := r.PrepareFrom(rA, r, intent, changes)
+		if cl != scl || fmt.Sprint(err) != fmt.Sprint(serr) || !reflect.DeepEqual(fields, sfields) {
+			t.Fatalf("PrepareFrom(r) = %d %+v %v, Prepare = %d %+v %v", scl, sfields, serr, cl, fields, err)
+		}
+		bcl, bfields, berr := r.PrepareFrom(rA, base, intent, changes)
+		if err != nil || berr != nil {
+			// Both fail alike, but for a remove that is a set write
+			// from one view and nothing from the other, which decides
+			// whether a write of another kind to its field is refused.
+			isRemove := func(c Change) bool { return c.Type == RemoveElem }
+			if (err == nil) != (berr == nil) && !(errors.Is(cmp.Or(err, berr), ErrInvalidOp) && slices.ContainsFunc(changes, isRemove)) {
+				t.Fatalf("PrepareFrom(base): %v; Prepare: %v", berr, err)
+			}
+			return
+		}
+		if bcl != cl {
+			t.Fatalf("PrepareFrom(base) CL %d, Prepare CL %d", bcl, cl)
+		}
+		observed := base
+		if base.CL != cl {
+			observed = &Record{CL: cl}
+		}
+		for _, fo := range bfields {
+			switch fo.Type {
+			case Assign:
+				var want hlc.Timestamp
+				if f := observed.current(fo.Name); f != nil {
+					want = f.At.HLC
+				}
+				if fo.Seen != want {
+					t.Fatalf("assign %q records Seen %v, base held %v", fo.Name, fo.Seen, want)
+				}
+			case Remove:
+				if want := observed.observedAdds(fo.Name, fo.Value); !reflect.DeepEqual(fo.Dots, want) {
+					t.Fatalf("remove %q %x lists %v, base held %v", fo.Name, fo.Value, fo.Dots, want)
+				}
+			}
+		}
+		// The ops but for what was observed are Prepare's.
+		strip := func(fs []FieldOp) []FieldOp {
+			var out []FieldOp
+			for _, f := range fs {
+				if f.Type == Remove {
+					continue
+				}
+				f.Seen = 0
+				out = append(out, f)
+			}
+			return out
+		}
+		if !reflect.DeepEqual(strip(bfields), strip(fields)) {
+			t.Fatalf("PrepareFrom(base) wrote\n%+v\nPrepare\n%+v", bfields, fields)
+		}
+		op := mkOp(rA, 1000, hlc.New(100, 0), bcl, bfields...)
+		mustValid(t, op)
+		after := r.Clone()
+		after.Apply(op)
+		for _, f := range r.Fields {
+			if f.Kind != KindSet {
+				continue
+			}
+			for _, e := range f.Elems {
+				seen := observed.observedAdds(f.Name, e.Value)
+				for _, a := range e.Adds {
+					if a.CL < after.CL || slices.Contains(seen, a.Dot) {
+						continue
+					}
+					if !slices.Contains(after.observedAdds(f.Name, e.Value), a.Dot) {
+						t.Fatalf("add %v of %q %x, which the base did not hold, was removed", a.Dot, f.Name, e.Value)
+					}
+				}
+			}
+		}
+	})
 }

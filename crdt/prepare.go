@@ -59,7 +59,24 @@ type Change struct {
 // new totals. It does not modify r. Prepare returns ErrNotFound for an
 // IntentUpdate or IntentDelete of a record that does not exist; a Put on a
 // deleted record re-creates it empty but for the changes.
+//
+// Prepare is PrepareFrom with r as the base: the writer saw r.
 func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl uint64, fields []FieldOp, err error) {
+	return r.PrepareFrom(self, nil, intent, changes)
+}
+
+// PrepareFrom is [Record.Prepare] for a write whose writer saw base, an
+// earlier state of the record (a read-edit-save: the app read base, and
+// the changes are what it changed since), rather than r. What the writer
+// observed comes from base: a register write records the HLC base held for
+// the field, and a remove lists the adds of the element base held, so
+// adds that reached r after base survive it (add-wins). The rest comes
+// from r: the op's causal length, and the totals an increment raises
+// (changes carry deltas, which add to r's totals). A base at another
+// causal length than the op's saw nothing of the record the op writes
+// (it was deleted or re-created since): its writer observed nothing. A nil
+// base means r. PrepareFrom modifies neither record.
+func (r *Record) PrepareFrom(self ReplicaID, base *Record, intent Intent, changes []Change) (cl uint64, fields []FieldOp, err error) {
 	switch intent {
 	case IntentDelete:
 		if !r.Exists() {
@@ -80,96 +97,130 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 		return 0, nil, fmt.Errorf("crdt: unknown intent %d", intent)
 	}
 	// After a (re-)create, nothing of the old state is visible.
-	view := r
+	p := preparer{self: self, cl: cl, view: r, fields: make([]FieldOp, 0, len(changes))}
 	if cl != r.CL {
-		view = &Record{CL: cl}
+		p.view = &Record{CL: cl}
 	}
-	fields = make([]FieldOp, 0, len(changes))
-	// Several changes to one field in one write coalesce into one field
-	// op, as if applied in order: the last assignment wins, increments add
-	// up, max and min keep the extreme, and removing an element drops an
-	// earlier add of it.
-	find := func(name string) int {
-		for i := range fields {
-			if fields[i].Name == name {
-				return i
-			}
+	p.observed = p.view
+	if base != nil {
+		p.observed = base
+		if base.CL != cl {
+			p.observed = &Record{CL: cl}
 		}
-		return -1
 	}
 	for _, c := range changes {
-		want := changeOpType(c.Type)
-		if want == 0 {
-			return 0, nil, fmt.Errorf("crdt: field %q: unknown change type %d", c.Name, c.Type)
-		}
-		prev := find(c.Name)
-		if prev >= 0 && fields[prev].Type.Kind() != want.Kind() {
-			return 0, nil, fmt.Errorf("%w: field %q changed as a %v and a %v in one write", ErrInvalidOp, c.Name, fields[prev].Type.Kind(), want.Kind())
-		}
-		switch c.Type {
-		case Set, Unset:
-			fo := FieldOp{Name: c.Name, Type: Assign}
-			if c.Type == Set && !isNil(c.Value) {
-				fo.Value = c.Value
-			}
-			if prev >= 0 {
-				fields[prev].Value = fo.Value
-				continue
-			}
-			if f := view.current(c.Name); f != nil {
-				fo.Seen = f.At.HLC
-			}
-			fields = append(fields, fo)
-		case AddElem:
-			fields = append(fields, FieldOp{Name: c.Name, Type: Add, Value: c.Value})
-		case RemoveElem:
-			fields = slices.DeleteFunc(fields, func(f FieldOp) bool {
-				return f.Name == c.Name && f.Type == Add && bytes.Equal(f.Value, c.Value)
-			})
-			if dots := view.observedAdds(c.Name, c.Value); len(dots) > 0 {
-				fields = append(fields, FieldOp{Name: c.Name, Type: Remove, Value: c.Value, Dots: dots})
-			}
-		case Increment:
-			if c.Delta == 0 {
-				continue
-			}
-			var t Tally
-			if prev >= 0 {
-				t.P, t.N = fields[prev].P, fields[prev].N
-			} else if f := view.component(c.Name, KindCounter); f != nil {
-				if i, ok := slices.BinarySearchFunc(f.Counts, self, func(t Tally, o ReplicaID) int { return t.Origin.Compare(o) }); ok && f.Counts[i].CL == cl {
-					t = f.Counts[i]
-				}
-			}
-			if c.Delta > 0 {
-				if t.P > math.MaxUint64-uint64(c.Delta) {
-					return 0, nil, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
-				}
-				t.P += uint64(c.Delta)
-			} else {
-				d := uint64(-(c.Delta + 1)) + 1 // |Delta| without overflowing MinInt64
-				if t.N > math.MaxUint64-d {
-					return 0, nil, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
-				}
-				t.N += d
-			}
-			if prev >= 0 {
-				fields[prev].P, fields[prev].N = t.P, t.N
-				continue
-			}
-			fields = append(fields, FieldOp{Name: c.Name, Type: Count, P: t.P, N: t.N})
-		case OfferMax, OfferMin:
-			if prev >= 0 {
-				o := orderRegister(c.Value, fields[prev].Value)
-				if (want == WriteMax && o > 0) || (want == WriteMin && o < 0) {
-					fields[prev].Value = c.Value
-				}
-				continue
-			}
-			fields = append(fields, FieldOp{Name: c.Name, Type: want, Value: c.Value})
+		if err := p.change(c); err != nil {
+			return 0, nil, err
 		}
 	}
-	return cl, fields, nil
+	return cl, p.fields, nil
+}
+
+// preparer builds the field ops of one local write, change by change.
+// Several changes to one field in one write coalesce into one field op, as
+// if applied in order: the last assignment wins, increments add up, max and
+// min keep the extreme, and removing an element drops an earlier add of it.
+type preparer struct {
+	self ReplicaID
+	cl   uint64  // the op's causal length
+	view *Record // the record as the op finds it (empty after a (re-)create)
+	// observed is what the writer saw: the HLCs register writes replace
+	// and the adds removes cancel.
+	observed *Record
+	fields   []FieldOp
+}
+
+// find returns the index of the field op of field name, or -1.
+func (p *preparer) find(name string) int {
+	for i := range p.fields {
+		if p.fields[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// change folds one change into the field ops.
+func (p *preparer) change(c Change) error {
+	want := changeOpType(c.Type)
+	if want == 0 {
+		return fmt.Errorf("crdt: field %q: unknown change type %d", c.Name, c.Type)
+	}
+	prev := p.find(c.Name)
+	if prev >= 0 && p.fields[prev].Type.Kind() != want.Kind() {
+		return fmt.Errorf("%w: field %q changed as a %v and a %v in one write", ErrInvalidOp, c.Name, p.fields[prev].Type.Kind(), want.Kind())
+	}
+	switch c.Type {
+	case Set, Unset:
+		fo := FieldOp{Name: c.Name, Type: Assign}
+		if c.Type == Set && !isNil(c.Value) {
+			fo.Value = c.Value
+		}
+		if prev >= 0 {
+			p.fields[prev].Value = fo.Value
+			return nil
+		}
+		if f := p.observed.current(c.Name); f != nil {
+			fo.Seen = f.At.HLC
+		}
+		p.fields = append(p.fields, fo)
+	case AddElem:
+		p.fields = append(p.fields, FieldOp{Name: c.Name, Type: Add, Value: c.Value})
+	case RemoveElem:
+		p.fields = slices.DeleteFunc(p.fields, func(f FieldOp) bool {
+			return f.Name == c.Name && f.Type == Add && bytes.Equal(f.Value, c.Value)
+		})
+		if dots := p.observed.observedAdds(c.Name, c.Value); len(dots) > 0 {
+			p.fields = append(p.fields, FieldOp{Name: c.Name, Type: Remove, Value: c.Value, Dots: dots})
+		}
+	case Increment:
+		return p.increment(c, prev)
+	case OfferMax, OfferMin:
+		if prev >= 0 {
+			o := orderRegister(c.Value, p.fields[prev].Value)
+			if (want == WriteMax && o > 0) || (want == WriteMin && o < 0) {
+				p.fields[prev].Value = c.Value
+			}
+			return nil
+		}
+		p.fields = append(p.fields, FieldOp{Name: c.Name, Type: want, Value: c.Value})
+	}
+	return nil
+}
+
+// increment adds c.Delta to self's totals of a counter: those of an
+// earlier change in this write (the field op at prev), or else those the
+// record holds at the op's causal length.
+func (p *preparer) increment(c Change, prev int) error {
+	if c.Delta == 0 {
+		return nil
+	}
+	var t Tally
+	if prev >= 0 {
+		t.P, t.N = p.fields[prev].P, p.fields[prev].N
+	} else if f := p.view.component(c.Name, KindCounter); f != nil {
+		if i, ok := slices.BinarySearchFunc(f.Counts, p.self, func(t Tally, o ReplicaID) int { return t.Origin.Compare(o) }); ok && f.Counts[i].CL == p.cl {
+			t = f.Counts[i]
+		}
+	}
+	if c.Delta > 0 {
+		if t.P > math.MaxUint64-uint64(c.Delta) {
+			return fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
+		}
+		t.P += uint64(c.Delta)
+	} else {
+		d := uint64(-(c.Delta + 1)) + 1 // |Delta| without overflowing MinInt64
+		if t.N > math.MaxUint64-d {
+			return fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
+		}
+		t.N += d
+	}
+	if prev >= 0 {
+		p.fields[prev].P, p.fields[prev].N = t.P, t.N
+		return nil
+	}
+	p.fields = append(p.fields, FieldOp{Name: c.Name, Type: Count, P: t.P, N: t.N})
+	return nil
 }
 
 // component returns the field entry of (name, kind), or nil.

@@ -715,3 +715,97 @@ func TestEncodeHelpersAreMsgpack(t *testing.T) {
 		t.Errorf("EncodeInt/EncodeString differ from mp")
 	}
 }
+
+// TestPrepareFrom writes from a base the writer read earlier: what it
+// observed comes from the base, its causal length and counter totals from
+// the record as it is now.
+func TestPrepareFrom(t *testing.T) {
+	const self = 0x0a
+	// base: what A read. Since then B renamed, added x again and counted.
+	base := apply(mkOp(rA, 1, ts(1), 1,
+		assign("title", vStr("a")),
+		add("tags", vStr("x")),
+		count("n", 5, 0),
+	))
+	now := base.Clone()
+	now.Apply(mkOp(rB, 1, ts(2), 1,
+		assignSeen("title", vStr("b"), ts(1)),
+		add("tags", vStr("x")),
+		add("tags", vStr("y")),
+		count("n", 7, 0),
+	))
+	now.Apply(mkOp(rA, 2, ts(3), 1, count("n", 6, 0)))
+	deleted := now.Clone()
+	deleted.Apply(mkOp(rB, 2, ts(4), 2))
+	recreated := deleted.Clone()
+	recreated.Apply(mkOp(rB, 3, ts(5), 3, assign("title", vStr("c")), add("tags", vStr("x"))))
+	tests := []struct {
+		name       string
+		r, base    *Record
+		intent     Intent
+		changes    []Change
+		wantCL     uint64
+		wantFields []FieldOp
+	}{
+		{
+			"assign records the HLC the writer saw", now, base, IntentUpdate,
+			[]Change{{Name: "title", Type: Set, Value: vStr("z")}},
+			1, []FieldOp{assignSeen("title", vStr("z"), ts(1))},
+		},
+		{
+			"remove lists only the adds the writer saw", now, base, IntentUpdate,
+			[]Change{{Name: "tags", Type: RemoveElem, Value: vStr("x")}, {Name: "tags", Type: RemoveElem, Value: vStr("y")}},
+			1, []FieldOp{remove("tags", vStr("x"), Dot{rA, 1})},
+		},
+		{
+			"increment raises the current totals", now, base, IntentUpdate,
+			[]Change{{Name: "n", Type: Increment, Delta: 2}},
+			1, []FieldOp{count("n", 8, 0)},
+		},
+		{
+			"nil base is the record", now, nil, IntentUpdate,
+			[]Change{{Name: "title", Type: Set, Value: vStr("z")}, {Name: "tags", Type: RemoveElem, Value: vStr("y")}},
+			1, []FieldOp{assignSeen("title", vStr("z"), ts(2)), remove("tags", vStr("y"), Dot{rB, 1})},
+		},
+		{
+			"a base before a delete saw nothing of the re-created record", deleted, base, IntentPut,
+			[]Change{{Name: "title", Type: Set, Value: vStr("z")}, {Name: "tags", Type: RemoveElem, Value: vStr("x")}},
+			3, []FieldOp{assign("title", vStr("z"))},
+		},
+		{
+			"a base of an earlier incarnation saw nothing of this one", recreated, base, IntentPut,
+			[]Change{{Name: "title", Type: Set, Value: vStr("z")}, {Name: "tags", Type: RemoveElem, Value: vStr("x")}},
+			3, []FieldOp{assign("title", vStr("z"))},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			beforeR, beforeBase := tt.r.Encode(), []byte(nil)
+			if tt.base != nil {
+				beforeBase = tt.base.Encode()
+			}
+			cl, fields, err := tt.r.PrepareFrom(rid(self), tt.base, tt.intent, tt.changes)
+			if err != nil {
+				t.Fatalf("PrepareFrom: %v", err)
+			}
+			if !bytes.Equal(tt.r.Encode(), beforeR) || (tt.base != nil && !bytes.Equal(tt.base.Encode(), beforeBase)) {
+				t.Errorf("PrepareFrom modified a record")
+			}
+			if cl != tt.wantCL {
+				t.Errorf("cl = %d, want %d", cl, tt.wantCL)
+			}
+			if !reflect.DeepEqual(fields, tt.wantFields) {
+				t.Errorf("fields =\n%+v\nwant\n%+v", fields, tt.wantFields)
+			}
+			mustValid(t, mkOp(rid(self), 9, ts(100), cl, fields...))
+		})
+	}
+	// Applied, the remove keeps B's concurrent add of x: add wins.
+	_, fields, err := now.PrepareFrom(rA, base, IntentUpdate, []Change{{Name: "tags", Type: RemoveElem, Value: vStr("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := now.Clone()
+	after.Apply(mkOp(rA, 3, ts(6), 1, fields...))
+	checkGet(t, after, "tags", KindSet, vArr(vStr("x"), vStr("y")))
+}

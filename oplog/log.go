@@ -39,6 +39,11 @@ var (
 	// ErrNotStore is returned by Open with Options.ExistingOnly for a
 	// directory that holds no store.
 	ErrNotStore = errors.New("oplog: not a Converge store")
+	// ErrUnsynced is returned by a GroupCommit write that committed (its
+	// ops are applied and readers see them) but whose shared fsync failed:
+	// it may not survive a crash. Writing it again is not a retry of a
+	// write that did not happen.
+	ErrUnsynced = errors.New("oplog: committed, but not synced to stable storage")
 )
 
 // Durability says when a commit reaches stable storage.

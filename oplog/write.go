@@ -51,6 +51,14 @@ func (tx *Tx) Get(coll, key string) (*crdt.Record, error) {
 // (an update that changes no field). It returns ErrNotFound for an update or
 // delete of a record that does not exist.
 func (tx *Tx) Mutate(coll, key string, intent crdt.Intent, changes []crdt.Change) (*crdt.Op, error) {
+	return tx.MutateFrom(coll, key, nil, intent, changes)
+}
+
+// MutateFrom is [Tx.Mutate] for a write made from base, a state of the
+// record its writer read earlier: the op records what the writer observed
+// in base, as [crdt.Record.PrepareFrom] says. A nil base is the record's
+// state in the transaction. base is not modified.
+func (tx *Tx) MutateFrom(coll, key string, base *crdt.Record, intent crdt.Intent, changes []crdt.Change) (*crdt.Op, error) {
 	if err := tx.ctx.Err(); err != nil {
 		return nil, fmt.Errorf("oplog: mutate: %w", err)
 	}
@@ -61,7 +69,7 @@ func (tx *Tx) Mutate(coll, key string, intent crdt.Intent, changes []crdt.Change
 	if err != nil {
 		return nil, err
 	}
-	cl, fields, err := prev.Prepare(tx.l.replica, intent, changes)
+	cl, fields, err := prev.PrepareFrom(tx.l.replica, base, intent, changes)
 	if err != nil {
 		return nil, fmt.Errorf("oplog: %s/%s/%s: %w", tx.ns, coll, key, err)
 	}
@@ -506,7 +514,7 @@ func (l *Log) commitLocked(b *batch) error {
 		err := l.syncer.wait()
 		l.mu.Lock()
 		if err != nil {
-			return fmt.Errorf("oplog: commit %s: group sync: %w", ns, err)
+			return fmt.Errorf("oplog: commit %s: group sync: %w: %w", ns, ErrUnsynced, err)
 		}
 	}
 	return nil

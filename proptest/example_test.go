@@ -15,6 +15,7 @@ type Task struct {
 	Title  string   `msgpack:"title"`
 	Labels []string `msgpack:"labels" converge:"set"`
 	Votes  int64    `msgpack:"votes" converge:"counter"`
+	Meta   converge.Meta
 }
 
 // An application checks that its collection converges: three replicas

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/convergedb/converge"
 	"pgregory.net/rapid"
 )
 
@@ -43,6 +44,7 @@ type Item struct {
 	Tags  []string `msgpack:"tags" converge:"set"`
 	Hits  int64    `msgpack:"hits" converge:"counter"`
 	Peak  int      `msgpack:"peak" converge:"max"`
+	Meta  converge.Meta
 }
 
 // Small value spaces, so that concurrent writes collide.

@@ -13,6 +13,7 @@ import (
 type note struct {
 	ID   string `msgpack:"-" converge:"id"`
 	Text string `msgpack:"text"`
+	Meta converge.Meta
 }
 
 // Sync runs anti-entropy rounds between a store and a peer until both hold

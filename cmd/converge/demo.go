@@ -26,6 +26,7 @@ type Task struct {
 	Assignee string   `msgpack:"assignee"`
 	Tags     []string `msgpack:"tags" converge:"set"`
 	Votes    int64    `msgpack:"votes" converge:"counter"`
+	Meta     converge.Meta
 }
 
 const demoNS = "team-rocket"

@@ -23,6 +23,7 @@ type inspectTask struct {
 	ID    string   `msgpack:"-" converge:"id"`
 	Title string   `msgpack:"title"`
 	Tags  []string `msgpack:"tags" converge:"set"`
+	Meta  converge.Meta
 }
 
 // storeWithQuarantine makes a store holding two tasks, one of them

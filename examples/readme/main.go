@@ -40,7 +40,7 @@ func main() {
 // README:begin
 type Task struct {
 	ID    string        `msgpack:"-" converge:"id"` // a ULID unless you set one
-	Meta  converge.Meta // filled on reads: timestamps, origin
+	Meta  converge.Meta // required: the version read, so Put writes only your changes
 	Title string        `msgpack:"title"`
 	Done  bool          `msgpack:"done"`
 	Tags  []string      `msgpack:"tags" converge:"set"`      // add-wins set
@@ -61,7 +61,15 @@ func run(ctx context.Context, dir, hubURL, token string) error {
 	if err != nil {
 		return err
 	}
-	err = tasks.Update(ctx, "team-1", id, converge.Set("done", true), converge.Increment("votes", 1))
+	t, err := tasks.Get(ctx, "team-1", id)
+	if err != nil {
+		return err
+	}
+	t.Done = true
+	if _, err := tasks.Put(ctx, "team-1", &t); err != nil { // writes "done" only: others' changes since the Get stay
+		return err
+	}
+	err = tasks.Update(ctx, "team-1", id, converge.AddToSet("tags", "release"), converge.Increment("votes", 1))
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,7 +133,7 @@ func TestRun(t *testing.T) {
 		}
 		got = append(got, task)
 	}
-	if len(got) != 1 || got[0].Title != "ship it" || !got[0].Done || got[0].Votes != 1 || len(got[0].Tags) != 1 || got[0].Meta.ID != got[0].ID {
-		t.Errorf("the hub holds %+v, want the one task the README writes, done, with 1 vote", got)
+	if len(got) != 1 || got[0].Title != "ship it" || !got[0].Done || got[0].Votes != 1 || !slices.Equal(got[0].Tags, []string{"q4", "release"}) || got[0].Meta.ID != got[0].ID {
+		t.Errorf("the hub holds %+v, want the one task the README writes, done, tagged q4 and release, with 1 vote", got)
 	}
 }

@@ -51,6 +51,7 @@ type Reading struct {
 	Celsius    float64 `msgpack:"celsius"`                    // the latest reading
 	MaxCelsius float64 `msgpack:"max_celsius" converge:"max"` // the highest: concurrent offers keep the greatest
 	Count      int64   `msgpack:"count" converge:"counter"`   // readings taken: concurrent increments add up
+	Meta       converge.Meta
 }
 
 // Alert is a sensor that read at least alertCelsius, in fleet.alerts.
@@ -61,6 +62,7 @@ type Alert struct {
 	MaxCelsius float64 `msgpack:"max_celsius" converge:"max"`
 	Count      int64   `msgpack:"count" converge:"counter"` // readings at or above the threshold
 	Acked      bool    `msgpack:"acked"`                    // seen by the control room
+	Meta       converge.Meta
 }
 
 const (

@@ -48,6 +48,7 @@ type Todo struct {
 	ID    string `msgpack:"-" converge:"id"`
 	Title string `msgpack:"title"`
 	Done  bool   `msgpack:"done"`
+	Meta  converge.Meta
 }
 
 // shortID is how many characters of the end of an id the list shows: the

@@ -46,6 +46,7 @@ func Example() {
 	type task struct {
 		ID    string `msgpack:"-" converge:"id"`
 		Title string `msgpack:"title"`
+		Meta  converge.Meta
 	}
 	app, err := converge.Open(filepath.Join(root, "app"), quiet)
 	if err != nil {

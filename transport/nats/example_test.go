@@ -29,6 +29,7 @@ func Example() {
 	type reading struct {
 		ID      string  `msgpack:"-" converge:"id"`
 		Celsius float64 `msgpack:"celsius"`
+		Meta    converge.Meta
 	}
 	var reps []*converge.Replicator
 	var dbs []*converge.DB

@@ -44,6 +44,7 @@ type Item struct {
 	Site string   `msgpack:"site"`
 	N    int64    `msgpack:"n"`
 	Tags []string `msgpack:"tags" converge:"set"`
+	Meta converge.Meta
 }
 
 // replica is a DB with a NATS transport and a replicator.

@@ -35,6 +35,7 @@ type Item struct {
 	N     int64    `msgpack:"n"`
 	Tags  []string `msgpack:"tags" converge:"set"`
 	Count int64    `msgpack:"count" converge:"counter"`
+	Meta  converge.Meta
 }
 
 // Replica is one store of the suite.
