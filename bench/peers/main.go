@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -76,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	started := time.Now()
+	started, loadBefore := time.Now(), loadAverage()
 	rows, err := runAll(ctx, cfg, logger, selected)
 	if err != nil {
 		fmt.Fprintln(stderr, "peers:", err)
@@ -90,6 +91,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		mode = "-quick"
 	}
 	took := fmt.Sprintf("took %s (%s: %s)", time.Since(started).Round(10*time.Millisecond), mode, cfg.summary())
+	if loadBefore != "" {
+		took += fmt.Sprintf("; load average %s at the start, %s at the end, %d CPUs", loadBefore, loadAverage(), runtime.NumCPU())
+	}
 	if cfg.JSON {
 		err = writeJSON(stdout, rows)
 		fmt.Fprintln(stderr, took)
@@ -139,6 +143,18 @@ func failed(rows []Row) bool {
 		}
 	}
 	return false
+}
+
+// loadAverage returns the 1-minute load average (Linux), or "" when it
+// cannot be read: on a shared machine it says how much the figures were
+// contended.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(string(b), " ")
+	return first
 }
 
 // writeJSON writes rows as JSON lines.
