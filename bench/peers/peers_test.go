@@ -146,10 +146,10 @@ func TestInboxHolds(t *testing.T) {
 func TestAutomergeSame(t *testing.T) {
 	a, b := mergeRecords(20)
 	da, db := automerge.New(), automerge.New()
-	if err := amPut(da, a); err != nil {
+	if err := amPut(da, a, amMap); err != nil {
 		t.Fatal(err)
 	}
-	if err := amPut(db, b); err != nil {
+	if err := amPut(db, b, amMap); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := da.Merge(db); err != nil {

@@ -12,7 +12,8 @@ const (
 	convergeNoSync = "Converge (Pebble, NoSync)"
 	convergeSync   = "Converge (Pebble, SyncEveryCommit)"
 	convergeMemory = "Converge (Pebble, NoSync, MemPeer)"
-	automergeSide  = "automerge-go (in memory)"
+	automergeSide  = "automerge-go (in memory, record as a map)"
+	automergeBytes = "automerge-go (in memory, record as one msgpack value)"
 )
 
 // The go-ds-crdt configurations.
@@ -41,8 +42,9 @@ func putScenario() *scenario {
 		Description: "Local writes of -n new 5-field records (the harness's put records), one write and one commit each, on a fresh store. " +
 			"Converge: Collection.Put on Pebble, Durability NoSync (as the harness's put). go-ds-crdt: Datastore.Put of the record's msgpack " +
 			"under its id (one DAG node, its block, the set and heads updates, one broadcast each), on an in-memory map datastore and on " +
-			"go-ds-pebble without fsync. automerge-go: setting the record as a map of its five fields in the root map and committing the " +
-			"change, in memory.",
+			"go-ds-pebble without fsync. automerge-go: setting the record as a map of its five fields in the root map (merged per field, " +
+			"like Converge) and committing the change, in memory; and the same with the record as one msgpack bytes value, as " +
+			"go-ds-crdt stores it (no per-field merge, fewer calls).",
 		Size: func(c config) string { return fmt.Sprintf("%d records", c.N) },
 		Prepare: func(_ context.Context, e *env) (*trial, error) {
 			recs := putRecords(e.cfg.N)
@@ -51,13 +53,15 @@ func putScenario() *scenario {
 					{convergeNoSync, func(ctx context.Context, _ int) (Values, error) { return convergePut(ctx, e, converge.NoSync, recs) }},
 					{dsMemory.String(), func(ctx context.Context, _ int) (Values, error) { return dsPut(ctx, e, dsMemory, recs) }},
 					{dsPebble.String(), func(ctx context.Context, _ int) (Values, error) { return dsPut(ctx, e, dsPebble, recs) }},
-					{automergeSide, func(ctx context.Context, _ int) (Values, error) { return automergePut(ctx, recs) }},
+					{automergeSide, func(ctx context.Context, _ int) (Values, error) { return automergePut(ctx, recs, amMap) }},
+					{automergeBytes, func(ctx context.Context, _ int) (Values, error) { return automergePut(ctx, recs, amBytes) }},
 				},
 				Metrics: []metric{{Name: rateMetric, HigherIsBetter: true, Unit: "records/s"}},
 				Compare: []comparison{
 					{rateMetric, convergeNoSync, dsMemory.String(), goalPutVsDSCRDT},
 					{rateMetric, convergeNoSync, dsPebble.String(), 0},
 					{rateMetric, convergeNoSync, automergeSide, goalPutVsAutomerge},
+					{rateMetric, convergeNoSync, automergeBytes, 0},
 				},
 			}, nil
 		},
