@@ -1,5 +1,5 @@
 # Mirrors .ci/run; .ci/run is the source of truth.
-.PHONY: all test race lint bench fuzz demo ci
+.PHONY: all test race lint bench peers fuzz demo ci
 all: lint test
 test:
 	go test ./...
@@ -11,6 +11,8 @@ lint:
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 bench:
 	go test -run='^$$' -bench=. -benchmem ./...
+peers:
+	cd bench/peers && go vet ./... && go test -count=1 ./... && go run . -quick
 fuzz:
 	go test -run='^$$' -fuzz=FuzzDecodeOp -fuzztime=60s ./crdt/
 	go test -run='^$$' -fuzz=FuzzDecodeRecord -fuzztime=60s ./crdt/

@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/convergedb/converge/bench/internal/stats"
 )
 
 // Row statuses. A measured row has an empty status.
@@ -122,67 +123,8 @@ func oneLine(s string) string {
 
 // formatRatio renders a ratio as "1.23×" (three significant digits below
 // 0.1, "0.00224×"), or "-" when undefined.
-func formatRatio(r *float64) string {
-	if r == nil {
-		return "-"
-	}
-	if *r > 0 && *r < 0.1 {
-		return fmt.Sprintf("%.3g×", *r)
-	}
-	return fmt.Sprintf("%.2f×", *r)
-}
+func formatRatio(r *float64) string { return stats.FormatRatio(r) }
 
 // formatValue renders a value in its unit for people: SI prefixes for
 // rates and bytes, µs/ms/s for times.
-func formatValue(v *float64, unit string) string {
-	if v == nil {
-		return "-"
-	}
-	x := *v
-	switch unit {
-	case "ms":
-		switch {
-		case x < 1:
-			return sig3(x*1000) + " µs"
-		case x < 1000:
-			return sig3(x) + " ms"
-		}
-		return sig3(x/1000) + " s"
-	case "s":
-		if x < 1 {
-			return sig3(x*1000) + " ms"
-		}
-		return sig3(x) + " s"
-	case "B":
-		v, prefix := siScale(x)
-		return sig3(v) + " " + prefix + "B"
-	}
-	if strings.HasSuffix(unit, "/s") {
-		v, prefix := siScale(x)
-		return sig3(v) + prefix + " " + unit
-	}
-	return sig3(x) + " " + unit
-}
-
-// siScale divides x by powers of 1000 to below 1000 and returns the SI
-// prefix of the power.
-func siScale(x float64) (float64, string) {
-	prefixes := []string{"", "k", "M", "G", "T"}
-	i := 0
-	for math.Abs(x) >= 1000 && i < len(prefixes)-1 {
-		x /= 1000
-		i++
-	}
-	return x, prefixes[i]
-}
-
-// sig3 renders x with about three significant digits (integers as such).
-func sig3(x float64) string {
-	switch {
-	case x == math.Trunc(x) || math.Abs(x) >= 100:
-		return fmt.Sprintf("%.0f", x)
-	case math.Abs(x) >= 10:
-		return fmt.Sprintf("%.1f", x)
-	}
-	return fmt.Sprintf("%.2f", x)
-}
+func formatValue(v *float64, unit string) string { return stats.FormatValue(v, unit) }

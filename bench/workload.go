@@ -8,53 +8,31 @@ import (
 	"time"
 
 	"github.com/convergedb/converge"
+	"github.com/convergedb/converge/bench/internal/workload"
 	"github.com/convergedb/converge/crdt"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // The workload's shapes are those of the repository's go-test benchmarks
 // (bench_test.go, oplog/bench_test.go): a 5-field task record, one per key,
-// in namespace "bench", collection "tasks".
+// in namespace "bench", collection "tasks". They live in
+// bench/internal/workload, shared with the peers module (bench/peers).
 const (
-	benchNS   = "bench"
-	benchColl = "tasks"
+	benchNS   = workload.NS
+	benchColl = workload.Collection
 )
 
 // task is the 5-field record of the write and replication workloads.
-type task struct {
-	ID       string  `msgpack:"-" converge:"id"`
-	Title    string  `msgpack:"title"`
-	Priority int     `msgpack:"priority"`
-	Done     bool    `msgpack:"done"`
-	Owner    string  `msgpack:"owner"`
-	Score    float64 `msgpack:"score"`
-	Meta     converge.Meta
-}
+type task = workload.Task
 
 // taskKey is the id of the i-th record of a workload.
-func taskKey(prefix string, i int) string { return fmt.Sprintf("%s-%07d", prefix, i) }
+func taskKey(prefix string, i int) string { return workload.Key(prefix, i) }
 
 // makeTask returns the i-th record of a workload, with id key.
-func makeTask(key string, i int) task {
-	return task{
-		ID:       key,
-		Title:    fmt.Sprintf("write the report %04d", i%10000),
-		Priority: i % 5,
-		Done:     i%2 == 0,
-		Owner:    "alice@example.com",
-		Score:    float64(i) * 0.25,
-	}
-}
+func makeTask(key string, i int) task { return workload.MakeTask(key, i) }
 
 // encodeTask is the record as a user of a plain key-value store would store
 // it: msgpack of the struct (the id is the key).
-func encodeTask(t *task) ([]byte, error) {
-	b, err := msgpack.Marshal(t)
-	if err != nil {
-		return nil, fmt.Errorf("encoding a task: %w", err)
-	}
-	return b, nil
-}
+func encodeTask(t *task) ([]byte, error) { return workload.Encode(t) }
 
 // openConverge opens a Converge replica in dir with the harness's
 // defaults: quiet, and a change buffer large enough that the harness's
