@@ -2,6 +2,7 @@ package seq
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,45 +16,47 @@ var ErrInvalid = errors.New("seq: invalid state")
 
 // # Encoding
 //
-// A sequence's state is one msgpack array of six elements:
+// A sequence's state is what it holds: a set of inserted runs and a set
+// of deleted ids. It is one msgpack array of six elements:
 //
-//	[ replicas bin, runs bin, content, pending bin, pending-content, deletes bin ]
+//	[ replicas bin, runs bin, pending bin, deleted bin, content, pending-content ]
 //
 // replicas holds the 16-byte ids of every replica the state names, sorted,
 // none zero; a replica is named by its rank in this list, from 1 (0 is no
-// element). runs lists the integrated runs in document order, pending the
-// runs waiting for an origin, sorted by id, and deletes the deleted ids
-// whose elements have not arrived, sorted and merged. Runs are maximal:
-// no run continues the one before it (same replica, next clock, left
-// origin its last element, same right origin, same deleted state).
+// element). runs lists the integrated runs in document order, deleted ones
+// included, and pending the runs waiting for an origin, sorted by id.
+// Runs are maximal: no run continues the one before it (same replica,
+// next clock, its left origin the last element of the one before, same
+// right origin). deleted lists every deleted id, of elements held or not,
+// sorted by id, with touching ranges merged.
 //
 // The three tables are packed unsigned varints (encoding/binary), in the
 // smallest form. A run is
 //
 //	flags, replica, clock, n, [left-replica, left-clock], [right-replica, right-clock]
 //
-// with flags bit 0 deleted, bit 1 left origin is the last element of the
-// run before (runs table only), bit 2 right origin is the first element of
-// the run after (runs table only), bit 3 left origin is the start, bit 4
-// right origin is the end; an origin is written out only when no flag
+// with flags bit 0: the left origin is the last element of the run before
+// (runs table only); bit 1: the right origin is the first element of the
+// run after (runs table only); bit 2: the left origin is the start; bit 3:
+// the right origin is the end. An origin is written out only when no flag
 // gives it, and a flag is used whenever it applies. clock is zigzag-coded
-// as the difference from the end of the last run of the same replica
-// before it in the table (0 for the first). A delete is
+// as the difference from the end of the last entry of the same replica
+// before it in the table (0 for the first), and an origin's clock as the
+// difference from the run's clock. A deleted range is
 //
 //	replica, clock, n
 //
-// with the clock coded the same way. content is the live (not deleted)
-// runs' elements, in order: text as one str (UTF-8, the visible text
-// itself), a list as one array of msgpack values. pending-content is the
-// same for the live pending runs.
+// with its clock coded the same way. content is the live (not deleted)
+// elements of the runs, in document order: text as one str (UTF-8, the
+// visible text itself), a list as one array of msgpack values.
+// pending-content is the same for the pending runs, in their order.
 
 const (
-	flagDeleted   = 1 << 0
-	flagLeftPrev  = 1 << 1
-	flagRightNext = 1 << 2
-	flagLeftNone  = 1 << 3
-	flagRightNone = 1 << 4
-	flagsAll      = 1<<5 - 1
+	flagLeftPrev  = 1 << 0
+	flagRightNext = 1 << 1
+	flagLeftNone  = 1 << 2
+	flagRightNone = 1 << 3
+	flagsAll      = 1<<4 - 1
 )
 
 // contentCodec writes and reads the elements of live runs as one msgpack
@@ -63,15 +66,26 @@ type contentCodec[E any] struct {
 	read   func(r *mp.Reader, n int) ([]E, error)
 }
 
-// canonical returns s's integrated runs in document order and its pending
-// runs sorted by id, each merged to maximal runs, and its pending deletes.
-func (s *Seq[E]) canonical() (runs, pend []run[E], dels []span) {
+// continues reports whether o continues r structurally: o's first element
+// follows r's last one in id, has it as its left origin, and both share a
+// right origin. The encoding merges such runs, deleted or not.
+func (r *run) continues(o *run) bool {
+	return o.a == r.a && o.c == r.end() && o.left == r.last() && o.right == r.right
+}
+
+// canonical returns what s's encoding lists: its integrated runs in
+// document order and its pending runs sorted by id, each merged to maximal
+// runs, the content of the live pending elements in that order, and every
+// deleted id, sorted and merged.
+func (s *Seq[E]) canonical() (runs, pend []run, pendContent [][]E, dels []span) {
 	if s.t.root != nil {
 		for l := s.t.first; l != nil; l = l.next {
 			for i := range l.runs {
 				r := l.runs[i]
-				r.content = nil
-				if n := len(runs); n > 0 && runs[n-1].canAppend(&r) {
+				if r.deleted {
+					dels = append(dels, span{r.a, r.c, uint32(r.n)})
+				}
+				if n := len(runs); n > 0 && runs[n-1].continues(&r) {
 					runs[n-1].n += r.n
 					continue
 				}
@@ -79,27 +93,41 @@ func (s *Seq[E]) canonical() (runs, pend []run[E], dels []span) {
 			}
 		}
 	}
-	byID := func(x, y run[E]) int { return s.toID(x.id(0)).Compare(s.toID(y.id(0))) }
-	sorted := slices.SortedFunc(slices.Values(s.pending), byID)
-	for _, r := range sorted {
-		r.content = nil
-		if n := len(pend); n > 0 && pend[n-1].canAppend(&r) {
-			pend[n-1].n += r.n
+	sorted := slices.SortedFunc(slices.Values(s.pending), func(x, y item[E]) int {
+		return s.toID(x.id(0)).Compare(s.toID(y.id(0)))
+	})
+	for _, it := range sorted {
+		if it.deleted {
+			dels = append(dels, span{it.a, it.c, uint32(it.n)})
+		} else {
+			pendContent = append(pendContent, it.content)
+		}
+		if n := len(pend); n > 0 && pend[n-1].continues(&it.run) {
+			pend[n-1].n += it.n
 			continue
 		}
-		pend = append(pend, r)
+		pend = append(pend, it.run)
 	}
-	dels = slices.SortedFunc(slices.Values(s.pendDel), func(x, y span) int {
+	dels = append(dels, s.pendDel...)
+	slices.SortFunc(dels, func(x, y span) int {
 		return s.toID(eid{x.a, x.c}).Compare(s.toID(eid{y.a, y.c}))
 	})
-	return runs, pend, dels
+	merged := dels[:0]
+	for _, d := range dels {
+		if n := len(merged); n > 0 && merged[n-1].a == d.a && merged[n-1].c+merged[n-1].n >= d.c {
+			merged[n-1].n = max(merged[n-1].c+merged[n-1].n, d.c+d.n) - merged[n-1].c
+			continue
+		}
+		merged = append(merged, d)
+	}
+	return runs, pend, pendContent, merged
 }
 
 // ranks returns, per agent, its rank among the replicas runs, pend and
 // dels name (0 if none), and those replicas, sorted.
-func (s *Seq[E]) ranks(runs, pend []run[E], dels []span) ([]uint32, []Replica) {
+func (s *Seq[E]) ranks(runs, pend []run, dels []span) ([]uint32, []Replica) {
 	used := make([]bool, len(s.agents))
-	for _, rs := range [2][]run[E]{runs, pend} {
+	for _, rs := range [2][]run{runs, pend} {
 		for i := range rs {
 			used[rs[i].a], used[rs[i].left.a], used[rs[i].right.a] = true, true, true
 		}
@@ -126,7 +154,7 @@ func (s *Seq[E]) ranks(runs, pend []run[E], dels []span) ([]uint32, []Replica) {
 
 // appendState appends s's canonical encoding to b.
 func appendState[E any](b []byte, s *Seq[E], cc contentCodec[E]) []byte {
-	runs, pend, dels := s.canonical()
+	runs, pend, pendContent, dels := s.canonical()
 	rank, reps := s.ranks(runs, pend, dels)
 	b = mp.AppendArrayHeader(b, 6)
 	b = mp.AppendBytesHeader(b, 16*len(reps))
@@ -135,7 +163,7 @@ func appendState[E any](b []byte, s *Seq[E], cc contentCodec[E]) []byte {
 	}
 	w := tableWriter{rank: rank, lastEnd: make([]uint32, len(reps)+1)}
 	for i := range runs {
-		var prev, next *run[E]
+		var prev, next *run
 		if i > 0 {
 			prev = &runs[i-1]
 		}
@@ -144,40 +172,31 @@ func appendState[E any](b []byte, s *Seq[E], cc contentCodec[E]) []byte {
 		}
 		w.run(entryOf(&runs[i], prev, next))
 	}
-	b = mp.AppendBytes(b, w.b)
+	b = w.flush(b)
+	pendLive := 0
+	for i := range pend {
+		w.run(entryOf(&pend[i], nil, nil))
+	}
+	for _, c := range pendContent {
+		pendLive += len(c)
+	}
+	b = w.flush(b)
+	for _, d := range dels {
+		w.span(d)
+	}
+	b = w.flush(b)
 	var parts [][]E
-	n := 0
 	if s.t.root != nil {
 		for l := s.t.first; l != nil; l = l.next {
 			for i := range l.runs {
 				if r := &l.runs[i]; !r.deleted {
-					parts = append(parts, r.content)
-					n += r.n
+					parts = append(parts, s.content(r))
 				}
 			}
 		}
 	}
-	b = cc.append(b, parts, n)
-	w = tableWriter{rank: rank, lastEnd: make([]uint32, len(reps)+1)}
-	for i := range pend {
-		w.run(entryOf[E](&pend[i], nil, nil))
-	}
-	b = mp.AppendBytes(b, w.b)
-	parts, n = parts[:0], 0
-	for _, r := range slices.SortedFunc(slices.Values(s.pending), func(x, y run[E]) int {
-		return s.toID(x.id(0)).Compare(s.toID(y.id(0)))
-	}) {
-		if !r.deleted {
-			parts = append(parts, r.content)
-			n += r.n
-		}
-	}
-	b = cc.append(b, parts, n)
-	w = tableWriter{rank: rank, lastEnd: make([]uint32, len(reps)+1)}
-	for _, d := range dels {
-		w.span(d)
-	}
-	return mp.AppendBytes(b, w.b)
+	b = cc.append(b, parts, s.Len())
+	return cc.append(b, pendContent, pendLive)
 }
 
 type tableWriter struct {
@@ -186,30 +205,41 @@ type tableWriter struct {
 	lastEnd []uint32 // by rank
 }
 
+// flush appends the table written so far to b as a bin and starts a new
+// table.
+func (w *tableWriter) flush(b []byte) []byte {
+	b = mp.AppendBytes(b, w.b)
+	w.b = w.b[:0]
+	clear(w.lastEnd)
+	return b
+}
+
 func (w *tableWriter) clock(rank uint32, c, n uint32) {
 	d := int64(c) - int64(w.lastEnd[rank])
 	w.b = binary.AppendUvarint(w.b, uint64(d<<1)^uint64(d>>63))
 	w.lastEnd[rank] = c + n
 }
 
-func (w *tableWriter) origin(id eid) {
+// origin writes an origin of a run at clock c: its replica and its clock,
+// zigzag-coded as the difference from c.
+func (w *tableWriter) origin(id eid, c uint32) {
 	w.b = binary.AppendUvarint(w.b, uint64(w.rank[id.a]))
-	w.b = binary.AppendUvarint(w.b, uint64(id.c))
+	d := int64(id.c) - int64(c)
+	w.b = binary.AppendUvarint(w.b, uint64(d<<1)^uint64(d>>63))
 }
 
 // entry is a run as the tables write it.
 type entry struct {
 	a, c        uint32
 	n           int
-	deleted     bool
 	left, right eid
 	// prev is the last element of the run before (none if not written
 	// relative to it), next the first element of the run after.
 	prev, next eid
 }
 
-func entryOf[E any](r, prev, next *run[E]) entry {
-	e := entry{a: r.a, c: r.c, n: r.n, deleted: r.deleted, left: r.left, right: r.right}
+func entryOf(r, prev, next *run) entry {
+	e := entry{a: r.a, c: r.c, n: r.n, left: r.left, right: r.right}
 	if prev != nil {
 		e.prev = prev.last()
 	}
@@ -221,9 +251,6 @@ func entryOf[E any](r, prev, next *run[E]) entry {
 
 func (w *tableWriter) run(e entry) {
 	var flags uint64
-	if e.deleted {
-		flags |= flagDeleted
-	}
 	switch {
 	case e.left == none:
 		flags |= flagLeftNone
@@ -241,10 +268,10 @@ func (w *tableWriter) run(e entry) {
 	w.clock(w.rank[e.a], e.c, uint32(e.n))
 	w.b = binary.AppendUvarint(w.b, uint64(e.n))
 	if flags&(flagLeftNone|flagLeftPrev) == 0 {
-		w.origin(e.left)
+		w.origin(e.left, e.c)
 	}
 	if flags&(flagRightNone|flagRightNext) == 0 {
-		w.origin(e.right)
+		w.origin(e.right, e.c)
 	}
 }
 
@@ -259,8 +286,8 @@ const maxReplicas = 1 << 20
 
 // decodeState decodes a state written by appendState, checking that it is
 // canonical and consistent: every id held once, every integrated run's
-// origins integrated, every pending run waiting for an origin, deletes
-// only of ids not held. The result's content may alias b.
+// origins integrated, every pending run waiting for an origin. The
+// result's content may alias b.
 func decodeState[E any](b []byte, cc contentCodec[E]) (*Seq[E], error) {
 	s, err := readState(b, cc)
 	if err != nil {
@@ -279,58 +306,81 @@ func readState[E any](b []byte, cc contentCodec[E]) (*Seq[E], error) {
 	}
 	s := &Seq[E]{}
 	s.init()
-	reps, err := r.Bytes()
-	if err != nil {
+	if err := s.readReplicas(r); err != nil {
 		return nil, err
 	}
-	if len(reps)%16 != 0 || len(reps)/16 > maxReplicas {
-		return nil, fmt.Errorf("replica list of %d bytes", len(reps))
-	}
-	for i := 0; i < len(reps); i += 16 {
-		rep := Replica(reps[i : i+16])
-		if rep.IsZero() || i > 0 && Replica(reps[i-16:i]).Compare(rep) >= 0 {
-			return nil, fmt.Errorf("replica %d zero or out of order", i/16)
-		}
-		s.agent(rep)
-	}
-	runs, err := readRuns[E](r, len(s.agents)-1, true)
+	reps := len(s.agents) - 1
+	runs, err := readRuns(r, reps, true)
 	if err != nil {
 		return nil, fmt.Errorf("runs: %w", err)
 	}
-	if err := fillContent(r, runs, cc); err != nil {
-		return nil, fmt.Errorf("content: %w", err)
-	}
-	pend, err := readRuns[E](r, len(s.agents)-1, false)
+	pend, err := readRuns(r, reps, false)
 	if err != nil {
 		return nil, fmt.Errorf("pending runs: %w", err)
 	}
-	if err := fillContent(r, pend, cc); err != nil {
-		return nil, fmt.Errorf("pending content: %w", err)
-	}
-	dels, err := readSpans(r, len(s.agents)-1)
+	dels, err := readSpans(r, reps)
 	if err != nil {
-		return nil, fmt.Errorf("deletes: %w", err)
+		return nil, fmt.Errorf("deleted: %w", err)
+	}
+	byAgent := make([][]span, reps+1)
+	for _, d := range dels {
+		byAgent[d.a] = append(byAgent[d.a], d)
+	}
+	for _, ds := range byAgent {
+		slices.SortFunc(ds, cmpSpan)
+	}
+	runs, pend = splitDeleted(runs, byAgent), splitDeleted(pend, byAgent)
+	if s.arena, err = readContent(r, runs, cc); err != nil {
+		return nil, fmt.Errorf("content: %w", err)
+	}
+	pendContent, err := readContent(r, pend, cc)
+	if err != nil {
+		return nil, fmt.Errorf("pending content: %w", err)
 	}
 	if r.Len() != 0 {
 		return nil, fmt.Errorf("%d trailing bytes", r.Len())
 	}
 	s.t.build(runs)
-	s.pending, s.pendDel = pend, dels
-	return s, s.check()
+	for _, p := range pend {
+		it := item[E]{run: p}
+		if !p.deleted {
+			it.content = pendContent[p.off : p.off+p.n : p.off+p.n]
+		}
+		s.pending = append(s.pending, it)
+	}
+	return s, s.check(dels)
+}
+
+func (s *Seq[E]) readReplicas(r *mp.Reader) error {
+	reps, err := r.Bytes()
+	if err != nil {
+		return err
+	}
+	if len(reps)%16 != 0 || len(reps)/16 > maxReplicas {
+		return fmt.Errorf("replica list of %d bytes", len(reps))
+	}
+	for i := 0; i < len(reps); i += 16 {
+		rep := Replica(reps[i : i+16])
+		if rep.IsZero() || i > 0 && Replica(reps[i-16:i]).Compare(rep) >= 0 {
+			return fmt.Errorf("replica %d zero or out of order", i/16)
+		}
+		s.agent(rep)
+	}
+	return nil
 }
 
 // readRuns reads a table of runs. adjacent says that it is the runs table,
 // whose flags may refer to the runs beside.
-func readRuns[E any](r *mp.Reader, reps int, adjacent bool) ([]run[E], error) {
+func readRuns(r *mp.Reader, reps int, adjacent bool) ([]run, error) {
 	p, err := r.Bytes()
 	if err != nil {
 		return nil, err
 	}
 	tr := tableReader{b: p, reps: uint64(reps), lastEnd: make([]uint32, reps+1)}
-	var runs []run[E]
+	var runs []run
 	var flags []uint64
 	for tr.more() {
-		var x run[E]
+		var x run
 		f, err := readRun(&tr, &x)
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", len(runs), err)
@@ -379,29 +429,56 @@ func readSpans(r *mp.Reader, reps int) ([]span, error) {
 	return out, nil
 }
 
-// fillContent reads the content of the live runs among runs.
-func fillContent[E any](r *mp.Reader, runs []run[E], cc contentCodec[E]) error {
+// splitDeleted cuts runs where their elements' deleted state changes, by
+// the deleted ranges of each agent (sorted by clock), and marks the
+// deleted parts.
+func splitDeleted(runs []run, dels [][]span) []run {
+	out := make([]run, 0, len(runs))
+	for _, r := range runs {
+		ds := dels[r.a]
+		j, _ := slices.BinarySearchFunc(ds, span{r.a, r.c, 0}, cmpSpan)
+		if j > 0 && ds[j-1].c+ds[j-1].n > r.c {
+			j--
+		}
+		for r.n > 0 {
+			part := r
+			if j < len(ds) && ds[j].c <= r.c {
+				// Deleted from r.c to the range's end.
+				part.deleted = true
+				part.n = min(r.n, int(ds[j].c+ds[j].n-r.c))
+				j++
+			} else if j < len(ds) && ds[j].c < r.end() {
+				part.n = int(ds[j].c - r.c)
+			}
+			if part.n < r.n {
+				r = r.split(part.n)
+			} else {
+				r.n = 0
+			}
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// readContent reads the content of the live runs among runs, and sets
+// their offsets into it.
+func readContent[E any](r *mp.Reader, runs []run, cc contentCodec[E]) ([]E, error) {
 	n := 0
 	for i := range runs {
-		if !runs[i].deleted {
-			n += runs[i].n
+		if x := &runs[i]; !x.deleted {
+			x.off = n
+			n += x.n
 		}
 	}
 	all, err := cc.read(r, n)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(all) != n {
-		return fmt.Errorf("%d elements for %d live elements", len(all), n)
+		return nil, fmt.Errorf("%d elements for %d live elements", len(all), n)
 	}
-	p := 0
-	for i := range runs {
-		if x := &runs[i]; !x.deleted {
-			x.content = all[p : p+x.n : p+x.n]
-			p += x.n
-		}
-	}
-	return nil
+	return all, nil
 }
 
 type tableReader struct {
@@ -451,23 +528,25 @@ func (t *tableReader) clock(a uint32) (uint32, int, error) {
 	return uint32(c), int(n), nil
 }
 
-func (t *tableReader) origin() (eid, error) {
+// origin reads an origin of a run at clock rc.
+func (t *tableReader) origin(rc uint32) (eid, error) {
 	a, err := t.replica()
 	if err != nil {
 		return none, err
 	}
-	c, err := t.uvarint()
+	z, err := t.uvarint()
 	if err != nil {
 		return none, err
 	}
-	if c >= MaxClock {
+	c := int64(rc) + (int64(z>>1) ^ -int64(z&1))
+	if z>>1 > MaxClock || c < 0 || c >= MaxClock {
 		return none, fmt.Errorf("origin clock %d out of range", c)
 	}
 	return eid{a, uint32(c)}, nil
 }
 
 // readRun reads one run into x and returns its flags.
-func readRun[E any](t *tableReader, x *run[E]) (uint64, error) {
+func readRun(t *tableReader, x *run) (uint64, error) {
 	f, err := t.uvarint()
 	if err != nil {
 		return 0, err
@@ -475,7 +554,6 @@ func readRun[E any](t *tableReader, x *run[E]) (uint64, error) {
 	if f&^flagsAll != 0 || f&(flagLeftPrev|flagLeftNone) == flagLeftPrev|flagLeftNone || f&(flagRightNext|flagRightNone) == flagRightNext|flagRightNone {
 		return 0, fmt.Errorf("bad flags %#x", f)
 	}
-	x.deleted = f&flagDeleted != 0
 	if x.a, err = t.replica(); err != nil {
 		return 0, err
 	}
@@ -483,12 +561,12 @@ func readRun[E any](t *tableReader, x *run[E]) (uint64, error) {
 		return 0, err
 	}
 	if f&(flagLeftNone|flagLeftPrev) == 0 {
-		if x.left, err = t.origin(); err != nil {
+		if x.left, err = t.origin(x.c); err != nil {
 			return 0, err
 		}
 	}
 	if f&(flagRightNone|flagRightNext) == 0 {
-		if x.right, err = t.origin(); err != nil {
+		if x.right, err = t.origin(x.c); err != nil {
 			return 0, err
 		}
 	}
@@ -496,20 +574,19 @@ func readRun[E any](t *tableReader, x *run[E]) (uint64, error) {
 }
 
 // check verifies what the tables alone cannot: every id is held once,
-// integrated runs' origins are integrated, pending runs wait for an
-// origin, and deletes name no id held. It also sets s.high.
-func (s *Seq[E]) check() error {
+// integrated runs' origins are integrated, and pending runs wait for an
+// origin. It sets s.high, and s.pendDel to the deleted ids not held.
+func (s *Seq[E]) check(dels []span) error {
 	var held []span
-	add := func(rs []run[E]) {
-		for i := range rs {
-			held = append(held, span{rs[i].a, rs[i].c, uint32(rs[i].n)})
+	for l := s.t.first; l != nil; l = l.next {
+		for i := range l.runs {
+			held = append(held, span{l.runs[i].a, l.runs[i].c, uint32(l.runs[i].n)})
 		}
 	}
-	for l := s.t.first; l != nil; l = l.next {
-		add(l.runs)
+	for _, it := range s.pending {
+		held = append(held, span{it.a, it.c, uint32(it.n)})
 	}
-	add(s.pending)
-	slices.SortFunc(held, func(x, y span) int { return cmpSpan(x, y) })
+	slices.SortFunc(held, cmpSpan)
 	for i, h := range held {
 		if i > 0 && held[i-1].a == h.a && held[i-1].c+held[i-1].n > h.c {
 			return fmt.Errorf("element %d:%d held twice", h.a, h.c)
@@ -525,24 +602,41 @@ func (s *Seq[E]) check() error {
 		}
 	}
 	for i := range s.pending {
-		if s.missingOrigin(&s.pending[i]) == none {
+		if s.missingOrigin(&s.pending[i].run) == none {
 			return fmt.Errorf("pending run %d:%d has its origins", s.pending[i].a, s.pending[i].c)
 		}
 	}
-	for _, d := range s.pendDel {
-		j, _ := slices.BinarySearchFunc(held, d, cmpSpan)
-		for _, h := range held[max(j-1, 0):min(j+1, len(held))] {
-			if h.a == d.a && h.c < d.c+d.n && d.c < h.c+h.n {
-				return fmt.Errorf("delete of %d:%d, which is held", d.a, d.c)
-			}
-		}
-	}
+	s.pendDel = subtractSpans(dels, held)
 	return nil
 }
 
-func cmpSpan(x, y span) int {
-	if x.a != y.a {
-		return int64cmp(x.a, y.a)
+// subtractSpans returns the parts of dels (any order) outside held (sorted,
+// disjoint), sorted.
+func subtractSpans(dels, held []span) []span {
+	var out []span
+	for _, d := range dels {
+		j, _ := slices.BinarySearchFunc(held, d, cmpSpan)
+		if j > 0 && held[j-1].a == d.a && held[j-1].c+held[j-1].n > d.c {
+			j--
+		}
+		c, end := d.c, d.c+d.n
+		for ; c < end && j < len(held) && held[j].a == d.a && held[j].c < end; j++ {
+			h := held[j]
+			if h.c > c {
+				out = append(out, span{d.a, c, h.c - c})
+			}
+			c = max(c, h.c+h.n)
+		}
+		if c < end {
+			out = append(out, span{d.a, c, end - c})
+		}
 	}
-	return int64cmp(x.c, y.c)
+	return normalizeSpans(out)
+}
+
+func cmpSpan(x, y span) int {
+	if c := cmp.Compare(x.a, y.a); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.c, y.c)
 }

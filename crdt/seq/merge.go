@@ -8,8 +8,8 @@ import (
 
 // ApplyInsert joins a remote insert into s. Elements s already holds are
 // skipped (applying an insert twice changes nothing); elements whose
-// origins s does not hold yet wait, in s, until they arrive. ApplyInsert
-// keeps its own copy of ins.Content. It returns an error, and changes
+// origins s does not hold yet wait, in s, until they arrive. s may keep
+// ins.Content, which it never modifies. It returns an error, and changes
 // nothing, for an insert by the zero replica or with clocks beyond
 // MaxClock.
 func (s *Seq[E]) ApplyInsert(ins Insert[E]) error {
@@ -19,12 +19,14 @@ func (s *Seq[E]) ApplyInsert(ins Insert[E]) error {
 	if len(ins.Content) == 0 {
 		return nil
 	}
-	r := run[E]{
-		a: s.agent(ins.ID.Replica), c: uint32(ins.ID.Clock), n: len(ins.Content),
-		left: s.fromID(ins.Left), right: s.fromID(ins.Right),
-		content: slices.Clone(ins.Content),
+	it := item[E]{
+		run: run{
+			a: s.agent(ins.ID.Replica), c: uint32(ins.ID.Clock), n: len(ins.Content),
+			left: s.fromID(ins.Left), right: s.fromID(ins.Right),
+		},
+		content: ins.Content[:len(ins.Content):len(ins.Content)],
 	}
-	s.mergeRuns([]run[E]{r}, nil)
+	s.mergeRuns([]item[E]{it}, nil)
 	return nil
 }
 
@@ -76,22 +78,24 @@ func (s *Seq[E]) Merge(o *Seq[E]) {
 	for a := 1; a < len(o.agents); a++ {
 		m[a] = s.agent(o.agents[a])
 	}
-	conv := func(r run[E]) run[E] {
+	conv := func(r run, content []E) item[E] {
 		r.a = m[r.a]
 		r.left.a, r.right.a = m[r.left.a], m[r.right.a]
-		if r.content != nil {
-			r.content = r.content[:r.n:r.n]
-		}
-		return r
+		return item[E]{run: r, content: content}
 	}
-	cands := make([]run[E], 0, 16)
+	cands := make([]item[E], 0, 16)
 	for l := o.t.first; l != nil; l = l.next {
 		for i := range l.runs {
-			cands = append(cands, conv(l.runs[i]))
+			r := &l.runs[i]
+			var content []E
+			if !r.deleted {
+				content = o.content(r)
+			}
+			cands = append(cands, conv(*r, content))
 		}
 	}
-	for _, r := range o.pending {
-		cands = append(cands, conv(r))
+	for _, p := range o.pending {
+		cands = append(cands, conv(p.run, p.content))
 	}
 	dels := make([]span, len(o.pendDel))
 	for i, d := range o.pendDel {
@@ -108,11 +112,11 @@ func (s *Seq[E]) isEmpty() bool {
 // mergeRuns joins the candidate runs and deleted spans into s: the parts
 // of the runs s lacks are integrated as soon as their origins are, or kept
 // pending, and the deletes are applied to what s holds or kept pending.
-func (s *Seq[E]) mergeRuns(cands []run[E], dels []span) {
+func (s *Seq[E]) mergeRuns(cands []item[E], dels []span) {
 	s.ensureIndex()
 	cands = append(cands, s.pending...)
 	s.pending = nil
-	var miss []run[E]
+	var miss []item[E]
 	for i := range cands {
 		x := &cands[i]
 		if x.deleted {
@@ -133,7 +137,7 @@ func (s *Seq[E]) mergeRuns(cands []run[E], dels []span) {
 }
 
 // missing appends to out the parts of x that s has not integrated.
-func (s *Seq[E]) missing(x *run[E], out []run[E]) []run[E] {
+func (s *Seq[E]) missing(x *item[E], out []item[E]) []item[E] {
 	for c := x.c; c < x.end(); {
 		if cur, ok := s.t.find(eid{x.a, c}); ok {
 			c = min(x.end(), cur.run().end())
@@ -141,7 +145,7 @@ func (s *Seq[E]) missing(x *run[E], out []run[E]) []run[E] {
 		}
 		g := uint32(min(uint64(x.end()), s.t.nextStart(x.a, c)))
 		off, end := int(c-x.c), int(g-x.c)
-		p := run[E]{a: x.a, c: c, n: end - off, deleted: x.deleted, left: x.leftOf(off), right: x.right}
+		p := item[E]{run: run{a: x.a, c: c, n: end - off, deleted: x.deleted, left: x.leftOf(off), right: x.right}}
 		if !x.deleted {
 			p.content = x.content[off:end:end]
 		}
@@ -151,28 +155,28 @@ func (s *Seq[E]) missing(x *run[E], out []run[E]) []run[E] {
 	return out
 }
 
-// dedupe sorts runs by id and drops the parts of each that an earlier one
-// holds.
-func dedupe[E any](runs []run[E]) []run[E] {
-	if len(runs) < 2 {
-		return runs
+// dedupe sorts items by id and drops the parts of each that an earlier
+// one holds.
+func dedupe[E any](items []item[E]) []item[E] {
+	if len(items) < 2 {
+		return items
 	}
-	slices.SortFunc(runs, func(x, y run[E]) int {
+	slices.SortFunc(items, func(x, y item[E]) int {
 		if c := cmp.Compare(x.a, y.a); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.c, y.c)
 	})
-	out := runs[:1]
-	for _, r := range runs[1:] {
+	out := items[:1]
+	for _, it := range items[1:] {
 		p := &out[len(out)-1]
-		if r.a == p.a && r.c < p.end() {
-			if r.end() <= p.end() {
+		if it.a == p.a && it.c < p.end() {
+			if it.end() <= p.end() {
 				continue
 			}
-			r = r.split(int(p.end() - r.c))
+			it = it.split(int(p.end() - it.c))
 		}
-		out = append(out, r)
+		out = append(out, it)
 	}
 	return out
 }
@@ -180,14 +184,14 @@ func dedupe[E any](runs []run[E]) []run[E] {
 // resolve integrates the runs whose origins s holds, then those whose
 // origins that made available, and so on; what is left waits in
 // s.pending.
-func (s *Seq[E]) resolve(runs []run[E]) {
-	waiting := map[eid][]run[E]{}
-	stack := slices.Clone(runs)
+func (s *Seq[E]) resolve(items []item[E]) {
+	waiting := map[eid][]item[E]{}
+	stack := slices.Clone(items)
 	slices.Reverse(stack)
 	for len(stack) > 0 {
 		r := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if dep := s.missingOrigin(&r); dep != none {
+		if dep := s.missingOrigin(&r.run); dep != none {
 			waiting[dep] = append(waiting[dep], r)
 			continue
 		}
@@ -209,7 +213,7 @@ func (s *Seq[E]) resolve(runs []run[E]) {
 }
 
 // missingOrigin returns an origin of r that s has not integrated, or none.
-func (s *Seq[E]) missingOrigin(r *run[E]) eid {
+func (s *Seq[E]) missingOrigin(r *run) eid {
 	for _, o := range [2]eid{r.left, r.right} {
 		if o.a == 0 {
 			continue
@@ -227,7 +231,7 @@ func (s *Seq[E]) missingOrigin(r *run[E]) eid {
 // FugueMax does (Weidner and Kleppmann). It scans the elements between
 // nr's origins, which are exactly those inserted concurrently with nr:
 // positions are counted over all elements, tombstones included.
-func (s *Seq[E]) integrate(nr run[E]) {
+func (s *Seq[E]) integrate(nr item[E]) {
 	tot := s.t.root.tot
 	leftPos := -1
 	cur := s.t.begin()
@@ -312,7 +316,7 @@ func (s *Seq[E]) applyDeletes(dels []span) {
 // end) held by the pending run containing c, and returns how many
 // elements that run held from c on (0 if no pending run holds c).
 func (s *Seq[E]) deletePending(a, c, end uint32) uint32 {
-	i := slices.IndexFunc(s.pending, func(r run[E]) bool { return r.has(eid{a, c}) })
+	i := slices.IndexFunc(s.pending, func(r item[E]) bool { return r.has(eid{a, c}) })
 	if i < 0 {
 		return 0
 	}
@@ -321,13 +325,13 @@ func (s *Seq[E]) deletePending(a, c, end uint32) uint32 {
 	if r.deleted {
 		return k
 	}
-	var parts []run[E]
+	var parts []item[E]
 	if off := int(c - r.c); off > 0 {
 		head := r
 		r = head.split(off)
 		parts = append(parts, head)
 	}
-	var tail *run[E]
+	var tail *item[E]
 	if int(k) < r.n {
 		t := r.split(int(k))
 		tail = &t

@@ -15,13 +15,13 @@ import (
 )
 
 type modelNode struct {
-	id           ID
-	value        rune
-	deleted      bool
-	parent       *modelNode
-	right        bool       // a right child of parent
-	rightOrigin  *modelNode // for a right child: its right origin (nil: the end)
-	lefts, right_ []*modelNode
+	id            ID
+	value         rune
+	deleted       bool
+	parent        *modelNode
+	right         bool       // a right child of parent
+	rightOrigin   *modelNode // for a right child: its right origin (nil: the end)
+	lefts, rights []*modelNode
 }
 
 // model is the reference: a set of elements and deletes, integrated
@@ -128,14 +128,14 @@ func (m *model) add(e modelElem, l, r *modelNode) {
 		return slices.Index(order, x)
 	}
 	i := 0
-	for ; i < len(l.right_); i++ {
-		s := l.right_[i]
+	for ; i < len(l.rights); i++ {
+		s := l.rights[i]
 		c := cmp.Compare(rank(s.rightOrigin), rank(n.rightOrigin))
 		if c < 0 || c == 0 && n.id.Compare(s.id) < 0 {
 			break
 		}
 	}
-	l.right_ = slices.Insert(l.right_, i, n)
+	l.rights = slices.Insert(l.rights, i, n)
 }
 
 // order returns every node (tombstones included, root excluded) in
@@ -150,7 +150,7 @@ func (m *model) order() []*modelNode {
 		if n != m.root {
 			out = append(out, n)
 		}
-		for _, c := range n.right_ {
+		for _, c := range n.rights {
 			walk(c)
 		}
 	}

@@ -15,18 +15,42 @@ import (
 // replicas that hold the same inserts and deletes hold the same sequence,
 // with the same encoding, whatever order they came in.
 type Seq[E any] struct {
-	t tree[E]
+	t tree
+	// arena holds the content of the live runs; deleted content stays in
+	// it as garbage until the next compaction. Its elements are never
+	// modified, only appended to, so copies may share it.
+	arena []E
 	// agents are the replicas the elements' ids name, in order of first
 	// appearance; agents[0] is the zero Replica (no element).
 	agents  []Replica
 	agentOf map[Replica]uint32
 	// high[a] is one past the highest clock of agent a's elements held.
 	high []uint32
+	// lastRep and lastA cache the last replica looked up.
+	lastRep Replica
+	lastA   uint32
 	// pending are inserts (or parts of them) whose origins are missing,
 	// held until they arrive.
-	pending []run[E]
+	pending []item[E]
 	// pendDel are deleted ids whose elements have not arrived.
 	pendDel []span
+}
+
+// item is a run with its own content, outside the tree: an insert being
+// merged, or one waiting for its origins.
+type item[E any] struct {
+	run
+	content []E // nil when deleted
+}
+
+// split cuts it before off (0 < off < n) and returns the tail.
+func (it *item[E]) split(off int) item[E] {
+	t := item[E]{run: it.run.split(off)}
+	if it.content != nil {
+		t.content = it.content[off:]
+		it.content = it.content[:off:off]
+	}
+	return t
 }
 
 // span is a range of one agent's clocks: c … c+n-1.
@@ -46,16 +70,22 @@ func (s *Seq[E]) init() {
 
 // agent returns the index of replica r, adding it if new.
 func (s *Seq[E]) agent(r Replica) uint32 {
-	s.init()
-	if a, ok := s.agentOf[r]; ok {
-		return a
+	if r == s.lastRep && s.lastA != 0 {
+		return s.lastA
 	}
-	a := uint32(len(s.agents))
-	s.agents = append(s.agents, r)
-	s.agentOf[r] = a
-	s.high = append(s.high, 0)
-	if s.t.idx != nil {
-		s.t.growIndex(len(s.agents))
+	s.init()
+	a, ok := s.agentOf[r]
+	if !ok {
+		a = uint32(len(s.agents))
+		s.agents = append(s.agents, r)
+		s.agentOf[r] = a
+		s.high = append(s.high, 0)
+		if s.t.idx != nil {
+			s.t.growIndex(len(s.agents))
+		}
+	}
+	if a != 0 {
+		s.lastRep, s.lastA = r, a
 	}
 	return a
 }
@@ -83,6 +113,9 @@ func (s *Seq[E]) Len() int {
 	return s.t.root.vis
 }
 
+// content returns the elements of live run r.
+func (s *Seq[E]) content(r *run) []E { return s.arena[r.off : r.off+r.n : r.off+r.n] }
+
 // Elements appends the visible elements to dst, in order, and returns it.
 func (s *Seq[E]) Elements(dst []E) []E {
 	if s.t.root == nil {
@@ -91,7 +124,9 @@ func (s *Seq[E]) Elements(dst []E) []E {
 	dst = slices.Grow(dst, s.Len())
 	for l := s.t.first; l != nil; l = l.next {
 		for i := range l.runs {
-			dst = append(dst, l.runs[i].content...)
+			if r := &l.runs[i]; !r.deleted {
+				dst = append(dst, s.content(r)...)
+			}
 		}
 	}
 	return dst
@@ -107,9 +142,14 @@ func (s *Seq[E]) Next(r Replica) uint64 {
 
 // Insert inserts content at visible index pos (0 ≤ pos ≤ Len) as replica
 // self, and returns the insert to send to other replicas. The new elements
-// get self's next clocks. Insert keeps its own copy of content; the
-// returned Insert's Content is content itself.
+// get self's next clocks. The elements go just before the visible element
+// at pos (after any tombstones before it), or at the very end. s may keep
+// content, which it never modifies; the returned Insert's Content is
+// content itself.
 func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
+	if ins, ok := s.typing(self, pos, content); ok {
+		return ins, nil
+	}
 	if self.IsZero() {
 		return Insert[E]{}, ErrZeroReplica
 	}
@@ -117,78 +157,139 @@ func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
 		return Insert[E]{}, fmt.Errorf("%w: insert at %d in %d elements", ErrRange, pos, s.Len())
 	}
 	a := s.agent(self)
-	if uint64(s.high[a])+uint64(len(content)) > MaxClock-1 {
+	if uint64(s.high[a])+uint64(len(content)) > MaxClock {
 		return Insert[E]{}, ErrClockExhausted
 	}
 	if len(content) == 0 {
 		return Insert[E]{}, nil
 	}
-	r := run[E]{a: a, c: s.high[a], n: len(content)}
-	// The new run goes right after the visible element before pos (or at
-	// the very start), before any tombstones that follow it: its origins
-	// are that element and the one after it, tombstone or not.
-	var at cursor[E]
-	if pos == 0 {
-		at = s.t.begin()
-	} else {
-		prev := s.t.visibleAt(pos - 1)
-		r.left = prev.elem()
-		if prev.off+1 == prev.run().n && s.extend(prev, &r, content) {
-			s.high[a] = r.end()
-			return Insert[E]{ID: s.toID(r.id(0)), Left: s.toID(r.left), Right: s.toID(r.right), Content: content}, nil
-		}
-		at = prev.step(1)
-	}
-	if !at.atEnd() {
+	r := run{a: a, c: s.high[a], n: len(content)}
+	s.high[a] += uint32(len(content))
+	// The origins: the visible element at pos (or the end) and the element
+	// just before it, tombstone or not.
+	at := s.t.end()
+	if pos < s.Len() {
+		at = s.t.visibleAt(pos)
 		r.right = at.elem()
 	}
-	r.content = append(make([]E, 0, max(len(content), 8)), content...)
-	s.insertAt(at, r)
-	s.high[a] = r.end()
-	return Insert[E]{ID: s.toID(r.id(0)), Left: s.toID(r.left), Right: s.toID(r.right), Content: content}, nil
+	prev, ok := s.t.before(at)
+	if ok {
+		r.left = prev.elem()
+	}
+	ins := Insert[E]{ID: s.toID(r.id(0)), Left: s.toID(r.left), Right: s.toID(r.right), Content: content}
+	var last cursor
+	if ok && prev.off == prev.run().n-1 && s.extend(prev.leaf, prev.i, &r, content) {
+		last = cursor{leaf: prev.leaf, i: prev.i, off: prev.off + r.n}
+	} else {
+		last = s.insertAt(at, item[E]{run: r, content: content})
+	}
+	s.t.setHot(last, pos+r.n-1)
+	return ins, nil
 }
 
-// extend appends r to the run at prev (which ends at r's left origin) if
-// r continues it: the fast path of typing. It fills in r.right either way.
-func (s *Seq[E]) extend(prev cursor[E], r *run[E], content []E) bool {
-	after := prev.step(1)
-	if !after.atEnd() {
-		r.right = after.elem()
+// typing is Insert's fast path: content typed right after the last
+// element self inserted, with nothing else changed since. That element
+// ends self's latest run, which content extends.
+func (s *Seq[E]) typing(self Replica, pos int, content []E) (Insert[E], bool) {
+	h := &s.t.hot
+	if !h.ok || h.pos != pos-1 || self != s.lastRep || len(content) == 0 {
+		return Insert[E]{}, false
 	}
-	p := prev.run()
+	leaf, a := s.t.cache.leaf, s.lastA
+	p := &leaf.runs[h.i]
+	k := len(content)
+	if p.a != a || h.off != p.n-1 || p.deleted || p.end() != s.high[a] || p.off+p.n != len(s.arena) || uint64(s.high[a])+uint64(k) > MaxClock {
+		return Insert[E]{}, false
+	}
+	c := s.high[a]
+	s.arena = append(s.arena, content...)
+	p.n += k
+	s.high[a] += uint32(k)
+	for n := leaf; n != nil; n = n.parent {
+		n.vis += k
+		n.tot += k
+	}
+	h.off += k
+	h.pos += k
+	return Insert[E]{ID: ID{self, uint64(c)}, Left: ID{self, uint64(c - 1)}, Right: s.toID(p.right), Content: content}, true
+}
+
+// extend appends r, with its content, to run i of leaf if r continues it:
+// the fast path of typing.
+func (s *Seq[E]) extend(leaf *node, i int, r *run, content []E) bool {
+	p := &leaf.runs[i]
 	if !p.canAppend(r) {
 		return false
 	}
-	p.content = append(p.content, content...)
+	if !p.deleted {
+		s.appendContent(p, content)
+	}
 	p.n += r.n
-	prev.leaf.add(r.n, r.n)
+	s.t.count(leaf, r.vis(), r.n)
 	return true
 }
 
-// insertAt inserts run r at cursor c: before the element at c, or at the
-// end. It appends r to the run before c instead when r continues it.
-func (s *Seq[E]) insertAt(c cursor[E], r run[E]) {
+// appendContent appends content to live run p's elements in the arena,
+// moving them to the arena's end first if they are not there.
+func (s *Seq[E]) appendContent(p *run, content []E) {
+	if p.off+p.n != len(s.arena) {
+		s.compactIfSparse()
+		if p.off+p.n != len(s.arena) {
+			off := len(s.arena)
+			s.arena = append(s.arena, s.arena[p.off:p.off+p.n]...)
+			p.off = off
+		}
+	}
+	s.arena = append(s.arena, content...)
+}
+
+// compactIfSparse rewrites the arena with only the live runs' content
+// when most of it is garbage (deleted or moved content).
+func (s *Seq[E]) compactIfSparse() {
+	live := s.Len()
+	if len(s.arena) < 4096 || len(s.arena) < 3*live {
+		return
+	}
+	arena := make([]E, 0, 2*live+1024)
+	for l := s.t.first; l != nil; l = l.next {
+		for i := range l.runs {
+			if r := &l.runs[i]; !r.deleted {
+				off := len(arena)
+				arena = append(arena, s.content(r)...)
+				r.off = off
+			}
+		}
+	}
+	s.arena = arena
+}
+
+// insertAt inserts it at cursor c: before the element at c, or at the
+// end. It appends it to the run before c instead when it continues it.
+// It returns the cursor at it's last element.
+func (s *Seq[E]) insertAt(c cursor, it item[E]) cursor {
 	if c.off > 0 {
 		c = s.t.splitRun(c)
 	}
-	if c.i > 0 {
-		if p := &c.leaf.runs[c.i-1]; p.canAppend(&r) {
-			p.content = append(p.content, r.content...)
-			p.n += r.n
-			c.leaf.add(r.vis(), r.n)
-			return
-		}
+	if c.i > 0 && s.extend(c.leaf, c.i-1, &it.run, it.content) {
+		return cursor{leaf: c.leaf, i: c.i - 1, off: c.leaf.runs[c.i-1].n - 1}
 	}
-	s.t.insertRun(c.leaf, c.i, r, false)
+	if !it.deleted {
+		s.compactIfSparse()
+		it.off = len(s.arena)
+		s.arena = append(s.arena, it.content...)
+	}
+	leaf, i := s.t.insertRun(c.leaf, c.i, it.run, false)
+	return cursor{leaf: leaf, i: i, off: it.n - 1}
 }
 
 // Delete deletes n visible elements from index pos on and returns the
 // deleted ids, to send to other replicas.
 func (s *Seq[E]) Delete(pos, n int) ([]Span, error) {
-	if pos < 0 || n < 0 || pos+n > s.Len() || pos+n < pos {
+	if pos < 0 || n < 0 || pos > s.Len()-n {
 		return nil, fmt.Errorf("%w: delete %d at %d in %d elements", ErrRange, n, pos, s.Len())
 	}
-	var out []span
+	var buf [4]span
+	out := buf[:0]
 	for n > 0 {
 		c := s.t.visibleAt(pos)
 		k := min(n, c.restOfRun())
@@ -214,7 +315,7 @@ func appendSpan(spans []span, sp span) []span {
 }
 
 // deleteAt marks the k elements from c on (within c's run) deleted.
-func (s *Seq[E]) deleteAt(c cursor[E], k int) {
+func (s *Seq[E]) deleteAt(c cursor, k int) {
 	if c.run().deleted {
 		return
 	}
@@ -222,39 +323,32 @@ func (s *Seq[E]) deleteAt(c cursor[E], k int) {
 		c = s.t.splitRun(c)
 	}
 	if k < c.run().n {
-		c = s.t.prevRun(s.t.splitRun(cursor[E]{leaf: c.leaf, i: c.i, off: k}))
+		c = s.t.prevRun(s.t.splitRun(cursor{leaf: c.leaf, i: c.i, off: k}))
 	}
 	r := c.run()
-	r.deleted, r.content = true, nil
-	c.leaf.add(-r.n, 0)
+	r.deleted = true
+	s.t.count(c.leaf, -r.n, 0)
 	s.mergeAround(c.leaf, c.i)
 }
 
-// mergeAround merges run i of leaf with its neighbours in the leaf where
-// they continue each other, which keeps deleted stretches one run.
-func (s *Seq[E]) mergeAround(leaf *node[E], i int) {
+// mergeAround merges deleted run i of leaf with its deleted neighbours in
+// the leaf where they continue each other, which keeps deleted stretches
+// one run.
+func (s *Seq[E]) mergeAround(leaf *node, i int) {
 	if i+1 < len(leaf.runs) && leaf.runs[i].canAppend(&leaf.runs[i+1]) {
-		s.absorb(leaf, i)
+		leaf.runs[i].n += leaf.runs[i+1].n
+		s.t.removeRun(leaf, i+1)
 	}
 	if i > 0 && leaf.runs[i-1].canAppend(&leaf.runs[i]) {
-		s.absorb(leaf, i-1)
+		leaf.runs[i-1].n += leaf.runs[i].n
+		s.t.removeRun(leaf, i)
 	}
-}
-
-// absorb appends run i+1 of leaf to run i.
-func (s *Seq[E]) absorb(leaf *node[E], i int) {
-	p, q := &leaf.runs[i], &leaf.runs[i+1]
-	if !p.deleted {
-		p.content = append(p.content[:p.n:p.n], q.content...)
-	}
-	p.n += q.n
-	s.t.removeRun(leaf, i+1)
 }
 
 // Clone returns a deep copy of s. The copy shares element content with s,
 // which neither ever modifies.
 func (s *Seq[E]) Clone() *Seq[E] {
-	c := &Seq[E]{t: s.t.clone()}
+	c := &Seq[E]{t: s.t.clone(), arena: s.arena[:len(s.arena):len(s.arena)]}
 	if s.agentOf == nil {
 		return c
 	}
@@ -283,7 +377,7 @@ func (s *Seq[E]) ensureIndex() {
 }
 
 // lookup returns the cursor at element id, if integrated.
-func (s *Seq[E]) lookup(id eid) (cursor[E], bool) {
+func (s *Seq[E]) lookup(id eid) (cursor, bool) {
 	s.ensureIndex()
 	return s.t.find(id)
 }

@@ -21,8 +21,10 @@ func (t *Text) String() string {
 	b := make([]byte, 0, t.Len())
 	for l := t.t.first; l != nil; l = l.next {
 		for i := range l.runs {
-			for _, c := range l.runs[i].content {
-				b = utf8.AppendRune(b, c)
+			if r := &l.runs[i]; !r.deleted {
+				for _, c := range t.content(r) {
+					b = utf8.AppendRune(b, c)
+				}
 			}
 		}
 	}

@@ -1,12 +1,16 @@
 package seq
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
 // The elements of a sequence, tombstones included, are held in document
 // order as runs (see run) in the leaves of a B-tree. Every node counts the
 // visible and the total elements below it, so the element at a visible
 // index is found in O(log n) steps, and so is the position of an element
-// reached through the id index.
+// reached through the id index. Runs hold no pointers (their content lives
+// in the sequence's arena), so moving them is a plain memory copy.
 
 const (
 	maxLeafRuns = 32 // runs in one leaf
@@ -22,26 +26,24 @@ type eid struct {
 
 var none eid
 
-// run is a maximal-ish range of elements one agent inserted one after the
-// other: ids (a, c) … (a, c+n-1). Its first element's left origin is left;
-// each other element's left origin is the element before it; every
-// element's right origin is right. Content holds the n elements, or is nil
-// once the run is deleted: a deleted element's content is never needed
-// again.
-type run[E any] struct {
-	a       uint32
-	c       uint32
-	n       int
-	deleted bool
-	left    eid
-	right   eid
-	content []E
+// run is a range of elements one agent inserted one after the other: ids
+// (a, c) … (a, c+n-1). Its first element's left origin is left; each other
+// element's left origin is the element before it; every element's right
+// origin is right. A live run's elements are arena[off:off+n] of its
+// sequence; a deleted run's content is gone, since a deleted element's
+// content is never needed again.
+type run struct {
+	a, c        uint32
+	n           int
+	off         int
+	deleted     bool
+	left, right eid
 }
 
-func (r *run[E]) id(off int) eid { return eid{r.a, r.c + uint32(off)} }
-func (r *run[E]) last() eid      { return eid{r.a, r.c + uint32(r.n) - 1} }
-func (r *run[E]) end() uint32    { return r.c + uint32(r.n) }
-func (r *run[E]) vis() int {
+func (r *run) id(off int) eid { return eid{r.a, r.c + uint32(off)} }
+func (r *run) last() eid      { return eid{r.a, r.c + uint32(r.n) - 1} }
+func (r *run) end() uint32    { return r.c + uint32(r.n) }
+func (r *run) vis() int {
 	if r.deleted {
 		return 0
 	}
@@ -49,10 +51,10 @@ func (r *run[E]) vis() int {
 }
 
 // has reports whether the run holds element id.
-func (r *run[E]) has(id eid) bool { return id.a == r.a && id.c >= r.c && id.c-r.c < uint32(r.n) }
+func (r *run) has(id eid) bool { return id.a == r.a && id.c >= r.c && id.c-r.c < uint32(r.n) }
 
 // leftOf returns the left origin of the run's element at off.
-func (r *run[E]) leftOf(off int) eid {
+func (r *run) leftOf(off int) eid {
 	if off == 0 {
 		return r.left
 	}
@@ -62,41 +64,28 @@ func (r *run[E]) leftOf(off int) eid {
 // canAppend reports whether o continues r: o's first element follows r's
 // last one in id, has it as its left origin, and both share a right origin
 // and a deleted state. Such runs are one run in the canonical form.
-func (r *run[E]) canAppend(o *run[E]) bool {
+func (r *run) canAppend(o *run) bool {
 	return o.a == r.a && o.c == r.end() && o.left == r.last() && o.right == r.right && o.deleted == r.deleted
 }
 
 // split cuts r before off (0 < off < n) and returns the tail.
-func (r *run[E]) split(off int) run[E] {
-	t := run[E]{a: r.a, c: r.c + uint32(off), n: r.n - off, deleted: r.deleted, left: r.id(off - 1), right: r.right}
-	if !r.deleted {
-		t.content = r.content[off:]
-		// Cap the head so that appending to it never writes into the tail.
-		r.content = r.content[:off:off]
-	}
+func (r *run) split(off int) run {
+	t := run{a: r.a, c: r.c + uint32(off), n: r.n - off, off: r.off + off, deleted: r.deleted, left: r.id(off - 1), right: r.right}
 	r.n = off
 	return t
 }
 
-type node[E any] struct {
-	parent     *node[E]
-	children   []*node[E] // inner nodes only
-	runs       []run[E]   // leaves only
-	next, prev *node[E]   // leaves only, in document order
+type node struct {
+	parent     *node
+	children   []*node // inner nodes only
+	runs       []run   // leaves only
+	next, prev *node   // leaves only, in document order
 	vis, tot   int
 }
 
-func (n *node[E]) leaf() bool { return n.children == nil }
+func (n *node) leaf() bool { return n.children == nil }
 
-// add adds dv visible and dt total elements to n and its ancestors.
-func (n *node[E]) add(dv, dt int) {
-	for ; n != nil; n = n.parent {
-		n.vis += dv
-		n.tot += dt
-	}
-}
-
-func (n *node[E]) childIndex(c *node[E]) int {
+func (n *node) childIndex(c *node) int {
 	for i, x := range n.children {
 		if x == c {
 			return i
@@ -108,20 +97,19 @@ func (n *node[E]) childIndex(c *node[E]) int {
 // cursor is a place in the document: the element at offset off of run i
 // of leaf. At the end of the document, leaf is the last leaf and i is
 // len(leaf.runs).
-type cursor[E any] struct {
-	leaf *node[E]
+type cursor struct {
+	leaf *node
 	i    int
 	off  int
 }
 
-func (c cursor[E]) atEnd() bool    { return c.i >= len(c.leaf.runs) }
-func (c cursor[E]) run() *run[E]   { return &c.leaf.runs[c.i] }
-func (c cursor[E]) elem() eid      { return c.run().id(c.off) }
-func (c cursor[E]) isStart() bool  { return c.off == 0 }
-func (c cursor[E]) restOfRun() int { return c.run().n - c.off }
+func (c cursor) atEnd() bool    { return c.i >= len(c.leaf.runs) }
+func (c cursor) run() *run      { return &c.leaf.runs[c.i] }
+func (c cursor) elem() eid      { return c.run().id(c.off) }
+func (c cursor) restOfRun() int { return c.run().n - c.off }
 
 // step moves c forward by k elements, k at most the rest of its run.
-func (c cursor[E]) step(k int) cursor[E] {
+func (c cursor) step(k int) cursor {
 	c.off += k
 	if c.off >= c.run().n {
 		c.off = 0
@@ -134,33 +122,91 @@ func (c cursor[E]) step(k int) cursor[E] {
 }
 
 // tree holds the B-tree and its bookkeeping.
-type tree[E any] struct {
-	root        *node[E]
-	first, last *node[E]
+type tree struct {
+	root        *node
+	first, last *node
 	// idx, when not nil, maps each agent's runs to their leaves.
-	idx [][]ientry[E]
+	idx [][]ientry
+	// cache is the leaf of the last visible-index lookup and the visible
+	// index of its first element; local edits, which touch only that
+	// leaf, keep it valid.
+	cache struct {
+		leaf  *node
+		start int
+	}
+	// hot is the cursor at the visible element with index hot.pos, set by
+	// a local insert to its last element so that typing on does not
+	// search; any other change to the tree clears it.
+	// The cursor's leaf is cache.leaf: storing ints only keeps the
+	// typing path free of pointer writes.
+	hot struct {
+		i, off, pos int
+		ok          bool
+	}
 }
 
 // ientry says that the run starting at clock c lives in leaf.
-type ientry[E any] struct {
+type ientry struct {
 	c    uint32
-	leaf *node[E]
+	leaf *node
 }
 
-func (t *tree[E]) init() {
+func (t *tree) init() {
 	if t.root == nil {
-		l := &node[E]{runs: make([]run[E], 0, 4)}
+		l := &node{runs: make([]run, 0, 4)}
 		t.root, t.first, t.last = l, l, l
 	}
 }
 
-func (t *tree[E]) begin() cursor[E] { return cursor[E]{leaf: t.first} }
-func (t *tree[E]) end() cursor[E]   { return cursor[E]{leaf: t.last, i: len(t.last.runs)} }
+func (t *tree) begin() cursor { return cursor{leaf: t.first} }
+func (t *tree) end() cursor   { return cursor{leaf: t.last, i: len(t.last.runs)} }
+
+// before returns the cursor at the element before c (false at the start).
+func (t *tree) before(c cursor) (cursor, bool) {
+	if c.off > 0 {
+		c.off--
+		return c, true
+	}
+	leaf, i := c.leaf, c.i
+	for i == 0 {
+		if leaf = leaf.prev; leaf == nil {
+			return cursor{}, false
+		}
+		i = len(leaf.runs)
+	}
+	return cursor{leaf: leaf, i: i - 1, off: leaf.runs[i-1].n - 1}, true
+}
+
+// count adds dv visible and dt total elements to leaf and its ancestors.
+func (t *tree) count(leaf *node, dv, dt int) {
+	t.hot.ok = false
+	if leaf != t.cache.leaf && t.cache.leaf != nil {
+		t.cache.leaf = nil
+	}
+	for n := leaf; n != nil; n = n.parent {
+		n.vis += dv
+		n.tot += dt
+	}
+}
 
 // visibleAt returns the cursor at the visible element with index pos,
 // 0 ≤ pos < root.vis.
-func (t *tree[E]) visibleAt(pos int) cursor[E] {
-	n := t.root
+// setHot records c as the cursor at visible index pos, if c is in the
+// cached leaf.
+func (t *tree) setHot(c cursor, pos int) {
+	if c.leaf == t.cache.leaf && c.leaf != nil {
+		t.hot.i, t.hot.off, t.hot.pos, t.hot.ok = c.i, c.off, pos, true
+	}
+}
+
+func (t *tree) visibleAt(pos int) cursor {
+	if t.hot.ok && t.hot.pos == pos {
+		return cursor{leaf: t.cache.leaf, i: t.hot.i, off: t.hot.off}
+	}
+	if l := t.cache.leaf; l != nil && pos >= t.cache.start && pos < t.cache.start+l.vis {
+		return inLeaf(l, pos-t.cache.start)
+	}
+	n, start := t.root, 0
 	for !n.leaf() {
 		next := n.children[len(n.children)-1]
 		for _, c := range n.children {
@@ -169,16 +215,23 @@ func (t *tree[E]) visibleAt(pos int) cursor[E] {
 				break
 			}
 			pos -= c.vis
+			start += c.vis
 		}
 		n = next
 	}
+	t.cache.leaf, t.cache.start = n, start
+	t.hot.ok = false
+	return inLeaf(n, pos)
+}
+
+func inLeaf(n *node, pos int) cursor {
 	for i := range n.runs {
 		r := &n.runs[i]
 		if r.deleted {
 			continue
 		}
 		if pos < r.n {
-			return cursor[E]{leaf: n, i: i, off: pos}
+			return cursor{leaf: n, i: i, off: pos}
 		}
 		pos -= r.n
 	}
@@ -187,7 +240,7 @@ func (t *tree[E]) visibleAt(pos int) cursor[E] {
 
 // position returns the number of elements before c, tombstones included
 // (vis false), or visible elements only (vis true).
-func (t *tree[E]) position(c cursor[E], vis bool) int {
+func (t *tree) position(c cursor, vis bool) int {
 	p := 0
 	if !vis || !c.atEnd() && !c.run().deleted {
 		p = c.off
@@ -196,7 +249,7 @@ func (t *tree[E]) position(c cursor[E], vis bool) int {
 		if vis {
 			p += c.leaf.runs[j].vis()
 		} else {
-			p += int(c.leaf.runs[j].n)
+			p += c.leaf.runs[j].n
 		}
 	}
 	for n := c.leaf; n.parent != nil; n = n.parent {
@@ -214,16 +267,14 @@ func (t *tree[E]) position(c cursor[E], vis bool) int {
 	return p
 }
 
-// next returns the cursor at the element after c (the end if none).
-func (t *tree[E]) next(c cursor[E]) cursor[E] { return c.step(1) }
-
 // insertRun inserts r at index i of leaf. counted says that leaf and its
 // ancestors already count r's elements (r is the tail of a split). It
 // returns where r is afterwards: a full leaf splits.
-func (t *tree[E]) insertRun(leaf *node[E], i int, r run[E], counted bool) (*node[E], int) {
+func (t *tree) insertRun(leaf *node, i int, r run, counted bool) (*node, int) {
+	t.hot.ok = false
 	leaf.runs = slices.Insert(leaf.runs, i, r)
 	if !counted {
-		leaf.add(r.vis(), r.n)
+		t.count(leaf, r.vis(), r.n)
 	}
 	if t.idx != nil {
 		t.indexAdd(r.a, r.c, leaf)
@@ -240,7 +291,8 @@ func (t *tree[E]) insertRun(leaf *node[E], i int, r run[E], counted bool) (*node
 
 // removeRun removes run i of leaf, whose elements the caller has moved
 // elsewhere in the same leaf (a merge of two runs): counts are unchanged.
-func (t *tree[E]) removeRun(leaf *node[E], i int) {
+func (t *tree) removeRun(leaf *node, i int) {
+	t.hot.ok = false
 	if t.idx != nil {
 		r := &leaf.runs[i]
 		t.indexRemove(r.a, r.c)
@@ -250,27 +302,26 @@ func (t *tree[E]) removeRun(leaf *node[E], i int) {
 
 // splitRun splits the run at c before c.off (c.off > 0) and returns the
 // cursor at the first element of the tail.
-func (t *tree[E]) splitRun(c cursor[E]) cursor[E] {
+func (t *tree) splitRun(c cursor) cursor {
 	tail := c.run().split(c.off)
 	leaf, i := t.insertRun(c.leaf, c.i+1, tail, true)
-	return cursor[E]{leaf: leaf, i: i}
+	return cursor{leaf: leaf, i: i}
 }
 
 // prevRun returns the cursor at the first element of the run before the
 // one at c, which must not be the first run.
-func (t *tree[E]) prevRun(c cursor[E]) cursor[E] {
+func (t *tree) prevRun(c cursor) cursor {
 	if c.i > 0 {
-		return cursor[E]{leaf: c.leaf, i: c.i - 1}
+		return cursor{leaf: c.leaf, i: c.i - 1}
 	}
 	p := c.leaf.prev
-	return cursor[E]{leaf: p, i: len(p.runs) - 1}
+	return cursor{leaf: p, i: len(p.runs) - 1}
 }
 
-func (t *tree[E]) splitLeaf(leaf *node[E]) *node[E] {
+func (t *tree) splitLeaf(leaf *node) *node {
 	half := len(leaf.runs) / 2
-	nl := &node[E]{parent: leaf.parent, runs: make([]run[E], 0, maxLeafRuns+1)}
+	nl := &node{parent: leaf.parent, runs: make([]run, 0, maxLeafRuns+1)}
 	nl.runs = append(nl.runs, leaf.runs[half:]...)
-	clear(leaf.runs[half:])
 	leaf.runs = leaf.runs[:half]
 	for i := range nl.runs {
 		r := &nl.runs[i]
@@ -297,10 +348,10 @@ func (t *tree[E]) splitLeaf(leaf *node[E]) *node[E] {
 // insertChild inserts nn after n in n's parent (a new root if n is the
 // root); nn's counts are already included in the ancestors, except for a
 // new root.
-func (t *tree[E]) insertChild(n, nn *node[E]) {
+func (t *tree) insertChild(n, nn *node) {
 	p := n.parent
 	if p == nil {
-		root := &node[E]{children: []*node[E]{n, nn}, vis: n.vis + nn.vis, tot: n.tot + nn.tot}
+		root := &node{children: []*node{n, nn}, vis: n.vis + nn.vis, tot: n.tot + nn.tot}
 		n.parent, nn.parent = root, root
 		t.root = root
 		return
@@ -311,7 +362,7 @@ func (t *tree[E]) insertChild(n, nn *node[E]) {
 		return
 	}
 	half := len(p.children) / 2
-	np := &node[E]{children: slices.Clone(p.children[half:])}
+	np := &node{children: slices.Clone(p.children[half:])}
 	clear(p.children[half:])
 	p.children = p.children[:half]
 	for _, c := range np.children {
@@ -325,158 +376,18 @@ func (t *tree[E]) insertChild(n, nn *node[E]) {
 	t.insertChild(p, np)
 }
 
-// The id index: per agent, its runs' first clocks, sorted, with their
-// leaves. It is built on first use (local edits by position never need it)
-// and kept up to date from then on.
-
-func (t *tree[E]) buildIndex(agents int) {
-	t.idx = make([][]ientry[E], agents)
-	for l := t.first; l != nil; l = l.next {
-		for i := range l.runs {
-			r := &l.runs[i]
-			t.idx[r.a] = append(t.idx[r.a], ientry[E]{r.c, l})
-		}
-	}
-	for _, es := range t.idx {
-		slices.SortFunc(es, func(x, y ientry[E]) int { return int64cmp(x.c, y.c) })
-	}
-}
-
-func int64cmp(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func (t *tree[E]) growIndex(agents int) {
-	for len(t.idx) < agents {
-		t.idx = append(t.idx, nil)
-	}
-}
-
-// search returns the index of the first entry of a with a clock above c.
-func (t *tree[E]) search(a uint32, c uint32) int {
-	es := t.idx[a]
-	lo, hi := 0, len(es)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if es[m].c <= c {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
-}
-
-func (t *tree[E]) indexAdd(a uint32, c uint32, leaf *node[E]) {
-	t.growIndex(int(a) + 1)
-	es := t.idx[a]
-	if n := len(es); n == 0 || es[n-1].c < c {
-		t.idx[a] = append(es, ientry[E]{c, leaf})
-		return
-	}
-	j := t.search(a, c)
-	t.idx[a] = slices.Insert(es, j, ientry[E]{c, leaf})
-}
-
-func (t *tree[E]) indexMove(a uint32, c uint32, leaf *node[E]) {
-	j := t.search(a, c) - 1
-	t.idx[a][j].leaf = leaf
-}
-
-func (t *tree[E]) indexRemove(a uint32, c uint32) {
-	j := t.search(a, c) - 1
-	t.idx[a] = slices.Delete(t.idx[a], j, j+1)
-}
-
-// find returns the cursor at element id, if the tree holds it.
-func (t *tree[E]) find(id eid) (cursor[E], bool) {
-	if int(id.a) >= len(t.idx) {
-		return cursor[E]{}, false
-	}
-	j := t.search(id.a, id.c) - 1
-	if j < 0 {
-		return cursor[E]{}, false
-	}
-	leaf := t.idx[id.a][j].leaf
-	for i := range leaf.runs {
-		if r := &leaf.runs[i]; r.has(id) {
-			return cursor[E]{leaf: leaf, i: i, off: int(id.c - r.c)}, true
-		}
-	}
-	return cursor[E]{}, false
-}
-
-// nextStart returns the first clock above c at which agent a has a run in
-// the tree, or MaxClock.
-func (t *tree[E]) nextStart(a uint32, c uint32) uint64 {
-	if int(a) >= len(t.idx) {
-		return MaxClock
-	}
-	j := t.search(a, c)
-	if j == len(t.idx[a]) {
-		return MaxClock
-	}
-	return uint64(t.idx[a][j].c)
-}
-
-// clone returns a deep copy of the tree (without its index). Content
-// slices are shared, capped so that appending to either copy's runs
-// reallocates.
-func (t *tree[E]) clone() tree[E] {
-	var out tree[E]
-	if t.root == nil {
-		return out
-	}
-	var prev *node[E]
-	var walk func(n, parent *node[E]) *node[E]
-	walk = func(n, parent *node[E]) *node[E] {
-		c := &node[E]{parent: parent, vis: n.vis, tot: n.tot}
-		if n.leaf() {
-			c.runs = make([]run[E], len(n.runs), max(len(n.runs), 4))
-			copy(c.runs, n.runs)
-			for i := range c.runs {
-				if r := &c.runs[i]; r.content != nil {
-					r.content = r.content[:r.n:r.n]
-				}
-			}
-			c.prev = prev
-			if prev != nil {
-				prev.next = c
-			} else {
-				out.first = c
-			}
-			prev = c
-			return c
-		}
-		c.children = make([]*node[E], len(n.children))
-		for i, ch := range n.children {
-			c.children[i] = walk(ch, c)
-		}
-		return c
-	}
-	out.root = walk(t.root, nil)
-	out.last = prev
-	return out
-}
-
 // build fills an empty tree with runs, in order.
-func (t *tree[E]) build(runs []run[E]) {
-	t.root, t.first, t.last, t.idx = nil, nil, nil, nil
+func (t *tree) build(runs []run) {
+	*t = tree{}
 	if len(runs) == 0 {
 		t.init()
 		return
 	}
 	const perLeaf, perNode = maxLeafRuns * 3 / 4, maxChildren * 3 / 4
-	var level []*node[E]
-	var prev *node[E]
+	var level []*node
+	var prev *node
 	for i := 0; i < len(runs); i += perLeaf {
-		l := &node[E]{runs: make([]run[E], 0, maxLeafRuns+1), prev: prev}
+		l := &node{runs: make([]run, 0, maxLeafRuns+1), prev: prev}
 		l.runs = append(l.runs, runs[i:min(i+perLeaf, len(runs))]...)
 		for j := range l.runs {
 			l.vis += l.runs[j].vis()
@@ -492,9 +403,9 @@ func (t *tree[E]) build(runs []run[E]) {
 	}
 	t.last = prev
 	for len(level) > 1 {
-		var up []*node[E]
+		var up []*node
 		for i := 0; i < len(level); i += perNode {
-			p := &node[E]{children: slices.Clone(level[i:min(i+perNode, len(level))])}
+			p := &node{children: slices.Clone(level[i:min(i+perNode, len(level))])}
 			for _, c := range p.children {
 				c.parent = p
 				p.vis += c.vis
@@ -505,4 +416,127 @@ func (t *tree[E]) build(runs []run[E]) {
 		level = up
 	}
 	t.root = level[0]
+}
+
+// clone returns a deep copy of the tree, without its index and cache.
+func (t *tree) clone() tree {
+	var out tree
+	if t.root == nil {
+		return out
+	}
+	var prev *node
+	var walk func(n, parent *node) *node
+	walk = func(n, parent *node) *node {
+		c := &node{parent: parent, vis: n.vis, tot: n.tot}
+		if n.leaf() {
+			c.runs = make([]run, len(n.runs), max(len(n.runs), 4))
+			copy(c.runs, n.runs)
+			c.prev = prev
+			if prev != nil {
+				prev.next = c
+			} else {
+				out.first = c
+			}
+			prev = c
+			return c
+		}
+		c.children = make([]*node, len(n.children))
+		for i, ch := range n.children {
+			c.children[i] = walk(ch, c)
+		}
+		return c
+	}
+	out.root = walk(t.root, nil)
+	out.last = prev
+	return out
+}
+
+// The id index: per agent, its runs' first clocks, sorted, with their
+// leaves. It is built on first use (local edits by position never need it)
+// and kept up to date from then on.
+
+func (t *tree) buildIndex(agents int) {
+	t.idx = make([][]ientry, agents)
+	for l := t.first; l != nil; l = l.next {
+		for i := range l.runs {
+			r := &l.runs[i]
+			t.idx[r.a] = append(t.idx[r.a], ientry{r.c, l})
+		}
+	}
+	for _, es := range t.idx {
+		slices.SortFunc(es, func(x, y ientry) int { return cmp.Compare(x.c, y.c) })
+	}
+}
+
+func (t *tree) growIndex(agents int) {
+	for len(t.idx) < agents {
+		t.idx = append(t.idx, nil)
+	}
+}
+
+// search returns the index of the first entry of a with a clock above c.
+func (t *tree) search(a uint32, c uint32) int {
+	es := t.idx[a]
+	lo, hi := 0, len(es)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if es[m].c <= c {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+func (t *tree) indexAdd(a uint32, c uint32, leaf *node) {
+	t.growIndex(int(a) + 1)
+	es := t.idx[a]
+	if n := len(es); n == 0 || es[n-1].c < c {
+		t.idx[a] = append(es, ientry{c, leaf})
+		return
+	}
+	j := t.search(a, c)
+	t.idx[a] = slices.Insert(es, j, ientry{c, leaf})
+}
+
+func (t *tree) indexMove(a uint32, c uint32, leaf *node) {
+	j := t.search(a, c) - 1
+	t.idx[a][j].leaf = leaf
+}
+
+func (t *tree) indexRemove(a uint32, c uint32) {
+	j := t.search(a, c) - 1
+	t.idx[a] = slices.Delete(t.idx[a], j, j+1)
+}
+
+// find returns the cursor at element id, if the tree holds it.
+func (t *tree) find(id eid) (cursor, bool) {
+	if int(id.a) >= len(t.idx) {
+		return cursor{}, false
+	}
+	j := t.search(id.a, id.c) - 1
+	if j < 0 {
+		return cursor{}, false
+	}
+	leaf := t.idx[id.a][j].leaf
+	for i := range leaf.runs {
+		if r := &leaf.runs[i]; r.has(id) {
+			return cursor{leaf: leaf, i: i, off: int(id.c - r.c)}, true
+		}
+	}
+	return cursor{}, false
+}
+
+// nextStart returns the first clock above c at which agent a has a run in
+// the tree, or MaxClock.
+func (t *tree) nextStart(a uint32, c uint32) uint64 {
+	if int(a) >= len(t.idx) {
+		return MaxClock
+	}
+	j := t.search(a, c)
+	if j == len(t.idx[a]) {
+		return MaxClock
+	}
+	return uint64(t.idx[a][j].c)
 }
