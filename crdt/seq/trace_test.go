@@ -1,10 +1,12 @@
 package seq
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -111,4 +113,104 @@ func TestSequentialTraces(t *testing.T) {
 			t.Logf("%d txns, final %d bytes, state %d bytes (%.2fx)", len(tr.Txns), len(tr.EndContent), len(enc), float64(len(enc))/float64(len(tr.EndContent)))
 		})
 	}
+}
+
+// TestConcurrentTraces replays each concurrent trace across one replica
+// per agent with its real causal order: before an agent's transaction, its
+// replica receives (as remote ops, in trace order) the ops of the
+// transaction's causal past it lacks, and its patches are positions in
+// exactly that document. At the end every replica receives every op, and
+// all must show the trace's final text, with equal encodings.
+func TestConcurrentTraces(t *testing.T) {
+	for _, tr := range loadTraces(t, "concurrent") {
+		t.Run(tr.Name, func(t *testing.T) {
+			docs := replayConcurrent(t, tr)
+			enc0 := docs[0].AppendBinary(nil)
+			for a, d := range docs {
+				if got := d.String(); got != tr.EndContent {
+					t.Fatalf("agent %d's replica ends with %d bytes of text, want %d", a, len(got), len(tr.EndContent))
+				}
+				if !bytes.Equal(d.AppendBinary(nil), enc0) {
+					t.Fatalf("agent %d's replica encodes differently from agent 0's", a)
+				}
+			}
+			checkRoundTrip(t, docs[0])
+			t.Logf("%d txns, %d agents, final %d bytes, state %d bytes", len(tr.Txns), tr.NumAgents, len(tr.EndContent), len(enc0))
+		})
+	}
+}
+
+// txnOps are the ops one transaction of a trace produced.
+type txnOps struct {
+	ins  []Insert[rune]
+	dels [][]Span
+}
+
+func replayConcurrent(tb testing.TB, tr *trace) []*Text {
+	docs := make([]*Text, tr.NumAgents)
+	held := make([][]bool, tr.NumAgents)
+	for a := range docs {
+		docs[a] = &Text{}
+		held[a] = make([]bool, len(tr.Txns))
+	}
+	ops := make([]txnOps, len(tr.Txns))
+	// deliver gives replica a every transaction in the causal past of
+	// the parents it lacks, in trace order.
+	deliver := func(a int, parents []int) {
+		var need []int
+		stack := slices.Clone(parents)
+		for len(stack) > 0 {
+			p := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if held[a][p] {
+				continue
+			}
+			held[a][p] = true
+			need = append(need, p)
+			stack = append(stack, tr.Txns[p].Parents...)
+		}
+		slices.Sort(need)
+		for _, p := range need {
+			for _, ins := range ops[p].ins {
+				if err := docs[a].ApplyInsert(ins); err != nil {
+					tb.Fatal(err)
+				}
+			}
+			for _, del := range ops[p].dels {
+				if err := docs[a].ApplyDelete(del); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+	}
+	for i, txn := range tr.Txns {
+		a := txn.Agent
+		deliver(a, txn.Parents)
+		doc, self := docs[a], Replica{0xa0, 15: byte(a + 1)}
+		for _, p := range txn.Patches {
+			if p.del > 0 {
+				spans, err := doc.Delete(p.pos, p.del)
+				if err != nil {
+					tb.Fatalf("txn %d: %v", i, err)
+				}
+				ops[i].dels = append(ops[i].dels, spans)
+			}
+			if p.ins != "" {
+				ins, err := doc.InsertString(self, p.pos, p.ins)
+				if err != nil {
+					tb.Fatalf("txn %d: %v", i, err)
+				}
+				ops[i].ins = append(ops[i].ins, ins)
+			}
+		}
+		held[a][i] = true
+	}
+	all := make([]int, len(tr.Txns))
+	for i := range all {
+		all[i] = i
+	}
+	for a := range docs {
+		deliver(a, all)
+	}
+	return docs
 }
