@@ -324,3 +324,64 @@ func TestNonInterleaving(t *testing.T) {
 		}
 	})
 }
+
+// TestAnchors: anchors taken on any replica at any time resolve, on every
+// replica that holds their element and after any concurrent edits, to
+// where the model puts them: just after their element (After) or just
+// before it (Before), or where it was if it is deleted.
+func TestAnchors(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		w := newWorld(rapid.IntRange(2, 3).Draw(t, "replicas"))
+		var anchors []Anchor
+		for range rapid.IntRange(1, 50).Draw(t, "steps") {
+			if rapid.IntRange(0, 4).Draw(t, "anchor") == 0 {
+				d := w.docs[rapid.IntRange(0, len(w.docs)-1).Draw(t, "on")]
+				pos := rapid.IntRange(0, d.Len()).Draw(t, "at")
+				side := rapid.SampledFrom([]Side{After, Before}).Draw(t, "side")
+				a, err := d.Anchor(pos, side)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, ok := d.Resolve(a); !ok || got != pos {
+					t.Fatalf("a new anchor at %d resolves to %d, %v", pos, got, ok)
+				}
+				anchors = append(anchors, a)
+				continue
+			}
+			w.step(t)
+			for _, a := range anchors {
+				for i, d := range w.docs {
+					checkAnchor(t, w.modelOf(w.held[i]), d, a)
+				}
+			}
+		}
+		w.finish(t)
+		for _, a := range anchors {
+			for i, d := range w.docs {
+				checkAnchor(t, w.modelOf(w.held[i]), d, a)
+			}
+		}
+	})
+}
+
+func checkAnchor(t *rapid.T, m *model, d *Text, a Anchor) {
+	t.Helper()
+	got, ok := d.Resolve(a)
+	var want int
+	var found bool
+	switch {
+	case a.ID.IsZero() && a.Side == After:
+		want, found = 0, true
+	case a.ID.IsZero():
+		want, found = len([]rune(m.text())), true
+	default:
+		var visible bool
+		want, visible, found = m.visibleIndex(a.ID)
+		if visible && a.Side == After {
+			want++
+		}
+	}
+	if ok != found || ok && got != want {
+		t.Fatalf("anchor %v/%v resolves to %d, %v; model %d, %v (text %q)", a.ID, a.Side, got, ok, want, found, d.String())
+	}
+}

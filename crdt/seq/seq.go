@@ -142,9 +142,9 @@ func (s *Seq[E]) Next(r Replica) uint64 {
 
 // Insert inserts content at visible index pos (0 ≤ pos ≤ Len) as replica
 // self, and returns the insert to send to other replicas. The new elements
-// get self's next clocks. The elements go just before the visible element
-// at pos (after any tombstones before it), or at the very end. s may keep
-// content, which it never modifies; the returned Insert's Content is
+// get self's next clocks. The elements go just after the visible element
+// before pos (before any tombstones after it), or at the very start. s may
+// keep content, which it never modifies; the returned Insert's Content is
 // content itself.
 func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
 	if ins, ok := s.typing(self, pos, content); ok {
@@ -165,22 +165,29 @@ func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
 	}
 	r := run{a: a, c: s.high[a], n: len(content)}
 	s.high[a] += uint32(len(content))
-	// The origins: the visible element at pos (or the end) and the element
-	// just before it, tombstone or not.
-	at := s.t.end()
-	if pos < s.Len() {
-		at = s.t.visibleAt(pos)
-		r.right = at.elem()
-	}
-	prev, ok := s.t.before(at)
+	// The new run goes right after the visible element before pos (or at
+	// the very start), before any tombstones that follow it, where what
+	// it replaces stood: its origins are that element and the one after
+	// it, tombstone or not.
+	at, prev, ok := s.t.begin(), cursor{}, pos > 0
 	if ok {
+		prev = s.t.visibleAt(pos - 1)
 		r.left = prev.elem()
+		at = prev.step(1)
+	}
+	if !at.atEnd() {
+		r.right = at.elem()
 	}
 	ins := Insert[E]{ID: s.toID(r.id(0)), Left: s.toID(r.left), Right: s.toID(r.right), Content: content}
 	var last cursor
-	if ok && prev.off == prev.run().n-1 && s.extend(prev.leaf, prev.i, &r, content) {
+	switch {
+	case ok && prev.off == prev.run().n-1 && s.extend(prev.leaf, prev.i, &r, content):
+		// Typing at the end of a run that r continues.
 		last = cursor{leaf: prev.leaf, i: prev.i, off: prev.off + r.n}
-	} else {
+	case ok && prev.off == prev.run().n-1:
+		// At the end of a run: the new run goes after it, in its leaf.
+		last = s.insertAt(cursor{leaf: prev.leaf, i: prev.i + 1}, item[E]{run: r, content: content})
+	default:
 		last = s.insertAt(at, item[E]{run: r, content: content})
 	}
 	s.t.setHot(last, pos+r.n-1)
@@ -267,10 +274,7 @@ func (s *Seq[E]) compactIfSparse() {
 // end. It appends it to the run before c instead when it continues it.
 // It returns the cursor at it's last element.
 func (s *Seq[E]) insertAt(c cursor, it item[E]) cursor {
-	if c.off > 0 {
-		c = s.t.splitRun(c)
-	}
-	if c.i > 0 && s.extend(c.leaf, c.i-1, &it.run, it.content) {
+	if c.off == 0 && c.i > 0 && s.extend(c.leaf, c.i-1, &it.run, it.content) {
 		return cursor{leaf: c.leaf, i: c.i - 1, off: c.leaf.runs[c.i-1].n - 1}
 	}
 	if !it.deleted {
@@ -278,7 +282,15 @@ func (s *Seq[E]) insertAt(c cursor, it item[E]) cursor {
 		it.off = len(s.arena)
 		s.arena = append(s.arena, it.content...)
 	}
-	leaf, i := s.t.insertRun(c.leaf, c.i, it.run, false)
+	var leaf *node
+	var i int
+	if c.off > 0 {
+		// Inside a run: its tail goes after it, in the same insert.
+		tail := c.run().split(c.off)
+		leaf, i = s.t.insertRuns(c.leaf, c.i+1, it.vis(), it.n, it.run, tail)
+	} else {
+		leaf, i = s.t.insertRuns(c.leaf, c.i, it.vis(), it.n, it.run)
+	}
 	return cursor{leaf: leaf, i: i, off: it.n - 1}
 }
 
@@ -316,18 +328,32 @@ func appendSpan(spans []span, sp span) []span {
 
 // deleteAt marks the k elements from c on (within c's run) deleted.
 func (s *Seq[E]) deleteAt(c cursor, k int) {
-	if c.run().deleted {
+	r := c.run()
+	if r.deleted {
 		return
 	}
-	if c.off > 0 {
-		c = s.t.splitRun(c)
+	switch {
+	case c.off == 0 && k == r.n:
+		r.deleted = true
+		s.t.count(c.leaf, -k, 0)
+	case c.off == 0:
+		tail := r.split(k)
+		r.deleted = true
+		leaf, i := s.t.insertRuns(c.leaf, c.i+1, -k, 0, tail)
+		c = s.t.prevRun(cursor{leaf: leaf, i: i})
+	default:
+		// The deleted part, and the rest after it, go after the head in
+		// one insert.
+		mid := r.split(c.off)
+		if k < mid.n {
+			tail := mid.split(k)
+			mid.deleted = true
+			c.leaf, c.i = s.t.insertRuns(c.leaf, c.i+1, -k, 0, mid, tail)
+		} else {
+			mid.deleted = true
+			c.leaf, c.i = s.t.insertRuns(c.leaf, c.i+1, -k, 0, mid)
+		}
 	}
-	if k < c.run().n {
-		c = s.t.prevRun(s.t.splitRun(cursor{leaf: c.leaf, i: c.i, off: k}))
-	}
-	r := c.run()
-	r.deleted = true
-	s.t.count(c.leaf, -r.n, 0)
 	s.mergeAround(c.leaf, c.i)
 }
 

@@ -153,6 +153,7 @@ type ientry struct {
 
 func (t *tree) init() {
 	if t.root == nil {
+		// A small sequence (an op's delta) stays small.
 		l := &node{runs: make([]run, 0, 4)}
 		t.root, t.first, t.last = l, l, l
 	}
@@ -160,22 +161,6 @@ func (t *tree) init() {
 
 func (t *tree) begin() cursor { return cursor{leaf: t.first} }
 func (t *tree) end() cursor   { return cursor{leaf: t.last, i: len(t.last.runs)} }
-
-// before returns the cursor at the element before c (false at the start).
-func (t *tree) before(c cursor) (cursor, bool) {
-	if c.off > 0 {
-		c.off--
-		return c, true
-	}
-	leaf, i := c.leaf, c.i
-	for i == 0 {
-		if leaf = leaf.prev; leaf == nil {
-			return cursor{}, false
-		}
-		i = len(leaf.runs)
-	}
-	return cursor{leaf: leaf, i: i - 1, off: leaf.runs[i-1].n - 1}, true
-}
 
 // count adds dv visible and dt total elements to leaf and its ancestors.
 func (t *tree) count(leaf *node, dv, dt int) {
@@ -271,13 +256,25 @@ func (t *tree) position(c cursor, vis bool) int {
 // ancestors already count r's elements (r is the tail of a split). It
 // returns where r is afterwards: a full leaf splits.
 func (t *tree) insertRun(leaf *node, i int, r run, counted bool) (*node, int) {
+	dv, dt := r.vis(), r.n
+	if counted {
+		dv, dt = 0, 0
+	}
+	return t.insertRuns(leaf, i, dv, dt, r)
+}
+
+// insertRuns inserts rs at index i of leaf, adds dv visible and dt total
+// elements to the counts, and returns where rs[0] is afterwards.
+func (t *tree) insertRuns(leaf *node, i int, dv, dt int, rs ...run) (*node, int) {
 	t.hot.ok = false
-	leaf.runs = slices.Insert(leaf.runs, i, r)
-	if !counted {
-		t.count(leaf, r.vis(), r.n)
+	leaf.runs = slices.Insert(leaf.runs, i, rs...)
+	if dv != 0 || dt != 0 {
+		t.count(leaf, dv, dt)
 	}
 	if t.idx != nil {
-		t.indexAdd(r.a, r.c, leaf)
+		for _, r := range rs {
+			t.indexAdd(r.a, r.c, leaf)
+		}
 	}
 	if len(leaf.runs) <= maxLeafRuns {
 		return leaf, i
@@ -318,9 +315,22 @@ func (t *tree) prevRun(c cursor) cursor {
 	return cursor{leaf: p, i: len(p.runs) - 1}
 }
 
+// leafNode is a leaf allocated with room for its runs.
+type leafNode struct {
+	node
+	buf [maxLeafRuns + 1]run
+}
+
+func newLeaf() *node {
+	l := &leafNode{}
+	l.runs = l.buf[:0]
+	return &l.node
+}
+
 func (t *tree) splitLeaf(leaf *node) *node {
 	half := len(leaf.runs) / 2
-	nl := &node{parent: leaf.parent, runs: make([]run, 0, maxLeafRuns+1)}
+	nl := newLeaf()
+	nl.parent = leaf.parent
 	nl.runs = append(nl.runs, leaf.runs[half:]...)
 	leaf.runs = leaf.runs[:half]
 	for i := range nl.runs {
@@ -387,7 +397,8 @@ func (t *tree) build(runs []run) {
 	var level []*node
 	var prev *node
 	for i := 0; i < len(runs); i += perLeaf {
-		l := &node{runs: make([]run, 0, maxLeafRuns+1), prev: prev}
+		l := newLeaf()
+		l.prev = prev
 		l.runs = append(l.runs, runs[i:min(i+perLeaf, len(runs))]...)
 		for j := range l.runs {
 			l.vis += l.runs[j].vis()
@@ -427,10 +438,10 @@ func (t *tree) clone() tree {
 	var prev *node
 	var walk func(n, parent *node) *node
 	walk = func(n, parent *node) *node {
-		c := &node{parent: parent, vis: n.vis, tot: n.tot}
 		if n.leaf() {
-			c.runs = make([]run, len(n.runs), max(len(n.runs), 4))
-			copy(c.runs, n.runs)
+			c := newLeaf()
+			c.parent, c.vis, c.tot = parent, n.vis, n.tot
+			c.runs = append(c.runs, n.runs...)
 			c.prev = prev
 			if prev != nil {
 				prev.next = c
@@ -440,6 +451,7 @@ func (t *tree) clone() tree {
 			prev = c
 			return c
 		}
+		c := &node{parent: parent, vis: n.vis, tot: n.tot}
 		c.children = make([]*node, len(n.children))
 		for i, ch := range n.children {
 			c.children[i] = walk(ch, c)
