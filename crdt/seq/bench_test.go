@@ -122,3 +122,48 @@ func (g *gapBuffer) delete(pos, n int) {
 func (g *gapBuffer) String() string {
 	return string(g.buf[:g.start]) + string(g.buf[g.gapEnd:])
 }
+
+// BenchmarkTextRemoteApply replays the ops of each sequential trace, as
+// another replica receives them (ApplyInsert, ApplyDelete: integration by
+// id), beside the local replay that produced them.
+//
+//	go test -run '^$' -bench 'BenchmarkTextRemoteApply' -benchmem ./crdt/seq/
+func BenchmarkTextRemoteApply(b *testing.B) {
+	for _, tr := range loadTraces(b, "sequential") {
+		var ops []textOp
+		src := &Text{}
+		for _, e := range edits(tr) {
+			if e.del > 0 {
+				spans, _ := src.Delete(e.pos, e.del)
+				ops = append(ops, textOp{del: spans})
+			}
+			if len(e.ins) > 0 {
+				ins, _ := src.Insert(traceReplica, e.pos, e.ins)
+				ops = append(ops, textOp{ins: &ins})
+			}
+		}
+		name := strings.TrimSuffix(tr.Name, ".json.gz")
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var doc *Text
+			for b.Loop() {
+				doc = &Text{}
+				for _, op := range ops {
+					var err error
+					if op.ins != nil {
+						err = doc.ApplyInsert(*op.ins)
+					} else {
+						err = doc.ApplyDelete(op.del)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if doc.String() != tr.EndContent {
+				b.Fatal("final text differs")
+			}
+			b.ReportMetric(float64(len(ops)), "ops")
+		})
+	}
+}

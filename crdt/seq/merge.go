@@ -114,6 +114,17 @@ func (s *Seq[E]) isEmpty() bool {
 // pending, and the deletes are applied to what s holds or kept pending.
 func (s *Seq[E]) mergeRuns(cands []item[E], dels []span) {
 	s.ensureIndex()
+	if len(s.pending) == 0 && (len(cands) == 0 || len(cands) == 1 && s.integrateNew(&cands[0])) {
+		// The usual remote op: a delete, or an insert of elements s
+		// lacks, after origins it holds.
+		if len(cands) == 1 && cands[0].deleted {
+			dels = append(dels, span{cands[0].a, cands[0].c, uint32(cands[0].n)})
+		}
+		if len(dels) > 0 || len(s.pendDel) > 0 {
+			s.applyDeletes(dels)
+		}
+		return
+	}
 	cands = append(cands, s.pending...)
 	s.pending = nil
 	var miss []item[E]
@@ -134,6 +145,19 @@ func (s *Seq[E]) mergeRuns(cands []item[E], dels []span) {
 	if len(dels) > 0 || len(s.pendDel) > 0 {
 		s.applyDeletes(dels)
 	}
+}
+
+// integrateNew integrates x if s holds none of its elements and both its
+// origins, and reports whether it did.
+func (s *Seq[E]) integrateNew(x *item[E]) bool {
+	if _, held := s.t.find(eid{x.a, x.c}); held || s.t.nextStart(x.a, x.c) < uint64(x.end()) || s.missingOrigin(&x.run) != none {
+		return false
+	}
+	if x.end() > s.high[x.a] {
+		s.high[x.a] = x.end()
+	}
+	s.integrate(*x)
+	return true
 }
 
 // missing appends to out the parts of x that s has not integrated.
@@ -185,13 +209,16 @@ func dedupe[E any](items []item[E]) []item[E] {
 // origins that made available, and so on; what is left waits in
 // s.pending.
 func (s *Seq[E]) resolve(items []item[E]) {
-	waiting := map[eid][]item[E]{}
+	var waiting map[eid][]item[E]
 	stack := slices.Clone(items)
 	slices.Reverse(stack)
 	for len(stack) > 0 {
 		r := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if dep := s.missingOrigin(&r.run); dep != none {
+			if waiting == nil {
+				waiting = map[eid][]item[E]{}
+			}
 			waiting[dep] = append(waiting[dep], r)
 			continue
 		}
@@ -232,6 +259,9 @@ func (s *Seq[E]) missingOrigin(r *run) eid {
 // nr's origins, which are exactly those inserted concurrently with nr:
 // positions are counted over all elements, tombstones included.
 func (s *Seq[E]) integrate(nr item[E]) {
+	if s.integrateAdjacent(nr) {
+		return
+	}
 	tot := s.t.root.tot
 	leftPos := -1
 	cur := s.t.begin()
@@ -275,6 +305,33 @@ func (s *Seq[E]) integrate(nr item[E]) {
 		cur, pos = cur.step(1), pos+1
 	}
 	s.insertAt(dest, nr)
+}
+
+// integrateAdjacent is integrate's fast path: when nr's origins are
+// still adjacent, nothing was inserted concurrently between them, and nr
+// goes right between them.
+func (s *Seq[E]) integrateAdjacent(nr item[E]) bool {
+	if nr.left.a == 0 {
+		first := s.t.begin()
+		if first.atEnd() && nr.right.a == 0 || !first.atEnd() && first.elem() == nr.right {
+			s.insertAt(first, nr)
+			return true
+		}
+		return false
+	}
+	lc, _ := s.t.find(nr.left)
+	next := lc.step(1)
+	if !(next.atEnd() && nr.right.a == 0 || !next.atEnd() && next.elem() == nr.right) {
+		return false
+	}
+	if lc.off == lc.run().n-1 {
+		// After the last element of its run: in the same leaf, where nr
+		// may extend that run.
+		s.insertAt(cursor{leaf: lc.leaf, i: lc.i + 1}, nr)
+	} else {
+		s.insertAt(next, nr)
+	}
+	return true
 }
 
 // precedes orders two concurrent elements with the same origins: by

@@ -147,7 +147,8 @@ func (s *Seq[E]) Next(r Replica) uint64 {
 // keep content, which it never modifies; the returned Insert's Content is
 // content itself.
 func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
-	if ins, ok := s.typing(self, pos, content); ok {
+	var ins Insert[E]
+	if s.typing(&ins, self, pos, content) {
 		return ins, nil
 	}
 	if self.IsZero() {
@@ -178,7 +179,7 @@ func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
 	if !at.atEnd() {
 		r.right = at.elem()
 	}
-	ins := Insert[E]{ID: s.toID(r.id(0)), Left: s.toID(r.left), Right: s.toID(r.right), Content: content}
+	ins = Insert[E]{ID: s.toID(r.id(0)), Left: s.toID(r.left), Right: s.toID(r.right), Content: content}
 	var last cursor
 	switch {
 	case ok && prev.off == prev.run().n-1 && s.extend(prev.leaf, prev.i, &r, content):
@@ -197,19 +198,23 @@ func (s *Seq[E]) Insert(self Replica, pos int, content []E) (Insert[E], error) {
 // typing is Insert's fast path: content typed right after the last
 // element self inserted, with nothing else changed since. That element
 // ends self's latest run, which content extends.
-func (s *Seq[E]) typing(self Replica, pos int, content []E) (Insert[E], bool) {
+func (s *Seq[E]) typing(ins *Insert[E], self Replica, pos int, content []E) bool {
 	h := &s.t.hot
 	if !h.ok || h.pos != pos-1 || self != s.lastRep || len(content) == 0 {
-		return Insert[E]{}, false
+		return false
 	}
 	leaf, a := s.t.cache.leaf, s.lastA
 	p := &leaf.runs[h.i]
 	k := len(content)
 	if p.a != a || h.off != p.n-1 || p.deleted || p.end() != s.high[a] || p.off+p.n != len(s.arena) || uint64(s.high[a])+uint64(k) > MaxClock {
-		return Insert[E]{}, false
+		return false
 	}
 	c := s.high[a]
-	s.arena = append(s.arena, content...)
+	if k == 1 {
+		s.arena = append(s.arena, content[0])
+	} else {
+		s.arena = append(s.arena, content...)
+	}
 	p.n += k
 	s.high[a] += uint32(k)
 	for n := leaf; n != nil; n = n.parent {
@@ -218,7 +223,11 @@ func (s *Seq[E]) typing(self Replica, pos int, content []E) (Insert[E], bool) {
 	}
 	h.off += k
 	h.pos += k
-	return Insert[E]{ID: ID{self, uint64(c)}, Left: ID{self, uint64(c - 1)}, Right: s.toID(p.right), Content: content}, true
+	ins.ID = ID{self, uint64(c)}
+	ins.Left = ID{self, uint64(c - 1)}
+	ins.Right = s.toID(p.right)
+	ins.Content = content
+	return true
 }
 
 // extend appends r, with its content, to run i of leaf if r continues it:
