@@ -518,6 +518,12 @@ func delta(op *Op) *Record {
 	for _, f := range fields {
 		n := len(r.Fields)
 		if n > 0 && compareFieldKey(&r.Fields[n-1], &f) == 0 {
+			if f.Kind.isSeq() {
+				// Fresh sequences of this op alone: join in place,
+				// without the copy a merge of shared states makes.
+				r.Fields[n-1].joinSeqOwned(&f)
+				continue
+			}
 			r.Fields[n-1].merge(&f)
 			continue
 		}

@@ -181,6 +181,16 @@ func (f *Field) mergeSeq(o *Field) {
 	}
 }
 
+// joinSeqOwned joins o's sequence into f's in place: both are deltas of
+// one op (same version), which nothing else holds.
+func (f *Field) joinSeqOwned(o *Field) {
+	if f.Kind == KindText {
+		f.Text.Merge(o.Text)
+	} else {
+		f.List.Merge(o.List)
+	}
+}
+
 // seqValue returns the visible value of a text component (a msgpack str)
 // or a list component (a msgpack array).
 func (f *Field) seqValue() []byte {

@@ -79,6 +79,17 @@ func (r *run) continues(o *run) bool {
 // deleted id, sorted and merged.
 func (s *Seq[E]) canonical() (runs, pend []run, pendContent [][]E, dels []span) {
 	if s.t.root != nil {
+		n, d := 0, 0
+		for l := s.t.first; l != nil; l = l.next {
+			n += len(l.runs)
+			for i := range l.runs {
+				if l.runs[i].deleted {
+					d++
+				}
+			}
+		}
+		runs = make([]run, 0, n)
+		dels = make([]span, 0, d+len(s.pendDel))
 		for l := s.t.first; l != nil; l = l.next {
 			for i := range l.runs {
 				r := l.runs[i]
@@ -161,7 +172,7 @@ func appendState[E any](b []byte, s *Seq[E], cc contentCodec[E]) []byte {
 	for _, r := range reps {
 		b = append(b, r[:]...)
 	}
-	w := tableWriter{rank: rank, lastEnd: make([]uint32, len(reps)+1)}
+	w := tableWriter{b: make([]byte, 0, 8*len(runs)+16), rank: rank, lastEnd: make([]uint32, len(reps)+1)}
 	for i := range runs {
 		var prev, next *run
 		if i > 0 {
@@ -185,7 +196,7 @@ func appendState[E any](b []byte, s *Seq[E], cc contentCodec[E]) []byte {
 		w.span(d)
 	}
 	b = w.flush(b)
-	var parts [][]E
+	parts := make([][]E, 0, len(runs)+len(dels))
 	if s.t.root != nil {
 		for l := s.t.first; l != nil; l = l.next {
 			for i := range l.runs {
@@ -377,8 +388,9 @@ func readRuns(r *mp.Reader, reps int, adjacent bool) ([]run, error) {
 		return nil, err
 	}
 	tr := tableReader{b: p, reps: uint64(reps), lastEnd: make([]uint32, reps+1)}
-	var runs []run
-	var flags []uint64
+	// A run takes at least four bytes.
+	runs := make([]run, 0, len(p)/4)
+	flags := make([]uint64, 0, len(p)/4)
 	for tr.more() {
 		var x run
 		f, err := readRun(&tr, &x)

@@ -396,10 +396,13 @@ func (t *tree) build(runs []run) {
 	const perLeaf, perNode = maxLeafRuns * 3 / 4, maxChildren * 3 / 4
 	var level []*node
 	var prev *node
+	// The leaves share one array of runs, each capped, as in clone.
+	all := slices.Clone(runs)
+	leaves := make([]node, (len(runs)+perLeaf-1)/perLeaf)
 	for i := 0; i < len(runs); i += perLeaf {
-		l := newLeaf()
+		l := &leaves[i/perLeaf]
 		l.prev = prev
-		l.runs = append(l.runs, runs[i:min(i+perLeaf, len(runs))]...)
+		l.runs = all[i:min(i+perLeaf, len(runs)):min(i+perLeaf, len(runs))]
 		for j := range l.runs {
 			l.vis += l.runs[j].vis()
 			l.tot += l.runs[j].n
@@ -429,19 +432,39 @@ func (t *tree) build(runs []run) {
 	t.root = level[0]
 }
 
-// clone returns a deep copy of the tree, without its index and cache.
+// clone returns a deep copy of the tree and its index, without its
+// caches.
 func (t *tree) clone() tree {
 	var out tree
 	if t.root == nil {
 		return out
 	}
+	// One allocation for all runs and one for all nodes: a clone is
+	// taken per merge, so it must be cheap. Each leaf's runs are capped,
+	// so the first insert into a leaf gives it its own array.
+	nodes, runs := 0, 0
+	for l := t.first; l != nil; l = l.next {
+		runs += len(l.runs)
+	}
+	var count func(n *node)
+	count = func(n *node) {
+		nodes++
+		for _, c := range n.children {
+			count(c)
+		}
+	}
+	count(t.root)
+	allNodes := make([]node, 0, nodes)
+	allRuns := make([]run, 0, runs)
 	var prev *node
 	var walk func(n, parent *node) *node
 	walk = func(n, parent *node) *node {
+		allNodes = append(allNodes, node{parent: parent, vis: n.vis, tot: n.tot})
+		c := &allNodes[len(allNodes)-1]
 		if n.leaf() {
-			c := newLeaf()
-			c.parent, c.vis, c.tot = parent, n.vis, n.tot
-			c.runs = append(c.runs, n.runs...)
+			from := len(allRuns)
+			allRuns = append(allRuns, n.runs...)
+			c.runs = allRuns[from:len(allRuns):len(allRuns)]
 			c.prev = prev
 			if prev != nil {
 				prev.next = c
@@ -451,8 +474,7 @@ func (t *tree) clone() tree {
 			prev = c
 			return c
 		}
-		c := &node{parent: parent, vis: n.vis, tot: n.tot}
-		c.children = make([]*node, len(n.children))
+		c.children = make([]*node, len(n.children), maxChildren+1)
 		for i, ch := range n.children {
 			c.children[i] = walk(ch, c)
 		}
@@ -460,6 +482,20 @@ func (t *tree) clone() tree {
 	}
 	out.root = walk(t.root, nil)
 	out.last = prev
+	if t.idx != nil {
+		// The index, with the copy's leaves: walk both leaf lists.
+		leafOf := make(map[*node]*node)
+		for a, b := t.first, out.first; a != nil; a, b = a.next, b.next {
+			leafOf[a] = b
+		}
+		out.idx = make([][]ientry, len(t.idx))
+		for a, es := range t.idx {
+			out.idx[a] = make([]ientry, len(es))
+			for i, e := range es {
+				out.idx[a][i] = ientry{e.c, leafOf[e.leaf]}
+			}
+		}
+	}
 	return out
 }
 
@@ -468,15 +504,26 @@ func (t *tree) clone() tree {
 // and kept up to date from then on.
 
 func (t *tree) buildIndex(agents int) {
-	t.idx = make([][]ientry, agents)
+	// Sort (clock, leaf number) pairs, which hold no pointers, then look
+	// the leaves up.
+	type pair struct{ c, leaf uint32 }
+	pairs := make([][]pair, agents)
+	var leaves []*node
 	for l := t.first; l != nil; l = l.next {
 		for i := range l.runs {
 			r := &l.runs[i]
-			t.idx[r.a] = append(t.idx[r.a], ientry{r.c, l})
+			pairs[r.a] = append(pairs[r.a], pair{r.c, uint32(len(leaves))})
 		}
+		leaves = append(leaves, l)
 	}
-	for _, es := range t.idx {
-		slices.SortFunc(es, func(x, y ientry) int { return cmp.Compare(x.c, y.c) })
+	t.idx = make([][]ientry, agents)
+	for a, ps := range pairs {
+		slices.SortFunc(ps, func(x, y pair) int { return cmp.Compare(x.c, y.c) })
+		es := make([]ientry, len(ps))
+		for i, p := range ps {
+			es[i] = ientry{p.c, leaves[p.leaf]}
+		}
+		t.idx[a] = es
 	}
 }
 
