@@ -355,7 +355,7 @@ func readState[E any](b []byte, cc contentCodec[E]) (*Seq[E], error) {
 	for _, p := range pend {
 		it := item[E]{run: p}
 		if !p.deleted {
-			it.content = pendContent[p.off : p.off+p.n : p.off+p.n]
+			it.content = pendContent[int(p.off) : int(p.off)+p.n : int(p.off)+p.n]
 		}
 		s.pending = append(s.pending, it)
 	}
@@ -479,7 +479,7 @@ func readContent[E any](r *mp.Reader, runs []run, cc contentCodec[E]) ([]E, erro
 	n := 0
 	for i := range runs {
 		if x := &runs[i]; !x.deleted {
-			x.off = n
+			x.off = uint32(n)
 			n += x.n
 		}
 	}

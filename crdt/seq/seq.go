@@ -2,6 +2,7 @@ package seq
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -114,7 +115,19 @@ func (s *Seq[E]) Len() int {
 }
 
 // content returns the elements of live run r.
-func (s *Seq[E]) content(r *run) []E { return s.arena[r.off : r.off+r.n : r.off+r.n] }
+func (s *Seq[E]) content(r *run) []E {
+	off := int(r.off)
+	return s.arena[off : off+r.n : off+r.n]
+}
+
+// arenaEnd returns the arena's length as a content offset. A sequence
+// holding 2³² live elements (16 GiB of text) is beyond what it supports.
+func (s *Seq[E]) arenaEnd() uint32 {
+	if len(s.arena) > math.MaxUint32 {
+		panic("seq: more than 2^32 elements of content")
+	}
+	return uint32(len(s.arena))
+}
 
 // Elements appends the visible elements to dst, in order, and returns it.
 func (s *Seq[E]) Elements(dst []E) []E {
@@ -206,7 +219,7 @@ func (s *Seq[E]) typing(ins *Insert[E], self Replica, pos int, content []E) bool
 	leaf, a := s.t.cache.leaf, s.lastA
 	p := &leaf.runs[h.i]
 	k := len(content)
-	if p.a != a || h.off != p.n-1 || p.deleted || p.end() != s.high[a] || p.off+p.n != len(s.arena) || uint64(s.high[a])+uint64(k) > MaxClock {
+	if p.a != a || h.off != p.n-1 || p.deleted || p.end() != s.high[a] || int(p.off)+p.n != len(s.arena) || uint64(s.high[a])+uint64(k) > MaxClock {
 		return false
 	}
 	c := s.high[a]
@@ -248,11 +261,11 @@ func (s *Seq[E]) extend(leaf *node, i int, r *run, content []E) bool {
 // appendContent appends content to live run p's elements in the arena,
 // moving them to the arena's end first if they are not there.
 func (s *Seq[E]) appendContent(p *run, content []E) {
-	if p.off+p.n != len(s.arena) {
+	if int(p.off)+p.n != len(s.arena) {
 		s.compactIfSparse()
-		if p.off+p.n != len(s.arena) {
-			off := len(s.arena)
-			s.arena = append(s.arena, s.arena[p.off:p.off+p.n]...)
+		if int(p.off)+p.n != len(s.arena) {
+			off := s.arenaEnd()
+			s.arena = append(s.arena, s.content(p)...)
 			p.off = off
 		}
 	}
@@ -270,7 +283,7 @@ func (s *Seq[E]) compactIfSparse() {
 	for l := s.t.first; l != nil; l = l.next {
 		for i := range l.runs {
 			if r := &l.runs[i]; !r.deleted {
-				off := len(arena)
+				off := uint32(len(arena))
 				arena = append(arena, s.content(r)...)
 				r.off = off
 			}
@@ -288,7 +301,7 @@ func (s *Seq[E]) insertAt(c cursor, it item[E]) cursor {
 	}
 	if !it.deleted {
 		s.compactIfSparse()
-		it.off = len(s.arena)
+		it.off = s.arenaEnd()
 		s.arena = append(s.arena, it.content...)
 	}
 	var leaf *node

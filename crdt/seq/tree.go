@@ -35,7 +35,7 @@ var none eid
 type run struct {
 	a, c        uint32
 	n           int
-	off         int
+	off         uint32
 	deleted     bool
 	left, right eid
 }
@@ -70,7 +70,7 @@ func (r *run) canAppend(o *run) bool {
 
 // split cuts r before off (0 < off < n) and returns the tail.
 func (r *run) split(off int) run {
-	t := run{a: r.a, c: r.c + uint32(off), n: r.n - off, off: r.off + off, deleted: r.deleted, left: r.id(off - 1), right: r.right}
+	t := run{a: r.a, c: r.c + uint32(off), n: r.n - off, off: r.off + uint32(off), deleted: r.deleted, left: r.id(off - 1), right: r.right}
 	r.n = off
 	return t
 }
@@ -127,6 +127,8 @@ type tree struct {
 	first, last *node
 	// idx, when not nil, maps each agent's runs to their leaves.
 	idx [][]ientry
+	// slab holds leaves allocated ahead.
+	slab []leafNode
 	// cache is the leaf of the last visible-index lookup and the visible
 	// index of its first element; local edits, which touch only that
 	// leaf, keep it valid.
@@ -160,7 +162,6 @@ func (t *tree) init() {
 }
 
 func (t *tree) begin() cursor { return cursor{leaf: t.first} }
-func (t *tree) end() cursor   { return cursor{leaf: t.last, i: len(t.last.runs)} }
 
 // count adds dv visible and dt total elements to leaf and its ancestors.
 func (t *tree) count(leaf *node, dv, dt int) {
@@ -252,17 +253,6 @@ func (t *tree) position(c cursor, vis bool) int {
 	return p
 }
 
-// insertRun inserts r at index i of leaf. counted says that leaf and its
-// ancestors already count r's elements (r is the tail of a split). It
-// returns where r is afterwards: a full leaf splits.
-func (t *tree) insertRun(leaf *node, i int, r run, counted bool) (*node, int) {
-	dv, dt := r.vis(), r.n
-	if counted {
-		dv, dt = 0, 0
-	}
-	return t.insertRuns(leaf, i, dv, dt, r)
-}
-
 // insertRuns inserts rs at index i of leaf, adds dv visible and dt total
 // elements to the counts, and returns where rs[0] is afterwards.
 func (t *tree) insertRuns(leaf *node, i int, dv, dt int, rs ...run) (*node, int) {
@@ -297,14 +287,6 @@ func (t *tree) removeRun(leaf *node, i int) {
 	leaf.runs = slices.Delete(leaf.runs, i, i+1)
 }
 
-// splitRun splits the run at c before c.off (c.off > 0) and returns the
-// cursor at the first element of the tail.
-func (t *tree) splitRun(c cursor) cursor {
-	tail := c.run().split(c.off)
-	leaf, i := t.insertRun(c.leaf, c.i+1, tail, true)
-	return cursor{leaf: leaf, i: i}
-}
-
 // prevRun returns the cursor at the first element of the run before the
 // one at c, which must not be the first run.
 func (t *tree) prevRun(c cursor) cursor {
@@ -321,15 +303,21 @@ type leafNode struct {
 	buf [maxLeafRuns + 1]run
 }
 
-func newLeaf() *node {
-	l := &leafNode{}
+// newLeaf returns an empty leaf, from the tree's slab of leaves: a leaf
+// split allocates one leaf in eight.
+func (t *tree) newLeaf() *node {
+	if len(t.slab) == 0 {
+		t.slab = make([]leafNode, 8)
+	}
+	l := &t.slab[0]
+	t.slab = t.slab[1:]
 	l.runs = l.buf[:0]
 	return &l.node
 }
 
 func (t *tree) splitLeaf(leaf *node) *node {
 	half := len(leaf.runs) / 2
-	nl := newLeaf()
+	nl := t.newLeaf()
 	nl.parent = leaf.parent
 	nl.runs = append(nl.runs, leaf.runs[half:]...)
 	leaf.runs = leaf.runs[:half]
