@@ -280,16 +280,25 @@ func (op *Op) Validate() error {
 				return bad("field %q: %v", f.Name, err)
 			}
 		}
-		if f.Type != Remove && len(f.Dots) > 0 {
-			return bad("field %q: dots on a %v", f.Name, f.Type)
-		}
-		for _, d := range f.Dots {
-			if d.Origin.IsZero() || d.Seq == 0 {
-				return bad("field %q: invalid dot %v", f.Name, d)
-			}
+		if err := validateDots(f); err != nil {
+			return bad("field %q: %v", f.Name, err)
 		}
 		if err := validateSeqOp(op, i); err != nil {
 			return bad("field %q: %v", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// validateDots checks a field op's dots: only a Remove has some, and each
+// is a valid dot.
+func validateDots(f *FieldOp) error {
+	if f.Type != Remove && len(f.Dots) > 0 {
+		return fmt.Errorf("dots on a %v", f.Type)
+	}
+	for _, d := range f.Dots {
+		if d.Origin.IsZero() || d.Seq == 0 {
+			return fmt.Errorf("invalid dot %v", d)
 		}
 	}
 	return nil

@@ -80,24 +80,8 @@ var ErrRange = seq.ErrRange
 // one after a re-create), and become inserts and deletes of elements by
 // id; their positions out of range are an error wrapping [ErrRange].
 func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl uint64, fields []FieldOp, err error) {
-	switch intent {
-	case IntentDelete:
-		if !r.Exists() {
-			return 0, nil, ErrNotFound
-		}
-		return r.CL + 1, nil, nil
-	case IntentUpdate:
-		if !r.Exists() {
-			return 0, nil, ErrNotFound
-		}
-		cl = r.CL
-	case IntentPut:
-		cl = r.CL
-		if !r.Exists() {
-			cl = r.CL + 1
-		}
-	default:
-		return 0, nil, fmt.Errorf("crdt: unknown intent %d", intent)
+	if cl, err = r.causalLength(intent); err != nil || intent == IntentDelete {
+		return cl, nil, err
 	}
 	// After a (re-)create, nothing of the old state is visible.
 	view := r
@@ -109,14 +93,6 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 	// op, as if applied in order: the last assignment wins, increments add
 	// up, max and min keep the extreme, and removing an element drops an
 	// earlier add of it.
-	find := func(name string) int {
-		for i := range fields {
-			if fields[i].Name == name {
-				return i
-			}
-		}
-		return -1
-	}
 	for _, c := range changes {
 		if c.Type == TextSplice || c.Type == ListSplice {
 			continue // below, once the other changes are known
@@ -125,7 +101,7 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 		if want == 0 {
 			return 0, nil, fmt.Errorf("crdt: field %q: unknown change type %d", c.Name, c.Type)
 		}
-		prev := find(c.Name)
+		prev := slices.IndexFunc(fields, func(f FieldOp) bool { return f.Name == c.Name })
 		if prev >= 0 && fields[prev].Type.Kind() != want.Kind() {
 			return 0, nil, fmt.Errorf("%w: field %q changed as a %v and a %v in one write", ErrInvalidOp, c.Name, fields[prev].Type.Kind(), want.Kind())
 		}
@@ -156,25 +132,9 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 			if c.Delta == 0 {
 				continue
 			}
-			var t Tally
-			if prev >= 0 {
-				t.P, t.N = fields[prev].P, fields[prev].N
-			} else if f := view.component(c.Name, KindCounter); f != nil {
-				if i, ok := slices.BinarySearchFunc(f.Counts, self, func(t Tally, o ReplicaID) int { return t.Origin.Compare(o) }); ok && f.Counts[i].CL == cl {
-					t = f.Counts[i]
-				}
-			}
-			if c.Delta > 0 {
-				if t.P > math.MaxUint64-uint64(c.Delta) {
-					return 0, nil, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
-				}
-				t.P += uint64(c.Delta)
-			} else {
-				d := uint64(-(c.Delta + 1)) + 1 // |Delta| without overflowing MinInt64
-				if t.N > math.MaxUint64-d {
-					return 0, nil, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
-				}
-				t.N += d
+			t, err := view.tally(self, cl, &c, prev, fields)
+			if err != nil {
+				return 0, nil, err
 			}
 			if prev >= 0 {
 				fields[prev].P, fields[prev].N = t.P, t.N
@@ -196,6 +156,54 @@ func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl ui
 		return 0, nil, err
 	}
 	return cl, fields, nil
+}
+
+// causalLength returns the CL of a write of intent on r: ErrNotFound for
+// an update or delete of a record that does not exist.
+func (r *Record) causalLength(intent Intent) (uint64, error) {
+	switch intent {
+	case IntentDelete, IntentUpdate:
+		if !r.Exists() {
+			return 0, ErrNotFound
+		}
+		if intent == IntentDelete {
+			return r.CL + 1, nil
+		}
+		return r.CL, nil
+	case IntentPut:
+		if !r.Exists() {
+			return r.CL + 1, nil
+		}
+		return r.CL, nil
+	}
+	return 0, fmt.Errorf("crdt: unknown intent %d", intent)
+}
+
+// tally returns self's new totals of counter c.Name after the increment
+// c: from the write's earlier increment of it (fields[prev]) or from the
+// record at causal length cl.
+func (r *Record) tally(self ReplicaID, cl uint64, c *Change, prev int, fields []FieldOp) (Tally, error) {
+	var t Tally
+	if prev >= 0 {
+		t.P, t.N = fields[prev].P, fields[prev].N
+	} else if f := r.component(c.Name, KindCounter); f != nil {
+		if i, ok := slices.BinarySearchFunc(f.Counts, self, func(t Tally, o ReplicaID) int { return t.Origin.Compare(o) }); ok && f.Counts[i].CL == cl {
+			t = f.Counts[i]
+		}
+	}
+	if c.Delta > 0 {
+		if t.P > math.MaxUint64-uint64(c.Delta) {
+			return t, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
+		}
+		t.P += uint64(c.Delta)
+		return t, nil
+	}
+	d := uint64(-(c.Delta + 1)) + 1 // |Delta| without overflowing MinInt64
+	if t.N > math.MaxUint64-d {
+		return t, fmt.Errorf("%w: field %q", ErrCounterOverflow, c.Name)
+	}
+	t.N += d
+	return t, nil
 }
 
 // component returns the field entry of (name, kind), or nil.
