@@ -44,6 +44,7 @@ func (id ID) Compare(o ID) int {
 	return cmp.Compare(id.Clock, o.Clock)
 }
 
+// String returns the id as replica:clock, the replica in hex, or "none".
 func (id ID) String() string {
 	if id.IsZero() {
 		return "none"
