@@ -71,8 +71,9 @@
 //
 // A replica inserts at most [MaxClock] elements into one sequence.
 // Decoders check that an encoding is canonical and consistent (every id
-// held once, every integrated run's origins held), but not that origins
-// sit where an honest replica would have put them, nor that two states
+// held once, every integrated run's origins held), but not that some
+// history of edits produces it (its elements in the order integration
+// gives, its runs' origins inserted before them), nor that two states
 // agree on an element both hold: honest replicas insert each id once. A
-// merge of such hostile states is deterministic but need not commute.
+// merge with such a hostile state is deterministic but need not commute.
 package seq

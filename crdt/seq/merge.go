@@ -73,6 +73,11 @@ func (s *Seq[E]) Merge(o *Seq[E]) {
 		*s = *o.Clone()
 		return
 	}
+	s.mergeFrom(o)
+}
+
+// mergeFrom joins o into s by integrating o's runs and deletes one by one.
+func (s *Seq[E]) mergeFrom(o *Seq[E]) {
 	s.init()
 	m := make([]uint32, len(o.agents))
 	for a := 1; a < len(o.agents); a++ {

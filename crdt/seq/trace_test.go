@@ -135,6 +135,12 @@ func TestConcurrentTraces(t *testing.T) {
 				}
 			}
 			checkRoundTrip(t, docs[0])
+			// Integrating the final state's runs one by one, in document
+			// order (not a causal order), into an empty text gives the
+			// same state.
+			if !honest(&docs[0].Seq, textCodec) {
+				t.Fatal("re-integrating the final state's runs gives another state")
+			}
 			t.Logf("%d txns, %d agents, final %d bytes, state %d bytes", len(tr.Txns), tr.NumAgents, len(tr.EndContent), len(enc0))
 		})
 	}
