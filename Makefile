@@ -16,6 +16,8 @@ peers:
 fuzz:
 	go test -run='^$$' -fuzz=FuzzDecodeOp -fuzztime=60s ./crdt/
 	go test -run='^$$' -fuzz=FuzzDecodeRecord -fuzztime=60s ./crdt/
+	go test -run='^$$' -fuzz=FuzzDecodeText -fuzztime=60s ./crdt/seq/
+	go test -run='^$$' -fuzz=FuzzDecodeList -fuzztime=60s ./crdt/seq/
 	go test -run='^$$' -fuzz=FuzzReader -fuzztime=60s ./internal/mp/
 	go test -run='^$$' -fuzz=FuzzDecodeRequest -fuzztime=60s ./transport/
 	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=60s ./transport/

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/convergedb/converge/crdt/seq"
 	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
 )
@@ -35,9 +36,21 @@ var ErrUnknownVersion = errors.New("crdt: unknown encoding version")
 //	Count:    [name, 4, p uint, n uint]
 //	WriteMax: [name, 5, value]
 //	WriteMin: [name, 6, value]
+//	TextInsert: [name, 7, clock uint, left, right, str]
+//	TextDelete: [name, 8, spans]
+//	ListInsert: [name, 9, clock uint, left, right, [value, ...]]
+//	ListDelete: [name, 10, spans]
+//
+//	left, right: nil (the start, the end) | [clock] (an element of the op's
+//	             origin) | [origin bin(16), clock] (of another replica)
+//	spans:       [origin bin(16) | nil (the op's origin), clock uint, n uint, ...]
 //
 // Values are embedded as the msgpack values they are. Integers use their
-// smallest form, so an op has exactly one encoding.
+// smallest form, and an element of the op's origin is always written in
+// the short form, so an op has exactly one encoding. The text and list
+// field ops (7 to 10) came after the others without a new version: ops
+// without them are encoded as they always were, and a decoder from before
+// refuses an op with them as invalid (an unknown op type).
 
 // Op flags, in the encoding's flags element.
 const (
@@ -66,7 +79,7 @@ func AppendOp(b []byte, op *Op) []byte {
 	b = mp.AppendUint(b, flags)
 	b = mp.AppendArrayHeader(b, len(op.Fields))
 	for i := range op.Fields {
-		b = appendFieldOp(b, &op.Fields[i])
+		b = appendFieldOp(b, &op.Fields[i], op.Dot.Origin)
 	}
 	return b
 }
@@ -81,11 +94,13 @@ func appendValue(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-func appendFieldOp(b []byte, f *FieldOp) []byte {
+func appendFieldOp(b []byte, f *FieldOp, origin ReplicaID) []byte {
 	n := 3
 	switch f.Type {
 	case Assign, Remove, Count:
 		n = 4
+	case TextInsert, ListInsert:
+		n = 6
 	}
 	b = mp.AppendArrayHeader(b, n)
 	b = mp.AppendString(b, f.Name)
@@ -100,10 +115,41 @@ func appendFieldOp(b []byte, f *FieldOp) []byte {
 	case Count:
 		b = mp.AppendUint(b, f.P)
 		b = mp.AppendUint(b, f.N)
+	case TextInsert, ListInsert:
+		b = mp.AppendUint(b, f.Clock)
+		b = appendElemID(b, f.Left, origin)
+		b = appendElemID(b, f.Right, origin)
+		b = appendValue(b, f.Value)
+	case TextDelete, ListDelete:
+		b = mp.AppendArrayHeader(b, 3*len(f.Spans))
+		for _, sp := range f.Spans {
+			if ReplicaID(sp.ID.Replica) == origin {
+				b = mp.AppendNil(b)
+			} else {
+				b = mp.AppendBytes(b, sp.ID.Replica[:])
+			}
+			b = mp.AppendUint(b, sp.ID.Clock)
+			b = mp.AppendUint(b, sp.N)
+		}
 	default:
 		b = appendValue(b, f.Value)
 	}
 	return b
+}
+
+// appendElemID appends an insert's origin: nil, [clock] for an element of
+// the op's origin, or [replica, clock].
+func appendElemID(b []byte, id ElemID, origin ReplicaID) []byte {
+	switch {
+	case id.IsZero():
+		return mp.AppendNil(b)
+	case ReplicaID(id.Replica) == origin:
+		b = mp.AppendArrayHeader(b, 1)
+	default:
+		b = mp.AppendArrayHeader(b, 2)
+		b = mp.AppendBytes(b, id.Replica[:])
+	}
+	return mp.AppendUint(b, id.Clock)
 }
 
 func appendDots(b []byte, dots []Dot) []byte {
@@ -299,14 +345,14 @@ func (d *decoder) op() (op Op, err error) {
 		op.Fields = make([]FieldOp, n)
 	}
 	for i := range op.Fields {
-		if err = d.fieldOp(&op.Fields[i]); err != nil {
+		if err = d.fieldOp(&op.Fields[i], op.Dot.Origin); err != nil {
 			return
 		}
 	}
 	return op, nil
 }
 
-func (d *decoder) fieldOp(f *FieldOp) (err error) {
+func (d *decoder) fieldOp(f *FieldOp, origin ReplicaID) (err error) {
 	n, err := d.r.ArrayHeader()
 	if err != nil {
 		return err
@@ -323,7 +369,9 @@ func (d *decoder) fieldOp(f *FieldOp) (err error) {
 	switch f.Type {
 	case Assign, Remove, Count:
 		want = 4
-	case Add, WriteMax, WriteMin:
+	case Add, WriteMax, WriteMin, TextDelete, ListDelete:
+	case TextInsert, ListInsert:
+		want = 6
 	default:
 		return fmt.Errorf("%w: field %q: unknown op type %d", ErrInvalidOp, f.Name, t)
 	}
@@ -331,6 +379,11 @@ func (d *decoder) fieldOp(f *FieldOp) (err error) {
 		return fmt.Errorf("%w: field %q: %d elements, want %d", ErrInvalidOp, f.Name, n, want)
 	}
 	switch f.Type {
+	case TextInsert, ListInsert:
+		return d.insertOp(f, origin)
+	case TextDelete, ListDelete:
+		f.Spans, err = d.spans(origin)
+		return err
 	case Count:
 		if f.P, err = d.r.Uint(); err != nil {
 			return err
@@ -357,4 +410,82 @@ func (d *decoder) fieldOp(f *FieldOp) (err error) {
 		f.Dots, err = d.dots()
 	}
 	return err
+}
+
+func (d *decoder) insertOp(f *FieldOp, origin ReplicaID) (err error) {
+	if f.Clock, err = d.r.Uint(); err != nil {
+		return err
+	}
+	if f.Left, err = d.elemID(origin); err != nil {
+		return err
+	}
+	if f.Right, err = d.elemID(origin); err != nil {
+		return err
+	}
+	f.Value, err = d.r.Raw()
+	return err
+}
+
+// elemID reads an insert's origin, refusing the long form for an element
+// of the op's origin.
+func (d *decoder) elemID(origin ReplicaID) (ElemID, error) {
+	if d.r.IsNil() {
+		return ElemID{}, nil
+	}
+	n, err := d.r.ArrayHeader()
+	if err != nil {
+		return ElemID{}, err
+	}
+	var id ElemID
+	switch n {
+	case 1:
+		id.Replica = seq.Replica(origin)
+	case 2:
+		r, err := d.replica()
+		if err != nil {
+			return ElemID{}, err
+		}
+		if r == origin || r.IsZero() {
+			return ElemID{}, fmt.Errorf("%w: element id in the long form for the op's origin or zero", ErrInvalidOp)
+		}
+		id.Replica = seq.Replica(r)
+	default:
+		return ElemID{}, fmt.Errorf("%w: element id of %d elements", ErrInvalidOp, n)
+	}
+	id.Clock, err = d.r.Uint()
+	return id, err
+}
+
+// spans reads a delete's spans, refusing a written-out op origin.
+func (d *decoder) spans(origin ReplicaID) ([]Span, error) {
+	n, err := d.r.ArrayHeader()
+	if err != nil {
+		return nil, err
+	}
+	if n%3 != 0 {
+		return nil, fmt.Errorf("%w: span list of %d items", ErrInvalidOp, n)
+	}
+	out := make([]Span, n/3)
+	for i := range out {
+		sp := &out[i]
+		if d.r.IsNil() {
+			sp.ID.Replica = seq.Replica(origin)
+		} else {
+			r, err := d.replica()
+			if err != nil {
+				return nil, err
+			}
+			if r == origin {
+				return nil, fmt.Errorf("%w: span of the op's origin in the long form", ErrInvalidOp)
+			}
+			sp.ID.Replica = seq.Replica(r)
+		}
+		if sp.ID.Clock, err = d.r.Uint(); err != nil {
+			return nil, err
+		}
+		if sp.N, err = d.r.Uint(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/convergedb/converge/crdt/seq"
 	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
 	"pgregory.net/rapid"
@@ -516,15 +517,17 @@ func TestOpAccessors(t *testing.T) {
 			t.Errorf("CL %d: IsDelete() = %v, want %v", cl, got, want)
 		}
 	}
-	kinds := map[FieldOpType]Kind{Assign: KindRegister, Add: KindSet, Remove: KindSet, Count: KindCounter, WriteMax: KindMax, WriteMin: KindMin, 0: 0, 7: 0}
+	kinds := map[FieldOpType]Kind{Assign: KindRegister, Add: KindSet, Remove: KindSet, Count: KindCounter, WriteMax: KindMax, WriteMin: KindMin,
+		TextInsert: KindText, TextDelete: KindText, ListInsert: KindList, ListDelete: KindList, 0: 0, 11: 0}
 	for typ, want := range kinds {
 		if got := typ.Kind(); got != want {
 			t.Errorf("%v.Kind() = %v, want %v", typ, got, want)
 		}
 	}
 	names := map[fmt.Stringer]string{
-		Assign: "assign", Add: "add", Remove: "remove", Count: "count", WriteMax: "max", WriteMin: "min", FieldOpType(9): "fieldop(9)",
-		KindRegister: "register", KindSet: "set", KindCounter: "counter", KindMax: "max", KindMin: "min", Kind(0): "kind(0)",
+		Assign: "assign", Add: "add", Remove: "remove", Count: "count", WriteMax: "max", WriteMin: "min", FieldOpType(11): "fieldop(11)",
+		TextInsert: "text-insert", TextDelete: "text-delete", ListInsert: "list-insert", ListDelete: "list-delete",
+		KindRegister: "register", KindSet: "set", KindCounter: "counter", KindMax: "max", KindMin: "min", KindText: "text", KindList: "list", Kind(0): "kind(0)",
 	}
 	for s, want := range names {
 		if got := s.String(); got != want {
@@ -550,6 +553,12 @@ func sampleOps() []*Op {
 				count("c", 1<<63, 0),
 			},
 		},
+		mkOp(rA, 4, ts(5), 1,
+			FieldOp{Name: "note", Type: TextInsert, Clock: 3, Left: ElemID{Replica: seq.Replica(rA), Clock: 2}, Right: ElemID{Replica: seq.Replica(rB), Clock: 0}, Value: vStr("héllo")},
+			FieldOp{Name: "note", Type: TextDelete, Spans: []Span{{ID: ElemID{Replica: seq.Replica(rA), Clock: 0}, N: 2}, {ID: ElemID{Replica: seq.Replica(rC), Clock: 5}, N: 1}}}),
+		mkOp(rB, 2, ts(6), 1,
+			FieldOp{Name: "items", Type: ListInsert, Value: vArr(vStr("milk"), vInt(2), vArr(vNil))},
+			FieldOp{Name: "items", Type: ListDelete, Spans: []Span{{ID: ElemID{Replica: seq.Replica(rB), Clock: 9}, N: 1}}}),
 	}
 }
 
@@ -566,7 +575,26 @@ func sampleRecords() []*Record {
 		apply(mkOp(rA, 1, ts(1), 1, assign("a", vInt(1)), add("s", vInt(1))), mkOp(rB, 1, ts(2), 2)),
 		apply(mkOp(rA, 1, ts(1), 1, assign("a", vInt(1)), count("c", 4, 0)), mkOp(rB, 1, ts(2), 2), mkOp(rA, 2, ts(3), 3, assign("b", vInt(2)), count("c", 1, 0))),
 		apply(mkOp(rA, 1, ts(1), 1, assign("f", vInt(1))), mkOp(rB, 1, ts(2), 1, add("f", vNil)), mkOp(rC, 1, ts(3), 1, writeMax("f", vStr("m")))),
+		sampleTextRecord(),
 	}
+}
+
+// sampleTextRecord is a record with a text field edited concurrently (with
+// a tombstone, a pending insert and a pending delete) and a list field.
+func sampleTextRecord() *Record {
+	r := &Record{}
+	cl, fields, _ := r.Prepare(rA, IntentPut, []Change{{Name: "note", Type: TextSplice, Value: vStr("hello world")}, {Name: "items", Type: ListSplice, Value: vArr(vStr("a"), vStr("b"))}})
+	r.Apply(mkOp(rA, 1, ts(1), cl, fields...))
+	s := r.Clone()
+	_, fa, _ := r.Prepare(rA, IntentUpdate, []Change{{Name: "note", Type: TextSplice, Pos: 5, Del: 6, Value: vStr("!")}})
+	_, fb, _ := s.Prepare(rB, IntentUpdate, []Change{{Name: "note", Type: TextSplice, Pos: 0, Value: vStr("Oh, ")}, {Name: "items", Type: ListSplice, Pos: 1, Del: 1, Value: vArr(vInt(3))}})
+	r.Apply(mkOp(rA, 2, ts(2), 1, fa...))
+	r.Apply(mkOp(rB, 1, ts(2), 1, fb...))
+	// An insert after an element that has not arrived, and a delete of one.
+	r.Apply(mkOp(rC, 1, ts(3), 1,
+		FieldOp{Name: "note", Type: TextInsert, Clock: 4, Left: ElemID{Replica: seq.Replica(rC), Clock: 3}, Value: vStr("?")},
+		FieldOp{Name: "note", Type: TextDelete, Spans: []Span{{ID: ElemID{Replica: seq.Replica(rC), Clock: 0}, N: 2}}}))
+	return r
 }
 
 // corpusFile is a Go fuzz corpus file holding one []byte argument.
@@ -679,6 +707,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		for _, f := range r.Fields {
 			r.Get(f.Name)
 			r.SetElems(f.Name)
+			r.Text(f.Name)
+			r.ListElems(f.Name)
 		}
 		c := r.Clone()
 		c.Merge(r)
@@ -694,6 +724,17 @@ func FuzzDecodeRecord(f *testing.F) {
 		if len(r.Fields) > 0 {
 			name := r.Fields[0].Name
 			_, _, _ = r.Prepare(rA, IntentPut, []Change{{Name: name, Type: Set, Value: vInt(1)}, {Name: name, Type: RemoveElem, Value: vInt(1)}, {Name: name, Type: Increment, Delta: 1}})
+			// Splices that may or may not fit the field.
+			for _, typ := range []ChangeType{TextSplice, ListSplice} {
+				cl, fields, err := r.Prepare(rB, IntentPut, []Change{{Name: name, Type: typ, Pos: 1, Del: 1}, {Name: name, Type: typ}})
+				if err == nil {
+					op := mkOp(rB, 1, ts(1), cl, fields...)
+					if err := op.Validate(); err != nil {
+						t.Fatalf("Prepare made an invalid op: %v", err)
+					}
+					c.Apply(op)
+				}
+			}
 		}
 		if !slices.Equal(r.Encode(), b) {
 			t.Fatalf("reading and merging from r changed it")

@@ -22,8 +22,12 @@
 // drops it (tombstone collection; see [Record]).
 //
 // Fields come in kinds ([Kind]): an LWW register ordered by (CL, HLC,
-// replica); an add-wins observed-remove set; a PN-counter; and max and min
-// registers. Each is a join semilattice. A field touched by writes of
+// replica); an add-wins observed-remove set; a PN-counter; max and min
+// registers; and text and lists, sequence CRDTs (package [seq]) whose
+// elements have ids, edited by inserts of runs between two elements and
+// deletes of id ranges, with concurrent inserts ordered as FugueMax orders
+// them. Each is a join semilattice. A text or list component belongs to
+// one CL: a later one replaces it whole, an earlier one is dropped. A field touched by writes of
 // different kinds (a schema change) keeps one component per kind and shows
 // the kind written last, by (CL, HLC, replica).
 //

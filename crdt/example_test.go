@@ -72,3 +72,34 @@ func ExampleCompareValues_time() {
 	// -1
 	// 2024-05-01 11:59:59.999999999 +0000 UTC
 }
+
+// A text field edited on two replicas at once: each write is a splice,
+// which Prepare turns into inserts and deletes of elements by id, and the
+// records converge whatever order the ops arrive in.
+func ExampleRecord_Prepare_text() {
+	a, b := crdt.ReplicaID{1}, crdt.ReplicaID{2}
+	opOf := func(origin crdt.ReplicaID, seq uint64, cl uint64, fields []crdt.FieldOp) *crdt.Op {
+		return &crdt.Op{Namespace: "ns", Collection: "notes", Key: "n1", Dot: crdt.Dot{Origin: origin, Seq: seq}, HLC: hlc.New(int64(seq), 0), CL: cl, TxEnd: true, Fields: fields}
+	}
+	ra := &crdt.Record{}
+	cl, fields, _ := ra.Prepare(a, crdt.IntentPut, []crdt.Change{{Name: "body", Type: crdt.TextSplice, Value: crdt.EncodeString("shopping list")}})
+	create := opOf(a, 1, cl, fields)
+	ra.Apply(create)
+	rb := ra.Clone()
+
+	_, fa, _ := ra.Prepare(a, crdt.IntentUpdate, []crdt.Change{{Name: "body", Type: crdt.TextSplice, Pos: 0, Del: 1, Value: crdt.EncodeString("S")}})
+	_, fb, _ := rb.Prepare(b, crdt.IntentUpdate, []crdt.Change{{Name: "body", Type: crdt.TextSplice, Pos: 13, Value: crdt.EncodeString(": eggs")}})
+	opA, opB := opOf(a, 2, cl, fa), opOf(b, 1, cl, fb)
+	ra.Apply(opA)
+	ra.Apply(opB)
+	rb.Apply(opB)
+	rb.Apply(opA)
+
+	ta, _ := ra.Text("body")
+	tb, _ := rb.Text("body")
+	fmt.Println(ta)
+	fmt.Println(tb)
+	// Output:
+	// Shopping list: eggs
+	// Shopping list: eggs
+}

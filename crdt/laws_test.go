@@ -39,6 +39,7 @@ func genLawOps(minLen, maxLen int) *rapid.Generator[[]*Op] {
 		n := rapid.IntRange(minLen, maxLen).Draw(t, "ops")
 		seqs := map[ReplicaID]uint64{}
 		var adds []addRef
+		views := newSeqViews()
 		ops := make([]*Op, 0, n)
 		for range n {
 			origin := rapid.SampledFrom(lawReplicas).Draw(t, "origin")
@@ -56,7 +57,7 @@ func genLawOps(minLen, maxLen int) *rapid.Generator[[]*Op] {
 				TxEnd: true,
 			}
 			if !op.IsDelete() {
-				op.Fields = genLawFields(t, op, &adds)
+				op.Fields = genLawFields(t, op, &adds, views)
 			}
 			if err := op.Validate(); err != nil {
 				t.Fatalf("generated an invalid op %+v: %v", op, err)
@@ -67,13 +68,23 @@ func genLawOps(minLen, maxLen int) *rapid.Generator[[]*Op] {
 	})
 }
 
-func genLawFields(t *rapid.T, op *Op, adds *[]addRef) []FieldOp {
+func genLawFields(t *rapid.T, op *Op, adds *[]addRef, views *seqViews) []FieldOp {
 	var fields []FieldOp
 	kinds := map[string]Kind{} // field name -> kind written by this op
 	n := rapid.IntRange(0, 4).Draw(t, "fields")
 	for range n {
-		typ := rapid.SampledFrom(fieldOpTypes).Draw(t, "type")
+		typ := rapid.SampledFrom(lawOpTypes).Draw(t, "type")
 		f := FieldOp{Name: rapid.SampledFrom(lawFields).Draw(t, "name"), Type: typ}
+		if typ.Kind().isSeq() {
+			// A splice on the origin's view of the field: an insert, a
+			// delete, or both.
+			if prev, ok := kinds[f.Name]; ok && prev != typ.Kind() {
+				continue
+			}
+			kinds[f.Name] = typ.Kind()
+			fields = append(fields, views.splice(t, op, f.Name, typ.Kind())...)
+			continue
+		}
 		switch typ {
 		case Assign:
 			if rapid.IntRange(0, 4).Draw(t, "unset") > 0 {
@@ -110,7 +121,7 @@ func genLawFields(t *rapid.T, op *Op, adds *[]addRef) []FieldOp {
 			}
 		}
 		k := typ.Kind()
-		if prev, ok := kinds[f.Name]; ok && (prev != k || k != KindSet) {
+		if prev, ok := kinds[f.Name]; ok && (prev != k || !k.repeatable()) {
 			continue // one write per field, but for sets
 		}
 		kinds[f.Name] = k
@@ -482,6 +493,16 @@ func (m *model) get(name string) (FieldValue, bool) {
 			}
 		}
 		v.Value = EncodeInt(total)
+	case KindText, KindList:
+		// The inserts and deletes at the current CL, joined.
+		var ops []*Op
+		var fos []*FieldOp
+		for _, w := range ws {
+			if w.f.Type.Kind() == kind && w.op.CL == m.cl {
+				ops, fos = append(ops, w.op), append(fos, w.f)
+			}
+		}
+		v.Value = seqModelValue(kind, ops, fos)
 	}
 	return v, true
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/convergedb/converge/crdt/seq"
 	"github.com/convergedb/converge/hlc"
 )
 
@@ -25,9 +26,18 @@ const (
 	// KindMin keeps the least value written (by [CompareValues], ties
 	// broken by bytes).
 	KindMin Kind = 5
+	// KindText is collaborative text: a sequence CRDT of code points
+	// (package [seq]), edited by splices.
+	KindText Kind = 6
+	// KindList is a collaborative list: a sequence CRDT of msgpack
+	// values (package [seq]), edited by splices.
+	KindList Kind = 7
 )
 
-func (k Kind) valid() bool { return k >= KindRegister && k <= KindMin }
+func (k Kind) valid() bool { return k >= KindRegister && k <= KindList }
+
+// isSeq reports whether k is a sequence kind (text or list).
+func (k Kind) isSeq() bool { return k == KindText || k == KindList }
 
 func (k Kind) String() string {
 	switch k {
@@ -41,6 +51,10 @@ func (k Kind) String() string {
 		return "max"
 	case KindMin:
 		return "min"
+	case KindText:
+		return "text"
+	case KindList:
+		return "list"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -64,6 +78,18 @@ const (
 	WriteMax FieldOpType = 5
 	// WriteMin offers Value to a min register.
 	WriteMin FieldOpType = 6
+	// TextInsert inserts the code points of Value (a msgpack str) into a
+	// text field: they get the ids (op origin, Clock), (op origin,
+	// Clock+1), …, and go between the elements Left and Right, which
+	// were adjacent where the op was written (zero: the start, the end).
+	TextInsert FieldOpType = 7
+	// TextDelete deletes the elements of a text field listed in Spans.
+	TextDelete FieldOpType = 8
+	// ListInsert inserts the elements of Value (a msgpack array) into a
+	// list field, as TextInsert does into text.
+	ListInsert FieldOpType = 9
+	// ListDelete deletes the elements of a list field listed in Spans.
+	ListDelete FieldOpType = 10
 )
 
 // Kind returns the kind of field the op type writes.
@@ -79,6 +105,10 @@ func (t FieldOpType) Kind() Kind {
 		return KindMax
 	case WriteMin:
 		return KindMin
+	case TextInsert, TextDelete:
+		return KindText
+	case ListInsert, ListDelete:
+		return KindList
 	}
 	return 0
 }
@@ -97,6 +127,14 @@ func (t FieldOpType) String() string {
 		return "max"
 	case WriteMin:
 		return "min"
+	case TextInsert:
+		return "text-insert"
+	case TextDelete:
+		return "text-delete"
+	case ListInsert:
+		return "list-insert"
+	case ListDelete:
+		return "list-delete"
 	}
 	return fmt.Sprintf("fieldop(%d)", uint8(t))
 }
@@ -115,7 +153,22 @@ type FieldOp struct {
 	Dots []Dot
 	// P and N are, for Count, the origin's new totals.
 	P, N uint64
+	// Clock is, for TextInsert and ListInsert, the clock of the first
+	// inserted element.
+	Clock uint64
+	// Left and Right are, for TextInsert and ListInsert, the elements the
+	// insert went between; zero for the start and the end.
+	Left, Right ElemID
+	// Spans are, for TextDelete and ListDelete, the deleted elements.
+	Spans []Span
 }
+
+// ElemID identifies one element of a text or list field: the replica that
+// inserted it and its clock (see [seq.ID]).
+type ElemID = seq.ID
+
+// Span is a range of element ids of one replica (see [seq.Span]).
+type Span = seq.Span
 
 // Op is one mutation of one record. Ops written in one transaction carry
 // consecutive sequence numbers; the last has TxEnd set. Resolution marks
@@ -203,13 +256,13 @@ func (op *Op) Validate() error {
 			return bad("field %q: unknown op type %d", f.Name, f.Type)
 		}
 		if names != nil {
-			if prev, ok := names[f.Name]; ok && (prev != k || k != KindSet) {
+			if prev, ok := names[f.Name]; ok && (prev != k || !k.repeatable()) {
 				return bad("field %q written twice in one op", f.Name)
 			}
 			names[f.Name] = k
 		} else {
 			for j := range i {
-				if g := &op.Fields[j]; g.Name == f.Name && (g.Type.Kind() != k || k != KindSet) {
+				if g := &op.Fields[j]; g.Name == f.Name && (g.Type.Kind() != k || !k.repeatable()) {
 					return bad("field %q written twice in one op", f.Name)
 				}
 			}
@@ -217,23 +270,42 @@ func (op *Op) Validate() error {
 		if len(f.Value) > MaxValueLen {
 			return bad("field %q: value of %d bytes, limit %d", f.Name, len(f.Value), MaxValueLen)
 		}
-		needValue := f.Type != Count && f.Type != Assign
+		needValue := f.Type != Count && f.Type != Assign && f.Type != TextDelete && f.Type != ListDelete
 		if len(f.Value) == 0 && needValue {
 			return bad("field %q: %v without a value", f.Name, f.Type)
 		}
 		if len(f.Value) > 0 {
+			if !needValue && f.Type != Assign {
+				return bad("field %q: a value on a %v", f.Name, f.Type)
+			}
 			if err := checkValue(f.Value); err != nil {
 				return bad("field %q: %v", f.Name, err)
 			}
 		}
-		if f.Type != Remove && len(f.Dots) > 0 {
-			return bad("field %q: dots on a %v", f.Name, f.Type)
+		if err := validateDots(f); err != nil {
+			return bad("field %q: %v", f.Name, err)
 		}
-		for _, d := range f.Dots {
-			if d.Origin.IsZero() || d.Seq == 0 {
-				return bad("field %q: invalid dot %v", f.Name, d)
-			}
+		if err := validateSeqOp(op, i); err != nil {
+			return bad("field %q: %v", f.Name, err)
 		}
 	}
 	return nil
 }
+
+// validateDots checks a field op's dots: only a Remove has some, and each
+// is a valid dot.
+func validateDots(f *FieldOp) error {
+	if f.Type != Remove && len(f.Dots) > 0 {
+		return fmt.Errorf("dots on a %v", f.Type)
+	}
+	for _, d := range f.Dots {
+		if d.Origin.IsZero() || d.Seq == 0 {
+			return fmt.Errorf("invalid dot %v", d)
+		}
+	}
+	return nil
+}
+
+// repeatable reports whether one op may write a field of kind k several
+// times: set adds and removes, text and list inserts and deletes.
+func (k Kind) repeatable() bool { return k == KindSet || k.isSeq() }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/convergedb/converge/crdt/seq"
 	"github.com/convergedb/converge/internal/mp"
 )
 
@@ -43,6 +44,14 @@ const (
 	Increment                        // add Delta to a counter
 	OfferMax                         // offer Value to a max register
 	OfferMin                         // offer Value to a min register
+	// TextSplice deletes Del code points of a text field from Pos on, then
+	// inserts there the text Value holds (a msgpack str; empty: none).
+	TextSplice
+	// ListSplice deletes Del elements of a list field from Pos on, then
+	// inserts there the elements Value holds (a msgpack array; empty:
+	// none). Replacing an element is a splice of one for one; there is no
+	// move (a move is a delete and an insert).
+	ListSplice
 )
 
 // Change is one field change of a local write.
@@ -51,14 +60,25 @@ type Change struct {
 	Type  ChangeType
 	Value []byte // msgpack-encoded
 	Delta int64  // for Increment
+	// Pos and Del are, for TextSplice and ListSplice, where the splice
+	// starts and how many elements it deletes, in the field as the
+	// earlier splices of the write left it.
+	Pos, Del int
 }
+
+// ErrRange is returned (wrapped) by [Record.Prepare] for a splice outside
+// its field's text or list.
+var ErrRange = seq.ErrRange
 
 // Prepare turns a local write on r into the op's causal length and field
 // ops, as replica self would write it: a register write records the HLC it
 // replaces, a remove lists the adds it observed, an increment carries self's
 // new totals. It does not modify r. Prepare returns ErrNotFound for an
 // IntentUpdate or IntentDelete of a record that does not exist; a Put on a
-// deleted record re-creates it empty but for the changes.
+// deleted record re-creates it empty but for the changes. Splices of a text
+// or list field apply in order to the field's current sequence (an empty
+// one after a re-create), and become inserts and deletes of elements by
+// id; their positions out of range are an error wrapping [ErrRange].
 //
 // Prepare is PrepareFrom with r as the base: the writer saw r.
 func (r *Record) Prepare(self ReplicaID, intent Intent, changes []Change) (cl uint64, fields []FieldOp, err error) {
@@ -109,9 +129,15 @@ func (r *Record) PrepareFrom(self ReplicaID, base *Record, intent Intent, change
 		}
 	}
 	for _, c := range changes {
+		if c.Type == TextSplice || c.Type == ListSplice {
+			continue // below, once the other changes are known
+		}
 		if err := p.change(c); err != nil {
 			return 0, nil, err
 		}
+	}
+	if p.fields, err = p.view.prepareSplices(self, changes, p.fields); err != nil {
+		return 0, nil, err
 	}
 	return cl, p.fields, nil
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"slices"
 
+	"github.com/convergedb/converge/crdt/seq"
 	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
 )
@@ -50,6 +51,10 @@ type Field struct {
 	Elems []Elem
 	// Counts are a counter's per-origin totals.
 	Counts []Tally
+	// Text is a text component's sequence; List a list component's. A
+	// record never modifies them: merges build new ones.
+	Text *seq.Text
+	List *seq.List
 }
 
 // Elem is one value of a set field with its live adds and the removed dots.
@@ -82,6 +87,12 @@ func (r *Record) Clone() *Record {
 	for i, f := range r.Fields {
 		f.Value = bytes.Clone(f.Value)
 		f.Counts = slices.Clone(f.Counts)
+		if f.Text != nil {
+			f.Text = f.Text.Clone()
+		}
+		if f.List != nil {
+			f.List = f.List.Clone()
+		}
 		if f.Elems != nil {
 			elems := make([]Elem, len(f.Elems))
 			for j, e := range f.Elems {
@@ -302,6 +313,8 @@ func (f *Field) merge(o *Field) {
 		f.Elems = mergeElems(f.Elems, o.Elems)
 	case KindCounter:
 		f.Counts = mergeCounts(f.Counts, o.Counts)
+	case KindText, KindList:
+		f.mergeSeq(o)
 	}
 	if o.At.Compare(f.At) > 0 {
 		f.At = o.At
@@ -488,6 +501,11 @@ func delta(op *Op) *Record {
 			f.Elems = []Elem{{Value: fo.Value, Removed: slices.Compact(dots)}}
 		case Count:
 			f.Counts = []Tally{{Origin: op.Dot.Origin, CL: op.CL, P: fo.P, N: fo.N}}
+		case TextInsert, TextDelete, ListInsert, ListDelete:
+			var ok bool
+			if f, ok = seqDelta(op, fo, at); !ok {
+				continue
+			}
 		default:
 			continue
 		}
@@ -500,6 +518,12 @@ func delta(op *Op) *Record {
 	for _, f := range fields {
 		n := len(r.Fields)
 		if n > 0 && compareFieldKey(&r.Fields[n-1], &f) == 0 {
+			if f.Kind.isSeq() {
+				// Fresh sequences of this op alone: join in place,
+				// without the copy a merge of shared states makes.
+				r.Fields[n-1].joinSeqOwned(&f)
+				continue
+			}
 			r.Fields[n-1].merge(&f)
 			continue
 		}
@@ -544,7 +568,8 @@ type FieldValue struct {
 
 // Get returns the visible value of field name, msgpack-encoded: a register's,
 // max's or min's value, a set's elements as an array in [OrderValues]
-// order, or a counter's total as an integer. ok is false when the record
+// order, a counter's total as an integer, a text as a str, or a list's
+// elements as an array, in order. ok is false when the record
 // does not exist or the field has no visible value.
 func (r *Record) Get(name string) (v FieldValue, ok bool) {
 	f := r.current(name)
@@ -571,6 +596,8 @@ func (r *Record) visible(f *Field) (FieldValue, bool) {
 		v.Value = b
 	case KindCounter:
 		v.Value = mp.AppendInt(nil, r.counterTotal(f))
+	case KindText, KindList:
+		v.Value = f.seqValue()
 	}
 	return v, true
 }

@@ -32,6 +32,8 @@ var ErrInvalidRecord = errors.New("crdt: invalid record state")
 //	max, min: ... value|nil
 //	set:      ... [[value, [origin, seq, cl, ...], [origin, seq, ...]], ...]
 //	counter:  ... [origin, cl, p, n, ...]
+//	text:     ... state                          a seq.Text state (package seq's Encoding)
+//	list:     ... state                          a seq.List state
 
 // AppendBinary appends r's canonical encoding to b.
 func (r *Record) AppendBinary(b []byte) []byte {
@@ -79,6 +81,8 @@ func (r *Record) AppendBinary(b []byte) []byte {
 				b = mp.AppendUint(b, c.P)
 				b = mp.AppendUint(b, c.N)
 			}
+		case KindText, KindList:
+			b = f.appendSeqState(b)
 		}
 	}
 	return b
@@ -207,6 +211,8 @@ func (d *decoder) field(f *Field) (err error) {
 		return err
 	case KindSet:
 		return d.elems(f)
+	case KindText, KindList:
+		return d.seqState(f)
 	default:
 		return d.counts(f)
 	}

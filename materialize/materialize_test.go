@@ -747,3 +747,46 @@ func showConflict(c materialize.Conflict) string {
 	return fmt.Sprintf("{%s/%s/%s.%s winner %v %x loser %v %x}", c.Namespace, c.Collection, c.Key, c.Field,
 		c.Winner.Version, c.Winner.Value, c.Loser.Version, c.Loser.Value)
 }
+
+// TestFoldText: a text edit is a change of its field, reported with the
+// new visible text; an edit that arrives twice, or an insert waiting for
+// an origin that has not arrived, changes nothing visible.
+func TestFoldText(t *testing.T) {
+	prev := &crdt.Record{}
+	splice := func(r *crdt.Record, self crdt.ReplicaID, seq uint64, intent crdt.Intent, pos, del int, ins string) *crdt.Op {
+		c := crdt.Change{Name: "note", Type: crdt.TextSplice, Pos: pos, Del: del}
+		if ins != "" {
+			c.Value = str(ins)
+		}
+		cl, fields, err := r.Prepare(self, intent, []crdt.Change{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mkOp(self, seq, ts(int64(seq)), cl, fields...)
+	}
+	create := splice(prev, rA, 1, crdt.IntentPut, 0, 0, "hello")
+	eff := materialize.Fold(prev, create)
+	if eff.Change.Kind != materialize.Created {
+		t.Fatalf("create: %v", eff.Change.Kind)
+	}
+	edit := splice(eff.State, rA, 2, crdt.IntentUpdate, 5, 0, " world")
+	eff2 := materialize.Fold(eff.State, edit)
+	if eff2.Change.Kind != materialize.Updated || !slices.Equal(eff2.Change.Fields, []string{"note"}) {
+		t.Fatalf("edit: %v %v", eff2.Change.Kind, eff2.Change.Fields)
+	}
+	if got, _ := eff2.State.Text("note"); got != "hello world" {
+		t.Fatalf("text %q", got)
+	}
+	if again := materialize.Fold(eff2.State, edit); again.Change.Kind != materialize.Unchanged {
+		t.Fatalf("the same edit again: %v", again.Change.Kind)
+	}
+	// rB's insert after an element only rC has: it waits.
+	waiting := mkOp(rB, 1, ts(9), create.CL, crdt.FieldOp{Name: "note", Type: crdt.TextInsert, Left: crdt.ElemID{Replica: [16]byte(rC), Clock: 0}, Value: str("!")})
+	if w := materialize.Fold(eff2.State, waiting); w.Change.Kind != materialize.Unchanged {
+		t.Fatalf("an insert waiting for its origin: %v", w.Change.Kind)
+	}
+	// Fold left its input as it was.
+	if got, _ := eff.State.Text("note"); got != "hello" {
+		t.Fatalf("Fold changed its input: %q", got)
+	}
+}

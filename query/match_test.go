@@ -307,3 +307,42 @@ func TestCmpValueIsKeyOrderNumbers(t *testing.T) {
 		}
 	})
 }
+
+// TestMatchTextAndList: a text field matches as the string it shows, a
+// list field as the array of its values.
+func TestMatchTextAndList(t *testing.T) {
+	rec := &crdt.Record{}
+	self := crdt.ReplicaID{9}
+	cl, fields, err := rec.Prepare(self, crdt.IntentPut, []crdt.Change{
+		{Name: "note", Type: crdt.TextSplice, Value: vs("hello world")},
+		{Name: "items", Type: crdt.ListSplice, Value: varr(vs("milk"), vi(2))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Apply(&crdt.Op{Namespace: "ns", Collection: "c", Key: "k", Dot: crdt.Dot{Origin: self, Seq: 1}, HLC: 1, CL: cl, TxEnd: true, Fields: fields})
+	// Delete "hello " so the visible text differs from what was inserted.
+	_, fields, err = rec.Prepare(self, crdt.IntentUpdate, []crdt.Change{{Name: "note", Type: crdt.TextSplice, Pos: 0, Del: 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Apply(&crdt.Op{Namespace: "ns", Collection: "c", Key: "k", Dot: crdt.Dot{Origin: self, Seq: 2}, HLC: 2, CL: cl, TxEnd: true, Fields: fields})
+	it := Item{ID: "k", Rec: rec}
+	for _, tc := range []struct {
+		name string
+		p    Pred
+		want bool
+	}{
+		{"text eq", cond("note", Eq, vs("world")), true},
+		{"text contains", cond("note", Contains, vs("orl")), true},
+		{"text contains a deleted part", cond("note", Contains, vs("hello")), false},
+		{"text starts with", cond("note", StartsWith, vs("wor")), true},
+		{"text starts with a deleted part", cond("note", StartsWith, vs("hel")), false},
+		{"list contains", cond("items", Contains, vs("milk")), true},
+		{"list contains not", cond("items", Contains, vs("eggs")), false},
+	} {
+		if got := Match(tc.p, it); got != tc.want {
+			t.Errorf("%s: Match = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

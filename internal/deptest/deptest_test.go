@@ -1,5 +1,6 @@
 // Package deptest checks that dependencies point inward: the pure core
-// (hlc, crdt, materialize) reaches no storage, network or edge package.
+// (hlc, crdt, crdt/seq, materialize, query) reaches no storage, network or
+// edge package.
 package deptest
 
 import (
@@ -19,7 +20,7 @@ func TestPureCoreDependencies(t *testing.T) {
 	// Imported directly, these would give the core I/O, goroutine
 	// plumbing, logging or ambient randomness.
 	forbiddenImports := []string{"os", "net", "net/http", "log", "log/slog", "context", "math/rand", "math/rand/v2", "sync"}
-	for _, pkg := range []string{"hlc", "crdt", "materialize", "query"} {
+	for _, pkg := range []string{"hlc", "crdt", "crdt/seq", "materialize", "query"} {
 		path := "github.com/convergedb/converge/" + pkg
 		out, err := exec.Command("go", "list", "-deps", path).Output()
 		if err != nil {
