@@ -1,6 +1,7 @@
 package httptransport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/transport"
 	"github.com/convergedb/converge/transport/transporttest"
 )
@@ -138,5 +140,33 @@ func TestRoutesStatuses(t *testing.T) {
 				t.Errorf("%s %s: body %q, want %q", c.method, c.path, body, want)
 			}
 		}
+	}
+}
+
+// TestDotNamespacesUnescaped: clients before escapeNamespace sent a
+// namespace "." or ".." as it is; the server still takes it for the
+// namespace, not for path syntax.
+func TestDotNamespacesUnescaped(t *testing.T) {
+	hub := transporttest.OpenReplica(t)
+	_, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore(), Auth: staticAuth{"all": {Namespaces: []string{">"}}}})
+	for _, ns := range []string{".", ".."} {
+		putItems(t, hub, ns, 1, "hub")
+		for route, body := range map[string][]byte{
+			"sync":     transport.AppendRequest(nil, &transport.Request{Namespace: ns, Vector: crdt.VersionVector{}}),
+			"snapshot": transport.AppendSnapshotRequest(nil, &transport.SnapshotRequest{Namespace: ns}),
+		} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL, bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL.Opaque = "//" + req.URL.Host + "/v1/" + route + "/" + ns
+			req.Header.Set("Authorization", "Bearer all")
+			if code, msg, _ := do(t, req); code != http.StatusOK {
+				t.Errorf("POST /v1/%s/%s: %d %q, want 200", route, ns, code, msg)
+			}
+		}
+	}
+	if got := escapeNamespace(".."); got != "%2E%2E" {
+		t.Errorf("escapeNamespace(..) = %q", got)
 	}
 }
