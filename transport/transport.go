@@ -23,6 +23,18 @@
 // record states ([Store].Snapshot, [Peer].Snapshot, [ServeSnapshot]),
 // then syncs ops as usual.
 //
+// # Engine
+//
+// The requester's decisions are a [Session]: a value that does no I/O,
+// as etcd's raft RawNode. [Session.Next] says what to do (read the
+// store's vector, send a request, install a snapshot page, ...),
+// [Session.Step] takes what came of it. [Sync] is its driver: it carries
+// out each [Action] against a [Store] and a [Peer]. The transcripts under
+// testdata/session (TestSessionTranscripts; -update rewrites them) walk
+// through the protocol step by step: a plain sync, a stale vector, a
+// snapshot bootstrap, a peer behind our horizon, refusals, page limits
+// and duplicate delivery.
+//
 // The engine talks to the store through [Store] and to the remote side
 // through [Peer], which it owns (abilities.go); any store works with any
 // transport.

@@ -170,3 +170,31 @@ func TestDotNamespacesUnescaped(t *testing.T) {
 		t.Errorf("escapeNamespace(..) = %q", got)
 	}
 }
+
+// TestRoutesNonCanonical: a path with an empty, "." or ".." segment is
+// redirected to its cleaned form (ServeMux's rule), not served.
+func TestRoutesNonCanonical(t *testing.T) {
+	hub := transporttest.OpenReplica(t)
+	_, ts := startServer(t, ServerOptions{Store: hub.DB.SyncStore()})
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]string{
+		"/v1//health":       "/v1/health",
+		"/v1/sync/x/../ns":  "/v1/sync/ns",
+		"/v1/./stream/ns":   "/v1/stream/ns",
+		"/v1/sync/./ns?a=b": "/v1/sync/ns?a=b",
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = "//" + req.URL.Host + path
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+			t.Errorf("POST %s: %d to %q, want 307 to %q", path, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	}
+}
