@@ -13,7 +13,7 @@ import (
 // the style of cockroachdb/datadriven (which raft's InteractionEnv uses):
 //
 //	# Comments and blank lines between commands are kept as they are.
-//	command arg key=value key="a value"
+//	command arg key=value
 //	----
 //	the expected output, up to the next blank line
 //
@@ -81,10 +81,7 @@ func runTranscript(t *testing.T, file string, do func(command) string) {
 			continue
 		}
 		pos := fmt.Sprintf("%s:%d", file, b.line)
-		c, err := parseCommand(pos, b.cmd)
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
+		c := parseCommand(pos, b.cmd)
 		got := strings.TrimRight(do(c), "\n")
 		if strings.Contains(got, "\n\n") {
 			t.Fatalf("%s: %s: output with a blank line:\n%s", pos, b.cmd, got)
@@ -136,44 +133,16 @@ func parseTranscript(s string) ([]block, error) {
 	return blocks, nil
 }
 
-// parseCommand splits a command line into its name and arguments; values
-// may be double-quoted (with Go escapes).
-func parseCommand(pos, line string) (command, error) {
-	c := command{pos: pos}
-	var words []string
-	for rest := strings.TrimSpace(line); rest != ""; rest = strings.TrimSpace(rest) {
-		end := strings.IndexByte(rest, ' ')
-		if q := strings.IndexByte(rest, '"'); q >= 0 && (end < 0 || q < end) {
-			// A quoted value: up to its closing quote.
-			n := q + 1
-			for ; n < len(rest) && rest[n] != '"'; n++ {
-				if rest[n] == '\\' {
-					n++
-				}
-			}
-			if n >= len(rest) {
-				return c, fmt.Errorf("%s: unterminated quote in %q", pos, line)
-			}
-			end = n + 1
-		}
-		if end < 0 {
-			end = len(rest)
-		}
-		words = append(words, rest[:end])
-		rest = rest[end:]
-	}
-	c.name = words[0]
+// parseCommand splits a command line into its name and its arguments,
+// separated by spaces.
+func parseCommand(pos, line string) command {
+	words := strings.Fields(line)
+	c := command{pos: pos, name: words[0]}
 	for _, w := range words[1:] {
 		k, v, ok := strings.Cut(w, "=")
-		if ok && strings.HasPrefix(v, `"`) {
-			var err error
-			if _, err = fmt.Sscanf(v, "%q", &v); err != nil {
-				return c, fmt.Errorf("%s: bad quoted value %s: %v", pos, w, err)
-			}
-		}
 		c.args = append(c.args, arg{Key: k, Val: v, HasVal: ok})
 	}
-	return c, nil
+	return c
 }
 
 // has reports whether c has the argument key (bare or with a value).
