@@ -102,50 +102,6 @@ func checkPage(after *SnapshotCursor, recs []SnapshotRecord, more bool) error {
 // that compacts faster than a snapshot installs would otherwise loop.
 const maxBootstraps = 3
 
-// bootstrap pages through peer's snapshot of ns, installs every page in
-// store, and raises store's vector to the pointwise minimum of the pages'
-// vectors: what the snapshot as a whole stands for, even if its pages
-// came from different responders or the responder wrote between pages.
-func bootstrap(ctx context.Context, store Store, peer Peer, ns string, lim Limits, maxPages int, res *Result) error {
-	var after *SnapshotCursor
-	var vv crdt.VersionVector // nil until the first page
-	for page := 0; ; page++ {
-		if page >= maxPages {
-			return fmt.Errorf("snapshot of more than %d pages", maxPages)
-		}
-		resp, err := peer.Snapshot(ctx, &SnapshotRequest{Namespace: ns, After: after, Limits: lim, From: store.Self()})
-		if err != nil {
-			return fmt.Errorf("snapshot page %d: %w", page+1, err)
-		}
-		if err := checkPage(after, resp.Records, resp.More); err != nil {
-			return fmt.Errorf("snapshot page %d: %w: %w", page+1, ErrBadMessage, err)
-		}
-		if err := acknowledged(ctx, store, ns, resp.From, resp.Vector); err != nil {
-			return err
-		}
-		if len(resp.Records) > 0 {
-			if err := store.InstallSnapshot(ctx, ns, resp.Records); err != nil {
-				return fmt.Errorf("install snapshot page %d: %w", page+1, err)
-			}
-		}
-		res.SnapshotRecords += len(resp.Records)
-		for i := range resp.Records {
-			res.SnapshotBytes += len(resp.Records[i].State)
-		}
-		vv = minVector(vv, resp.Vector)
-		if !resp.More {
-			break
-		}
-		last := resp.Records[len(resp.Records)-1]
-		after = &SnapshotCursor{Collection: last.Collection, Key: last.Key}
-	}
-	if err := store.FinishSnapshot(ctx, ns, vv); err != nil {
-		return fmt.Errorf("finish snapshot at %v: %w", vv, err)
-	}
-	res.Snapshots++
-	return nil
-}
-
 // minVector returns the pointwise minimum of acc and v, origins absent
 // from either counting as 0; a nil acc is the first page (v itself).
 func minVector(acc, v crdt.VersionVector) crdt.VersionVector {

@@ -23,6 +23,18 @@
 // record states ([Store].Snapshot, [Peer].Snapshot, [ServeSnapshot]),
 // then syncs ops as usual.
 //
+// # Engine
+//
+// The requester's decisions are a [Session]: a value that does no I/O,
+// as etcd's raft RawNode. [Session.Next] says what to do (read the
+// store's vector, send a request, install a snapshot page, ...),
+// [Session.Step] takes what came of it. [Sync] is its driver: it carries
+// out each [Action] against a [Store] and a [Peer]. The transcripts under
+// testdata/session (TestSessionTranscripts; -update rewrites them) walk
+// through the protocol step by step: a plain sync, a stale vector, a
+// snapshot bootstrap, a peer behind our horizon, refusals, page limits
+// and duplicate delivery.
+//
 // The engine talks to the store through [Store] and to the remote side
 // through [Peer], which it owns (abilities.go); any store works with any
 // transport.
@@ -138,141 +150,25 @@ type Options struct {
 // below our horizon, Sync pushes nothing, pulls what the peer has, and
 // fails with an error wrapping ErrSnapshotNeeded: the peer must
 // bootstrap, by syncing from its side.
+//
+// Sync is the driver of a [Session]: the session decides, Sync carries
+// out each of its actions against store and peer ([Action.Do]) and
+// measures the duration.
 func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) (Result, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
 	start := now()
-	lim := opts.Limits.withDefaults()
-	lim = withinPeer(lim, peer.PageLimits())
-	maxRounds := opts.MaxRounds
-	if maxRounds <= 0 {
-		maxRounds = 10000
+	s := NewSession(ns, store.Self(), peer.PageLimits(), opts)
+	for {
+		a := s.Next()
+		if a.Kind == SessionDone {
+			a.Result.Duration = now().Sub(start)
+			return a.Result, a.Err
+		}
+		s.Step(a.Do(ctx, store, peer))
 	}
-	res := Result{Namespace: ns}
-	peerVV := opts.PeerVector
-	done := func(err error) (Result, error) {
-		res.Duration = now().Sub(start)
-		return res, err
-	}
-	// The sync is done when each side holds what the other held when the
-	// sync began; later writes are the next sync's.
-	var targetMine, targetPeer crdt.VersionVector
-	var refusal error // our store's first refusal
-	retriedStale := false
-	fresh := false       // peerVV is from a response of this sync
-	var peerBehind error // the peer is below our compaction horizon
-	bootstraps := 0
-	for res.Rounds < maxRounds {
-		mine, err := store.Vector(ctx, ns)
-		if err != nil {
-			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
-		}
-		if targetMine == nil {
-			targetMine = mine.Clone()
-		}
-		req := &Request{Namespace: ns, Vector: mine, Limits: lim, From: store.Self()}
-		pushedAgainst := peerVV
-		if peerVV != nil {
-			ops, _, err := store.Missing(ctx, ns, peerVV, lim)
-			switch {
-			case errors.Is(err, ErrSnapshotNeeded):
-				// Push nothing. Against a vector of an earlier sync, learn
-				// the peer's actual one first.
-				if fresh {
-					peerBehind = fmt.Errorf("transport: sync %q: the peer (vector %v) is behind this replica's compaction horizon and must bootstrap from a snapshot (it does when it syncs with this replica): %w", ns, peerVV, err)
-				}
-			case err != nil:
-				return done(fmt.Errorf("transport: sync %q: %w", ns, err))
-			default:
-				req.Ops, peerBehind = ops, nil
-			}
-		}
-		resp, err := peer.RoundTrip(ctx, req)
-		res.Rounds++
-		if err != nil {
-			return done(fmt.Errorf("transport: sync %q: round %d: %w", ns, res.Rounds, err))
-		}
-		peerVV, fresh = resp.Vector, true
-		res.PeerVector = peerVV
-		if !resp.From.IsZero() {
-			res.Peer = resp.From
-		}
-		if err := acknowledged(ctx, store, ns, resp.From, resp.Vector); err != nil {
-			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
-		}
-		if targetPeer == nil {
-			targetPeer = resp.Vector.Clone()
-		}
-		res.Sent += resp.Applied.Applied
-		res.Refused += resp.Applied.Refused
-		if res.Reason == "" {
-			res.Reason = resp.Applied.Reason
-		}
-		if resp.SnapshotNeeded {
-			if bootstraps >= maxBootstraps {
-				return done(fmt.Errorf("transport: sync %q: %w: still behind the peer's compaction horizon after %d bootstraps from a snapshot (vector %v, the peer's %v)", ns, ErrSnapshotNeeded, bootstraps, mine, peerVV))
-			}
-			bootstraps++
-			if err := bootstrap(ctx, store, peer, ns, lim, maxRounds, &res); err != nil {
-				if errors.Is(err, errors.ErrUnsupported) {
-					return done(fmt.Errorf("transport: sync %q: %w: this replica (vector %v) is behind the peer's compaction horizon, and the store or the peer cannot carry a snapshot: %w", ns, ErrSnapshotNeeded, mine, err))
-				}
-				return done(fmt.Errorf("transport: sync %q: bootstrap from a snapshot: %w", ns, err))
-			}
-			continue
-		}
-		got, err := store.Apply(ctx, ns, resp.Ops)
-		if err != nil {
-			return done(fmt.Errorf("transport: sync %q: apply: %w", ns, err))
-		}
-		res.Received += got.Applied
-		res.Refused += got.Refused
-		res.Conflicts += got.Conflicts
-		if res.Reason == "" {
-			res.Reason = got.Reason
-		}
-		if refusal == nil {
-			refusal = got.Err
-		}
-		if mine, err = store.Vector(ctx, ns); err != nil {
-			return done(fmt.Errorf("transport: sync %q: %w", ns, err))
-		}
-		if mine.Covers(targetPeer) {
-			if peerVV.Covers(targetMine) {
-				return done(nil)
-			}
-			if peerBehind != nil {
-				return done(peerBehind)
-			}
-		}
-		// Progress is what either side applied, or our vector moving on
-		// its own: a concurrent sync or a live delivery may apply the
-		// page first, and then it comes back as duplicates.
-		progress := resp.Applied.Applied > 0 || got.Applied > 0 || !req.Vector.Covers(mine)
-		offered := len(req.Ops) > 0 || len(resp.Ops) > 0
-		if !progress && !retriedStale && len(req.Ops) > 0 && !pushedAgainst.Equal(resp.Vector) {
-			// We pushed against a stale idea of the peer's vector (another
-			// replica answered, or it lost ops): the pushed ops were beyond
-			// its gap. The next round pushes from its actual vector.
-			retriedStale = true
-			continue
-		}
-		if !progress && (offered || res.Rounds > 1) {
-			if peerBehind != nil && refusal != nil {
-				return done(fmt.Errorf("%w; and pulling stopped: %w: %w", peerBehind, ErrNoProgress, refusal))
-			}
-			if peerBehind != nil {
-				return done(peerBehind)
-			}
-			if refusal != nil {
-				return done(fmt.Errorf("transport: sync %q: %w: %w", ns, ErrNoProgress, refusal))
-			}
-			return done(fmt.Errorf("transport: sync %q: %w: ours %v, peer's %v: %s", ns, ErrNoProgress, mine, peerVV, res.Reason))
-		}
-	}
-	return done(fmt.Errorf("transport: sync %q: %w after %d rounds", ns, ErrNoProgress, res.Rounds))
 }
 
 // Serve answers one round trip on the responder's side: it applies the ops

@@ -278,7 +278,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 			body, encoding = z, "gzip"
 		}
 	}
-	u := c.base + "/v1/" + route + "/" + url.PathEscape(ns)
+	u := c.base + "/v1/" + route + "/" + escapeNamespace(ns)
 	for attempt := 0; ; attempt++ {
 		retryAfter, err := c.try(ctx, u, body, encoding, decode)
 		if err == nil {
@@ -413,7 +413,7 @@ func (c *Client) Stream(ctx context.Context, ns string, have func() crdt.Version
 	if have != nil {
 		v = have()
 	}
-	u := c.base + "/v1/stream/" + url.PathEscape(ns) + "?v=" + encodeVectorParam(v)
+	u := c.base + "/v1/stream/" + escapeNamespace(ns) + "?v=" + encodeVectorParam(v)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("httptransport: stream %q: %w", ns, err)

@@ -18,9 +18,11 @@
 //	                              the next page of the ops the client lacks.
 //	GET  /v1/health               200 "ok", no token needed.
 //
-// {ns} is path-escaped (url.PathEscape). Every route but health needs an
-// "Authorization: Bearer <token>" header; an [Authorizer] maps the token to
-// a [Grant] of namespaces.
+// The routes are net/http.ServeMux patterns. {ns} is one path segment,
+// path-escaped (url.PathEscape; the namespaces "." and ".." as %2E and
+// %2E%2E, which the server also takes unescaped). Every route but health
+// needs an "Authorization: Bearer <token>" header; an [Authorizer] maps
+// the token to a [Grant] of namespaces.
 //
 // # Statuses
 //
@@ -34,7 +36,9 @@
 //	     Retry-After: 5) or MaxSyncsPerToken round trips in progress
 //	     (default 32; Retry-After: 1); the body names the limit
 //	400  malformed request (the body says why)
-//	404, 405  unknown route, wrong method
+//	404, 405  unknown route; wrong method (Allow: the route's method)
+//	307  a path not in canonical form (an empty, "." or ".." segment):
+//	     ServeMux redirects to the cleaned path
 //	409  a stream asked for below the compaction horizon: sync first (the
 //	     client's error matches transport.ErrSnapshotNeeded)
 //	500  store or authorizer error (the body says why)

@@ -10,7 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +114,7 @@ type Server struct {
 	heartbeat  time.Duration
 	log        *slog.Logger
 
+	mux         *http.ServeMux
 	done        chan struct{} // closed by Close
 	closeOnce   sync.Once
 	stopCommits func()         // ends the store's OnCommit subscription
@@ -177,6 +178,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s.mu.wake = map[string]chan struct{}{}
 	s.mu.use = map[[sha256.Size]byte]*tokenUse{}
+	s.mux = s.routes()
 	s.stopCommits = opts.Store.OnCommit(s.committed)
 	return s, nil
 }
@@ -271,74 +273,105 @@ func (s *Server) acquire(token string, stream bool) (release func(), held int, o
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/")
-	if !ok {
-		http.NotFound(w, r)
+	s.mux.ServeHTTP(w, escapeDotNamespace(r))
+}
+
+// routes returns the server's mux: the routes of the package doc, each
+// answering 405 and the method it allows to any other method.
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", s.serveHealth)
+	mux.HandleFunc("POST /v1/sync/{ns}", s.namespaced(s.holdingSlot(s.serveSync)))
+	mux.HandleFunc("POST /v1/snapshot/{ns}", s.namespaced(s.holdingSlot(s.serveSnapshot)))
+	mux.HandleFunc("GET /v1/stream/{ns}", s.namespaced(s.serveStream))
+	for _, route := range []struct{ path, method string }{
+		{"/v1/health", http.MethodGet},
+		{"/v1/sync/{ns}", http.MethodPost},
+		{"/v1/snapshot/{ns}", http.MethodPost},
+		{"/v1/stream/{ns}", http.MethodGet},
+	} {
+		mux.HandleFunc(route.path, s.methodNotAllowed(route.method))
+		if route.method == http.MethodGet {
+			// A GET pattern also matches HEAD, which no route answers.
+			mux.HandleFunc(http.MethodHead+" "+route.path, s.methodNotAllowed(route.method))
+		}
+	}
+	return mux
+}
+
+// escapeDotNamespace returns r with a namespace of "." or ".." escaped
+// in its path (%2E): ServeMux would clean such a segment away (and
+// redirect), though the namespace is valid. Clients escape it
+// themselves (escapeNamespace); earlier ones sent it as it is.
+func escapeDotNamespace(r *http.Request) *http.Request {
+	dir, last := path.Split(r.URL.EscapedPath())
+	if last != "." && last != ".." || dir != "/v1/sync/" && dir != "/v1/snapshot/" && dir != "/v1/stream/" {
+		return r
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = dir+last, dir+escapeNamespace(last)
+	r2.URL = &u
+	return r2
+}
+
+// methodNotAllowed answers 405, naming the method the route allows.
+func (s *Server) methodNotAllowed(allowed string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allowed)
+		s.refuse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", r.Method, allowed))
+	}
+}
+
+// serveHealth answers "ok" while the server is open. It needs no token.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if s.closed() {
+		s.refuse(w, r, http.StatusServiceUnavailable, "closing")
 		return
 	}
-	var route, nsEsc string
-	switch {
-	case rest == "health":
-		route = "health"
-	case strings.HasPrefix(rest, "sync/"):
-		route, nsEsc = "sync", strings.TrimPrefix(rest, "sync/")
-	case strings.HasPrefix(rest, "stream/"):
-		route, nsEsc = "stream", strings.TrimPrefix(rest, "stream/")
-	case strings.HasPrefix(rest, "snapshot/"):
-		route, nsEsc = "snapshot", strings.TrimPrefix(rest, "snapshot/")
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	want := map[string]string{"health": http.MethodGet, "sync": http.MethodPost, "snapshot": http.MethodPost, "stream": http.MethodGet}[route]
-	if r.Method != want {
-		w.Header().Set("Allow", want)
-		s.refuse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed, use %s", r.Method, want))
-		return
-	}
-	if route == "health" {
-		if s.closed() {
-			s.refuse(w, r, http.StatusServiceUnavailable, "closing")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok") // a failed write is the client's loss
+}
+
+// nsHandler serves a request of namespace ns, with the token's grant.
+type nsHandler func(w http.ResponseWriter, r *http.Request, ns string, grant Grant)
+
+// namespaced checks the namespace of the URL (its {ns}, unescaped), that
+// the server is open, and that the token's grant holds the namespace,
+// then serves.
+func (s *Server) namespaced(serve nsHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns := r.PathValue("ns")
+		if len(ns) > crdt.MaxNameLen {
+			s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("namespace of %d bytes, limit %d", len(ns), crdt.MaxNameLen))
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok") // a failed write is the client's loss
-		return
+		if s.closed() {
+			w.Header().Set("Retry-After", "1")
+			s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
+			return
+		}
+		grant, ok := s.authorize(w, r, ns)
+		if !ok {
+			return
+		}
+		serve(w, r, ns, grant)
 	}
-	ns, err := url.PathUnescape(nsEsc)
-	if err != nil || ns == "" || strings.Contains(nsEsc, "/") {
-		http.NotFound(w, r)
-		return
-	}
-	if len(ns) > crdt.MaxNameLen {
-		s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("namespace of %d bytes, limit %d", len(ns), crdt.MaxNameLen))
-		return
-	}
-	if s.closed() {
-		w.Header().Set("Retry-After", "1")
-		s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
-		return
-	}
-	grant, ok := s.authorize(w, r, ns)
-	if !ok {
-		return
-	}
-	if route == "stream" {
-		s.serveStream(w, r, ns)
-		return
-	}
-	// Round trips and snapshot pages share the per-token slots.
-	release, held, ok := s.acquire(bearerToken(r), false)
-	if !ok {
-		w.Header().Set("Retry-After", retryAfterSync)
-		s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many round trips in progress with this token: %d, limit %d (ServerOptions.MaxSyncsPerToken); retry later", held, s.maxSyncs))
-		return
-	}
-	defer release()
-	if route == "sync" {
-		s.serveSync(w, r, ns, grant)
-	} else {
-		s.serveSnapshot(w, r, ns)
+}
+
+// holdingSlot serves while holding one of the token's round-trip slots
+// (MaxSyncsPerToken), which round trips and snapshot pages share.
+func (s *Server) holdingSlot(serve nsHandler) nsHandler {
+	return func(w http.ResponseWriter, r *http.Request, ns string, grant Grant) {
+		release, held, ok := s.acquire(bearerToken(r), false)
+		if !ok {
+			w.Header().Set("Retry-After", retryAfterSync)
+			s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many round trips in progress with this token: %d, limit %d (ServerOptions.MaxSyncsPerToken); retry later", held, s.maxSyncs))
+			return
+		}
+		defer release()
+		serve(w, r, ns, grant)
 	}
 }
 
@@ -556,7 +589,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, out []byte) {
 
 // serveSnapshot answers one snapshot page of ns, within the server's
 // Limits (MaxOps counts records).
-func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request, ns string) {
+func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request, ns string, _ Grant) {
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -619,122 +652,185 @@ func gzipped(b []byte) ([]byte, bool) {
 
 // serveStream pushes pages of the ops of ns the client lacks, as they
 // come, until the client goes, the server closes or a write fails.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string) {
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string, _ Grant) {
 	have, err := decodeVectorParam(r.URL.Query().Get("v"))
 	if err != nil {
 		s.refuse(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	release, held, ok := s.acquire(bearerToken(r), true)
+	release, ok := s.admitStream(w, r)
 	if !ok {
-		w.Header().Set("Retry-After", retryAfterStream)
-		s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many live streams open with this token: %d, limit %d (ServerOptions.MaxStreamsPerToken); close one or retry later", held, s.maxStreams))
 		return
 	}
 	defer release()
+	st := &liveStream{s: s, w: w, ctx: r.Context(), ns: ns, have: have, log: s.log.With("ns", ns, "remote", r.RemoteAddr)}
+	if !st.open(r) {
+		return
+	}
+	st.log.Debug("stream opened", "vector", have)
+	defer st.log.Debug("stream closed")
+	st.heartbeat = time.NewTimer(s.heartbeat)
+	defer st.heartbeat.Stop()
+	for st.send() && st.await() && st.read() {
+	}
+}
+
+// admitStream takes one of the token's stream slots
+// (MaxStreamsPerToken) and registers the stream with the server, unless
+// it is closing; release undoes both. It answers the refusal itself.
+func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	releaseSlot, held, ok := s.acquire(bearerToken(r), true)
+	if !ok {
+		w.Header().Set("Retry-After", retryAfterStream)
+		s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many live streams open with this token: %d, limit %d (ServerOptions.MaxStreamsPerToken); close one or retry later", held, s.maxStreams))
+		return nil, false
+	}
 	if !s.addStream() {
+		releaseSlot()
 		w.Header().Set("Retry-After", "1")
 		s.refuse(w, r, http.StatusServiceUnavailable, "server closing")
-		return
+		return nil, false
 	}
-	defer s.streams.Done()
-	ctx := r.Context()
-	log := s.log.With("ns", ns, "remote", r.RemoteAddr)
-	// The first page is read before the answer's status: a client below
-	// the compaction horizon gets a 409, and syncs (bootstrapping from a
-	// snapshot) before it streams again.
-	wake := s.wakeup(ns) // before reading, so no commit is missed
-	ops, more, err := s.store.Missing(ctx, ns, have, s.limits)
+	return func() {
+		s.streams.Done()
+		releaseSlot()
+	}, true
+}
+
+// liveStream is one live stream being served: the page to send next, and
+// what the client holds once it has the pages sent.
+type liveStream struct {
+	s    *Server
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	ctx  context.Context
+	ns   string
+	have crdt.VersionVector
+	log  *slog.Logger
+
+	wake      <-chan struct{} // closed by the next commit to ns after the page was read
+	ops       [][]byte        // the page
+	more      bool            // more ops follow the page
+	heartbeat *time.Timer
+	beat      bool // the heartbeat is due
+}
+
+// next reads the next page, after subscribing to the next commit: no
+// commit is missed.
+func (st *liveStream) next() error {
+	st.wake = st.s.wakeup(st.ns)
+	var err error
+	st.ops, st.more, err = st.s.store.Missing(st.ctx, st.ns, st.have, st.s.limits)
+	return err
+}
+
+// open reads the first page, before the answer's status, so that a client
+// below the compaction horizon gets a 409 (it syncs, bootstrapping from a
+// snapshot, before it streams again); then it sends the status and the
+// headers of a stream.
+func (st *liveStream) open(r *http.Request) bool {
+	s := st.s
+	err := st.next()
 	if errors.Is(err, transport.ErrSnapshotNeeded) {
-		s.refuse(w, r, http.StatusConflict, fmt.Sprintf("snapshot needed: the vector is below the server's compaction horizon; sync (POST /v1/sync) to bootstrap from a snapshot, then stream again: %v", err))
-		return
+		s.refuse(st.w, r, http.StatusConflict, fmt.Sprintf("snapshot needed: the vector is below the server's compaction horizon; sync (POST /v1/sync) to bootstrap from a snapshot, then stream again: %v", err))
+		return false
 	}
 	if err != nil {
-		if ctx.Err() == nil {
-			s.refuse(w, r, http.StatusInternalServerError, "reading ops: "+err.Error())
+		if st.ctx.Err() == nil {
+			s.refuse(st.w, r, http.StatusInternalServerError, "reading ops: "+err.Error())
 		}
-		return
+		return false
 	}
-	rc := http.NewResponseController(w)
+	st.rc = http.NewResponseController(st.w)
 	// A stream outlives any write timeout of the http.Server; a writer
 	// that cannot lift it is still served.
-	_ = rc.SetWriteDeadline(time.Time{})
-	h := w.Header()
+	_ = st.rc.SetWriteDeadline(time.Time{})
+	h := st.w.Header()
 	h.Set("Content-Type", contentTypeStream)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		log.Error("stream: cannot flush", "err", err)
-		return
+	st.w.WriteHeader(http.StatusOK)
+	if err := st.rc.Flush(); err != nil {
+		st.log.Error("stream: cannot flush", "err", err)
+		return false
 	}
-	log.Debug("stream opened", "vector", have)
-	defer log.Debug("stream closed")
+	return true
+}
 
-	heartbeat := time.NewTimer(s.heartbeat)
-	defer heartbeat.Stop()
-	beat := false
-	for first := true; ; first = false {
-		if !first {
-			wake = s.wakeup(ns) // before reading, so no commit is missed
-			ops, more, err = s.store.Missing(ctx, ns, have, s.limits)
-			if errors.Is(err, transport.ErrSnapshotNeeded) {
-				// Compacted past what the stream sent: the client syncs.
-				log.Info("stream: the client fell below the compaction horizon; ending the stream", "err", err)
-				return
-			}
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Error("stream: reading ops", "err", err)
-				}
-				return
-			}
+// send sends the page as a frame, if it holds ops or the heartbeat is
+// due. It reports whether the stream goes on.
+func (st *liveStream) send() bool {
+	if len(st.ops) == 0 && !st.beat {
+		return true
+	}
+	vec, err := st.s.store.Vector(st.ctx, st.ns)
+	if err != nil {
+		if st.ctx.Err() == nil {
+			st.log.Error("stream: reading vector", "err", err)
 		}
-		if len(ops) > 0 || beat {
-			vec, err := s.store.Vector(ctx, ns)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Error("stream: reading vector", "err", err)
-				}
-				return
-			}
-			// Checked before sending: only ops of ns ever leave.
-			if err := advance(have, ns, ops); err != nil {
-				log.Error("stream: page", "err", err)
-				return
-			}
-			frame := appendFrame(nil, &transport.Response{Vector: vec, Ops: ops, More: more})
-			if _, err := w.Write(frame); err != nil {
-				log.Debug("stream: write", "err", err)
-				return
-			}
-			if err := rc.Flush(); err != nil {
-				log.Debug("stream: flush", "err", err)
-				return
-			}
-			beat = false
-			heartbeat.Reset(s.heartbeat)
-		}
-		if more {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.done:
-				return
-			default:
-				continue
-			}
-		}
+		return false
+	}
+	// Checked before sending: only ops of ns ever leave.
+	if err := advance(st.have, st.ns, st.ops); err != nil {
+		st.log.Error("stream: page", "err", err)
+		return false
+	}
+	frame := appendFrame(nil, &transport.Response{Vector: vec, Ops: st.ops, More: st.more})
+	if _, err := st.w.Write(frame); err != nil {
+		st.log.Debug("stream: write", "err", err)
+		return false
+	}
+	if err := st.rc.Flush(); err != nil {
+		st.log.Debug("stream: flush", "err", err)
+		return false
+	}
+	st.beat = false
+	st.heartbeat.Reset(st.s.heartbeat)
+	return true
+}
+
+// await waits for a reason to read again: more ops (no wait), a commit,
+// or the heartbeat. It reports whether the stream goes on: not once the
+// client went or the server closes.
+func (st *liveStream) await() bool {
+	if st.more {
 		select {
-		case <-wake:
-		case <-heartbeat.C:
-			beat = true
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
+		case <-st.ctx.Done():
+			return false
+		case <-st.s.done:
+			return false
+		default:
+			return true
 		}
 	}
+	select {
+	case <-st.wake:
+	case <-st.heartbeat.C:
+		st.beat = true
+	case <-st.ctx.Done():
+		return false
+	case <-st.s.done:
+		return false
+	}
+	return true
+}
+
+// read reads the next page. It reports whether the stream goes on: not
+// once the server compacted past what the stream sent (the client
+// syncs), nor after an error.
+func (st *liveStream) read() bool {
+	err := st.next()
+	if errors.Is(err, transport.ErrSnapshotNeeded) {
+		st.log.Info("stream: the client fell below the compaction horizon; ending the stream", "err", err)
+		return false
+	}
+	if err != nil {
+		if st.ctx.Err() == nil {
+			st.log.Error("stream: reading ops", "err", err)
+		}
+		return false
+	}
+	return true
 }
 
 // advance adds the dots of ops, to send on a stream of ns, to have. It fails

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net/url"
+	"strings"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/internal/mp"
@@ -105,4 +107,14 @@ func readFrame(r io.Reader) (*transport.Response, int, error) {
 	}
 	resp, err := transport.DecodeResponse(buf)
 	return resp, 4 + int(n), err
+}
+
+// escapeNamespace path-escapes ns as one segment of a URL, the dots of a
+// namespace "." or ".." too (%2E): ServeMux, and proxies, would take
+// those for path syntax.
+func escapeNamespace(ns string) string {
+	if ns == "." || ns == ".." {
+		return strings.Repeat("%2E", len(ns))
+	}
+	return url.PathEscape(ns)
 }

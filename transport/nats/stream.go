@@ -45,48 +45,21 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 		return err
 	}
 	st := &stream{ns: ns, subj: subj, publish: make(chan struct{}, 1), announce: make(chan struct{}, 1), denied: make(chan error, 1)}
-	t.mu.Lock()
-	if t.mu.closed {
-		t.mu.Unlock()
-		return ErrClosed
+	unregister, err := t.register(st)
+	if err != nil {
+		return err
 	}
-	if _, dup := t.mu.streams[ns]; dup {
-		t.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrStreaming, ns)
-	}
-	t.mu.streams[ns] = st
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		delete(t.mu.streams, ns)
-		t.mu.Unlock()
-	}()
+	defer unregister()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
 
-	sv := &subscription{}
-	if t.store != nil {
-		if sv, err = t.subscribeServe(ns, subj); err != nil {
-			return err
-		}
-	}
-	defer func() { _ = t.unsubscribe(sv) }()
-	msgs := make(chan *nats.Msg)
-	live, err := t.nc.Subscribe(subj.ops, func(m *nats.Msg) {
-		// Messages wait in the subscription's pending queue while the
-		// stream is busy; if it overflows the server calls us a slow
-		// consumer, and the gaps are fetched later.
-		select {
-		case msgs <- m:
-		case <-ctx.Done():
-		}
-	})
+	msgs, unsubscribe, err := t.subscribeStream(ctx, st)
 	if err != nil {
-		return fmt.Errorf("natstransport: stream %q: %w", ns, err)
+		return err
 	}
-	sv.subs = append(sv.subs, live)
+	defer unsubscribe()
 	// Offline, the subscriptions are sent when the connection comes up,
 	// before anything published meanwhile.
 	if t.nc.IsConnected() {
@@ -100,7 +73,63 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 	}
 	defer stopPublishing()
 	t.log.Debug("streaming", "ns", ns)
+	return t.runStream(ctx, st, msgs, have, apply)
+}
 
+// register makes st the stream of its namespace, unless the transport is
+// closed or streams the namespace already. unregister undoes it.
+func (t *Transport) register(st *stream) (unregister func(), err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.closed {
+		return nil, ErrClosed
+	}
+	if _, dup := t.mu.streams[st.ns]; dup {
+		return nil, fmt.Errorf("%w: %q", ErrStreaming, st.ns)
+	}
+	t.mu.streams[st.ns] = st
+	return func() {
+		t.mu.Lock()
+		delete(t.mu.streams, st.ns)
+		t.mu.Unlock()
+	}, nil
+}
+
+// subscribeStream subscribes to the live subject of st, whose messages
+// come on msgs until ctx ends, and, with a store, serves the namespace's
+// requests. unsubscribe ends both.
+func (t *Transport) subscribeStream(ctx context.Context, st *stream) (msgs <-chan *nats.Msg, unsubscribe func(), err error) {
+	sv := &subscription{}
+	if t.store != nil {
+		if sv, err = t.subscribeServe(st.ns, st.subj); err != nil {
+			return nil, nil, err
+		}
+	}
+	unsubscribe = func() { _ = t.unsubscribe(sv) }
+	ch := make(chan *nats.Msg)
+	live, err := t.nc.Subscribe(st.subj.ops, func(m *nats.Msg) {
+		// Messages wait in the subscription's pending queue while the
+		// stream is busy; if it overflows the server calls us a slow
+		// consumer, and the gaps are fetched later.
+		select {
+		case ch <- m:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		unsubscribe()
+		return nil, nil, fmt.Errorf("natstransport: stream %q: %w", st.ns, err)
+	}
+	sv.subs = append(sv.subs, live)
+	return ch, unsubscribe, nil
+}
+
+// runStream handles the events of st until ctx ends (nil), the server
+// denies a subscription or the connection closes (errors): live messages
+// (applied, with a fetch from their publisher when they show a gap),
+// local commits (published), and the heartbeat (an announcement of the
+// vector).
+func (t *Transport) runStream(ctx context.Context, st *stream, msgs <-chan *nats.Msg, have func() crdt.VersionVector, apply func(ops [][]byte) error) error {
 	var heartbeat <-chan time.Time
 	if t.opts.Heartbeat > 0 {
 		tick := time.NewTicker(t.opts.Heartbeat)
@@ -113,24 +142,24 @@ func (t *Transport) Stream(ctx context.Context, ns string, have func() crdt.Vers
 		case <-ctx.Done():
 			return nil
 		case err := <-st.denied:
-			return fmt.Errorf("natstransport: stream %q: %w", ns, err)
+			return fmt.Errorf("natstransport: stream %q: %w", st.ns, err)
 		case m := <-msgs:
 			if err := t.receive(ctx, st, m, have, apply); err != nil {
 				return ctx0(ctx, err)
 			}
 		case <-st.publish:
 			if err := t.publishOwn(ctx, st); err != nil {
-				t.log.Warn("publish failed", "ns", ns, "err", err)
+				t.log.Warn("publish failed", "ns", st.ns, "err", err)
 			}
 		case <-heartbeat:
 			st.kick(st.announce)
 		case <-st.announce:
 			if err := t.announce(ctx, st); err != nil {
-				t.log.Debug("announce failed", "ns", ns, "err", err)
+				t.log.Debug("announce failed", "ns", st.ns, "err", err)
 			}
 		}
 		if t.nc.IsClosed() {
-			return fmt.Errorf("natstransport: stream %q: %w", ns, nats.ErrConnectionClosed)
+			return fmt.Errorf("natstransport: stream %q: %w", st.ns, nats.ErrConnectionClosed)
 		}
 	}
 }

@@ -166,237 +166,268 @@ func checkKnows(t testing.TB, ns string, r, peer *Replica) {
 	t.Errorf("the peer %s is not known: %+v", id, ps)
 }
 
-// Run runs the conformance suite against the transport newPeer makes.
+// Run runs the conformance suite against the transport newPeer makes:
+// each check is a subtest.
 func Run(t *testing.T, newPeer NewPeer) {
-	t.Run("SnapshotBootstrap", func(t *testing.T) {
-		// The responder compacted its log away: a new replica gets "snapshot
-		// needed", bootstraps from a paged snapshot, then syncs ops.
-		const n = 60
-		items := make([]Item, n)
-		for i := range items {
-			items[i] = Item{ID: fmt.Sprintf("item-%03d", i), Name: "b", N: int64(i), Tags: []string{"t"}, Count: 1}
-		}
-		b := compacted(t, newPeer, "ns", items...)
-		put(t, b, "ns", Item{ID: "item-000", Name: "after compaction"}) // an op in the log, beyond the horizon
-		a := OpenReplica(t)
-		put(t, a, "ns", Item{ID: "from-a", Name: "a's own"})
-		peer := newPeer(t, b.DB.SyncStore())
-		res, err := transport.Sync(t.Context(), a.DB.SyncStore(), peer, "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
-		if err != nil {
-			t.Fatalf("sync from a new replica: %v", err)
-		}
-		if res.Snapshots != 1 || res.SnapshotRecords != n || res.SnapshotBytes == 0 {
-			t.Errorf("snapshots %d of %d records, %d bytes; want 1 of %d records", res.Snapshots, res.SnapshotRecords, res.SnapshotBytes, n)
-		}
-		if res.Sent != 1 {
-			t.Errorf("sent %d ops, want a's own 1", res.Sent)
-		}
-		CheckConverged(t, "ns", a, b)
-		checkPeer(t, "ns", a, b)
-		checkKnows(t, "ns", b, a) // the served store recorded its client
-		// Once bootstrapped, syncs are op syncs again.
-		put(t, b, "ns", Item{ID: "later", Name: "b"})
-		res, err = a.DB.SyncWith(t.Context(), peer, "ns")
-		if err != nil || res.Snapshots != 0 || res.Received != 1 {
-			t.Fatalf("sync after the bootstrap: %+v, %v; want 1 op received and no snapshot", res, err)
-		}
-		CheckConverged(t, "ns", a, b)
-	})
+	checks := []struct {
+		name  string
+		check func(*testing.T, NewPeer)
+	}{
+		{"SnapshotBootstrap", checkSnapshotBootstrap},
+		{"SnapshotPushPath", checkSnapshotPushPath},
+		{"ServedStoreRecordsPeers", checkServedStoreRecordsPeers},
+		{"BothDirections", checkBothDirections},
+		{"Idempotent", checkIdempotent},
+		{"Paged", checkPaged},
+		{"Transaction", checkTransaction},
+		{"Relay", checkRelay},
+		{"MalformedOpsRefused", checkMalformedOpsRefused},
+		{"Concurrent", checkConcurrent},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) { c.check(t, newPeer) })
+	}
+}
 
-	t.Run("SnapshotPushPath", func(t *testing.T) {
-		// The requester compacted its log away and the responder is new: the
-		// requester cannot push what the responder lacks. The responder
-		// bootstraps when it syncs the other way.
-		a := compacted(t, newPeer, "ns", Item{ID: "x", Name: "a"}, Item{ID: "y", Name: "a", Tags: []string{"t"}})
-		b := OpenReplica(t)
-		_, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns")
-		if !errors.Is(err, transport.ErrSnapshotNeeded) {
-			t.Fatalf("push to a new replica below the compaction horizon: %v, want ErrSnapshotNeeded", err)
-		}
-		res, err := b.DB.SyncWith(t.Context(), newPeer(t, a.DB.SyncStore()), "ns")
-		if err != nil || res.Snapshots != 1 {
-			t.Fatalf("the new replica's sync: %+v, %v; want a bootstrap", res, err)
-		}
-		if _, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns"); err != nil {
-			t.Fatalf("push after the bootstrap: %v", err)
-		}
-		CheckConverged(t, "ns", a, b)
-		checkPeer(t, "ns", a, b)
-		checkPeer(t, "ns", b, a)
-	})
+// checkSnapshotBootstrap: the responder compacted its log away: a new
+// replica gets "snapshot needed", bootstraps from a paged snapshot, then
+// syncs ops.
+func checkSnapshotBootstrap(t *testing.T, newPeer NewPeer) {
+	const n = 60
+	items := make([]Item, n)
+	for i := range items {
+		items[i] = Item{ID: fmt.Sprintf("item-%03d", i), Name: "b", N: int64(i), Tags: []string{"t"}, Count: 1}
+	}
+	b := compacted(t, newPeer, "ns", items...)
+	put(t, b, "ns", Item{ID: "item-000", Name: "after compaction"}) // an op in the log, beyond the horizon
+	a := OpenReplica(t)
+	put(t, a, "ns", Item{ID: "from-a", Name: "a's own"})
+	peer := newPeer(t, b.DB.SyncStore())
+	res, err := transport.Sync(t.Context(), a.DB.SyncStore(), peer, "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
+	if err != nil {
+		t.Fatalf("sync from a new replica: %v", err)
+	}
+	if res.Snapshots != 1 || res.SnapshotRecords != n || res.SnapshotBytes == 0 {
+		t.Errorf("snapshots %d of %d records, %d bytes; want 1 of %d records", res.Snapshots, res.SnapshotRecords, res.SnapshotBytes, n)
+	}
+	if res.Sent != 1 {
+		t.Errorf("sent %d ops, want a's own 1", res.Sent)
+	}
+	CheckConverged(t, "ns", a, b)
+	checkPeer(t, "ns", a, b)
+	checkKnows(t, "ns", b, a) // the served store recorded its client
+	// Once bootstrapped, syncs are op syncs again.
+	put(t, b, "ns", Item{ID: "later", Name: "b"})
+	res, err = a.DB.SyncWith(t.Context(), peer, "ns")
+	if err != nil || res.Snapshots != 0 || res.Received != 1 {
+		t.Fatalf("sync after the bootstrap: %+v, %v; want 1 op received and no snapshot", res, err)
+	}
+	CheckConverged(t, "ns", a, b)
+}
 
-	t.Run("ServedStoreRecordsPeers", func(t *testing.T) {
-		// The served store learns what its client holds from the client's
-		// requests, which is what lets it compact: a store whose wiring
-		// lost that ability would keep its log for ever.
-		a, b := OpenReplica(t), OpenReplica(t)
-		put(t, a, "ns", Item{ID: "x", Name: "a"})
-		put(t, b, "ns", Item{ID: "y", Name: "b"})
-		peer := newPeer(t, b.DB.SyncStore())
-		for range 2 { // the second sync's request says a holds b's op too
-			if _, err := a.DB.SyncWith(t.Context(), peer, "ns"); err != nil {
-				t.Fatalf("sync: %v", err)
-			}
-		}
-		CheckConverged(t, "ns", a, b)
-		checkPeer(t, "ns", b, a)
-		checkPeer(t, "ns", a, b)
-		st, err := b.DB.Compact(t.Context(), "ns")
-		if err != nil {
-			t.Fatalf("compact the served store: %v", err)
-		}
-		if st.Ops != 2 {
-			t.Errorf("the served store compacted %d ops, want both (its client holds them)", st.Ops)
-		}
-	})
+// checkSnapshotPushPath: the requester compacted its log away and the
+// responder is new: the requester cannot push what the responder lacks.
+// The responder bootstraps when it syncs the other way.
+func checkSnapshotPushPath(t *testing.T, newPeer NewPeer) {
+	a := compacted(t, newPeer, "ns", Item{ID: "x", Name: "a"}, Item{ID: "y", Name: "a", Tags: []string{"t"}})
+	b := OpenReplica(t)
+	_, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns")
+	if !errors.Is(err, transport.ErrSnapshotNeeded) {
+		t.Fatalf("push to a new replica below the compaction horizon: %v, want ErrSnapshotNeeded", err)
+	}
+	res, err := b.DB.SyncWith(t.Context(), newPeer(t, a.DB.SyncStore()), "ns")
+	if err != nil || res.Snapshots != 1 {
+		t.Fatalf("the new replica's sync: %+v, %v; want a bootstrap", res, err)
+	}
+	if _, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns"); err != nil {
+		t.Fatalf("push after the bootstrap: %v", err)
+	}
+	CheckConverged(t, "ns", a, b)
+	checkPeer(t, "ns", a, b)
+	checkPeer(t, "ns", b, a)
+}
 
-	t.Run("BothDirections", func(t *testing.T) {
-		a, b := OpenReplica(t), OpenReplica(t)
-		put(t, a, "ns", Item{ID: "x", Name: "from a"}, Item{ID: "y", Name: "only a"})
-		put(t, b, "ns", Item{ID: "x", Name: "from b"}, Item{ID: "z", Name: "only b"})
-		res, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns")
-		if err != nil {
+// checkServedStoreRecordsPeers: the served store learns what its client
+// holds from the client's requests, which is what lets it compact: a store
+// whose wiring lost that ability would keep its log for ever.
+func checkServedStoreRecordsPeers(t *testing.T, newPeer NewPeer) {
+	a, b := OpenReplica(t), OpenReplica(t)
+	put(t, a, "ns", Item{ID: "x", Name: "a"})
+	put(t, b, "ns", Item{ID: "y", Name: "b"})
+	peer := newPeer(t, b.DB.SyncStore())
+	for range 2 { // the second sync's request says a holds b's op too
+		if _, err := a.DB.SyncWith(t.Context(), peer, "ns"); err != nil {
 			t.Fatalf("sync: %v", err)
 		}
-		if res.Sent != 2 || res.Received != 2 {
-			t.Errorf("sent %d, received %d; want 2 and 2", res.Sent, res.Received)
-		}
-		if res.Conflicts != 1 {
-			t.Errorf("conflicts = %d, want 1 (both wrote x.name)", res.Conflicts)
-		}
-		CheckConverged(t, "ns", a, b)
-	})
+	}
+	CheckConverged(t, "ns", a, b)
+	checkPeer(t, "ns", b, a)
+	checkPeer(t, "ns", a, b)
+	st, err := b.DB.Compact(t.Context(), "ns")
+	if err != nil {
+		t.Fatalf("compact the served store: %v", err)
+	}
+	if st.Ops != 2 {
+		t.Errorf("the served store compacted %d ops, want both (its client holds them)", st.Ops)
+	}
+}
 
-	t.Run("Idempotent", func(t *testing.T) {
-		a, b := OpenReplica(t), OpenReplica(t)
-		put(t, a, "ns", Item{ID: "x", Name: "a"})
-		peer := newPeer(t, b.DB.SyncStore())
-		for i := range 3 {
-			res, err := a.DB.SyncWith(t.Context(), peer, "ns")
-			if err != nil {
-				t.Fatalf("sync %d: %v", i, err)
-			}
-			if i > 0 && res.Sent+res.Received != 0 {
-				t.Errorf("sync %d moved %d+%d ops, want none", i, res.Sent, res.Received)
-			}
-		}
-		CheckConverged(t, "ns", a, b)
-	})
+// checkBothDirections: one sync carries ops both ways and reports the
+// conflict it met.
+func checkBothDirections(t *testing.T, newPeer NewPeer) {
+	a, b := OpenReplica(t), OpenReplica(t)
+	put(t, a, "ns", Item{ID: "x", Name: "from a"}, Item{ID: "y", Name: "only a"})
+	put(t, b, "ns", Item{ID: "x", Name: "from b"}, Item{ID: "z", Name: "only b"})
+	res, err := a.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns")
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if res.Sent != 2 || res.Received != 2 {
+		t.Errorf("sent %d, received %d; want 2 and 2", res.Sent, res.Received)
+	}
+	if res.Conflicts != 1 {
+		t.Errorf("conflicts = %d, want 1 (both wrote x.name)", res.Conflicts)
+	}
+	CheckConverged(t, "ns", a, b)
+}
 
-	t.Run("Paged", func(t *testing.T) {
-		a, b := OpenReplica(t), OpenReplica(t)
-		const n = 250
-		items := make([]Item, n)
-		for i := range items {
-			items[i] = Item{ID: fmt.Sprintf("item-%04d", i), Name: "a", N: int64(i)}
-		}
-		put(t, a, "ns", items...)
-		res, err := transport.Sync(t.Context(), b.DB.SyncStore(), newPeer(t, a.DB.SyncStore()), "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
+// checkIdempotent: syncing again moves nothing.
+func checkIdempotent(t *testing.T, newPeer NewPeer) {
+	a, b := OpenReplica(t), OpenReplica(t)
+	put(t, a, "ns", Item{ID: "x", Name: "a"})
+	peer := newPeer(t, b.DB.SyncStore())
+	for i := range 3 {
+		res, err := a.DB.SyncWith(t.Context(), peer, "ns")
 		if err != nil {
+			t.Fatalf("sync %d: %v", i, err)
+		}
+		if i > 0 && res.Sent+res.Received != 0 {
+			t.Errorf("sync %d moved %d+%d ops, want none", i, res.Sent, res.Received)
+		}
+	}
+	CheckConverged(t, "ns", a, b)
+}
+
+// checkPaged: pages stay within the requested limits, and all of them
+// arrive.
+func checkPaged(t *testing.T, newPeer NewPeer) {
+	a, b := OpenReplica(t), OpenReplica(t)
+	const n = 250
+	items := make([]Item, n)
+	for i := range items {
+		items[i] = Item{ID: fmt.Sprintf("item-%04d", i), Name: "a", N: int64(i)}
+	}
+	put(t, a, "ns", items...)
+	res, err := transport.Sync(t.Context(), b.DB.SyncStore(), newPeer(t, a.DB.SyncStore()), "ns", transport.Options{Limits: transport.Limits{MaxOps: 16}})
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if res.Received != n {
+		t.Errorf("received %d, want %d", res.Received, n)
+	}
+	if res.Rounds < n/16 {
+		t.Errorf("%d rounds for %d ops in pages of 16: pages not bounded", res.Rounds, n)
+	}
+	CheckConverged(t, "ns", a, b)
+}
+
+// checkTransaction: a transaction larger than a page arrives whole.
+func checkTransaction(t *testing.T, newPeer NewPeer) {
+	a, b := OpenReplica(t), OpenReplica(t)
+	err := a.DB.Update(t.Context(), "ns", func(tx *converge.Tx) error {
+		for i := range 40 {
+			if _, err := a.Items.Tx(tx).Put(&Item{ID: fmt.Sprintf("t-%02d", i), Name: "tx"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	// Pages of 7 ops: the 40-op transaction must still arrive whole.
+	res, err := transport.Sync(t.Context(), b.DB.SyncStore(), newPeer(t, a.DB.SyncStore()), "ns", transport.Options{Limits: transport.Limits{MaxOps: 7}})
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if res.Received != 40 || res.Refused != 0 {
+		t.Errorf("received %d refused %d, want 40 and 0", res.Received, res.Refused)
+	}
+	CheckConverged(t, "ns", a, b)
+}
+
+// checkRelay: a and c never meet; b carries ops between them.
+func checkRelay(t *testing.T, newPeer NewPeer) {
+	a, b, c := OpenReplica(t), OpenReplica(t), OpenReplica(t)
+	put(t, a, "ns", Item{ID: "from-a"})
+	put(t, c, "ns", Item{ID: "from-c"})
+	for _, r := range []*Replica{a, c, a} {
+		if _, err := r.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns"); err != nil {
 			t.Fatalf("sync: %v", err)
 		}
-		if res.Received != n {
-			t.Errorf("received %d, want %d", res.Received, n)
-		}
-		if res.Rounds < n/16 {
-			t.Errorf("%d rounds for %d ops in pages of 16: pages not bounded", res.Rounds, n)
-		}
-		CheckConverged(t, "ns", a, b)
-	})
+	}
+	CheckConverged(t, "ns", a, b, c)
+}
 
-	t.Run("Transaction", func(t *testing.T) {
-		a, b := OpenReplica(t), OpenReplica(t)
-		err := a.DB.Update(t.Context(), "ns", func(tx *converge.Tx) error {
-			for i := range 40 {
-				if _, err := a.Items.Tx(tx).Put(&Item{ID: fmt.Sprintf("t-%02d", i), Name: "tx"}); err != nil {
-					return err
+// checkMalformedOpsRefused: malformed pushed ops are refused in the
+// answer, not as an error, and change nothing.
+func checkMalformedOpsRefused(t *testing.T, newPeer NewPeer) {
+	b := OpenReplica(t)
+	put(t, b, "ns", Item{ID: "keep", Name: "b"})
+	before, err := b.DB.StateHash(t.Context(), "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := newPeer(t, b.DB.SyncStore())
+	req := &transport.Request{Namespace: "ns", Vector: crdt.VersionVector{}, Ops: [][]byte{{0x93, 0x01}, []byte("not msgpack at all")}}
+	resp, err := peer.RoundTrip(t.Context(), req)
+	if err != nil {
+		t.Fatalf("round trip with malformed ops: %v (want the ops refused in the response, not an error)", err)
+	}
+	if resp.Applied.Refused != 2 || resp.Applied.Applied != 0 {
+		t.Errorf("applied %+v, want 2 refused", resp.Applied)
+	}
+	if resp.Applied.Reason == "" {
+		t.Error("no reason given for the refusal")
+	}
+	after, _ := b.DB.StateHash(t.Context(), "ns")
+	if after != before {
+		t.Error("state changed after malformed ops")
+	}
+}
+
+// checkConcurrent: replicas writing and syncing with one hub at once
+// converge.
+func checkConcurrent(t *testing.T, newPeer NewPeer) {
+	hub := OpenReplica(t)
+	reps := []*Replica{OpenReplica(t), OpenReplica(t), OpenReplica(t)}
+	errs := make(chan error, len(reps))
+	for i, r := range reps {
+		go func() {
+			for j := range 20 {
+				if _, err := r.Items.Put(context.Background(), "ns", &Item{ID: fmt.Sprintf("k%d", j%5), Name: fmt.Sprintf("r%d-%d", i, j)}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := r.DB.SyncWith(context.Background(), newPeer(t, hub.DB.SyncStore()), "ns"); err != nil {
+					errs <- err
+					return
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("update: %v", err)
+			errs <- nil
+		}()
+	}
+	for range reps {
+		if err := <-errs; err != nil {
+			t.Fatalf("writer: %v", err)
 		}
-		// Pages of 7 ops: the 40-op transaction must still arrive whole.
-		res, err := transport.Sync(t.Context(), b.DB.SyncStore(), newPeer(t, a.DB.SyncStore()), "ns", transport.Options{Limits: transport.Limits{MaxOps: 7}})
-		if err != nil {
-			t.Fatalf("sync: %v", err)
-		}
-		if res.Received != 40 || res.Refused != 0 {
-			t.Errorf("received %d refused %d, want 40 and 0", res.Received, res.Refused)
-		}
-		CheckConverged(t, "ns", a, b)
-	})
-
-	t.Run("Relay", func(t *testing.T) {
-		// a and c never meet; b carries ops between them.
-		a, b, c := OpenReplica(t), OpenReplica(t), OpenReplica(t)
-		put(t, a, "ns", Item{ID: "from-a"})
-		put(t, c, "ns", Item{ID: "from-c"})
-		for _, r := range []*Replica{a, c, a} {
-			if _, err := r.DB.SyncWith(t.Context(), newPeer(t, b.DB.SyncStore()), "ns"); err != nil {
-				t.Fatalf("sync: %v", err)
-			}
-		}
-		CheckConverged(t, "ns", a, b, c)
-	})
-
-	t.Run("MalformedOpsRefused", func(t *testing.T) {
-		b := OpenReplica(t)
-		put(t, b, "ns", Item{ID: "keep", Name: "b"})
-		before, err := b.DB.StateHash(t.Context(), "ns")
-		if err != nil {
+	}
+	for _, r := range reps {
+		if _, err := r.DB.SyncWith(t.Context(), newPeer(t, hub.DB.SyncStore()), "ns"); err != nil {
 			t.Fatal(err)
 		}
-		peer := newPeer(t, b.DB.SyncStore())
-		req := &transport.Request{Namespace: "ns", Vector: crdt.VersionVector{}, Ops: [][]byte{{0x93, 0x01}, []byte("not msgpack at all")}}
-		resp, err := peer.RoundTrip(t.Context(), req)
-		if err != nil {
-			t.Fatalf("round trip with malformed ops: %v (want the ops refused in the response, not an error)", err)
-		}
-		if resp.Applied.Refused != 2 || resp.Applied.Applied != 0 {
-			t.Errorf("applied %+v, want 2 refused", resp.Applied)
-		}
-		if resp.Applied.Reason == "" {
-			t.Error("no reason given for the refusal")
-		}
-		after, _ := b.DB.StateHash(t.Context(), "ns")
-		if after != before {
-			t.Error("state changed after malformed ops")
-		}
-	})
-
-	t.Run("Concurrent", func(t *testing.T) {
-		hub := OpenReplica(t)
-		reps := []*Replica{OpenReplica(t), OpenReplica(t), OpenReplica(t)}
-		errs := make(chan error, len(reps))
-		for i, r := range reps {
-			go func() {
-				for j := range 20 {
-					if _, err := r.Items.Put(context.Background(), "ns", &Item{ID: fmt.Sprintf("k%d", j%5), Name: fmt.Sprintf("r%d-%d", i, j)}); err != nil {
-						errs <- err
-						return
-					}
-					if _, err := r.DB.SyncWith(context.Background(), newPeer(t, hub.DB.SyncStore()), "ns"); err != nil {
-						errs <- err
-						return
-					}
-				}
-				errs <- nil
-			}()
-		}
-		for range reps {
-			if err := <-errs; err != nil {
-				t.Fatalf("writer: %v", err)
-			}
-		}
-		for _, r := range reps {
-			if _, err := r.DB.SyncWith(t.Context(), newPeer(t, hub.DB.SyncStore()), "ns"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		CheckConverged(t, "ns", append(reps, hub)...)
-	})
+	}
+	CheckConverged(t, "ns", append(reps, hub)...)
 }
 
 // WithoutSnapshots is a store that says it can neither make nor install
