@@ -27,8 +27,11 @@ type ReplicatorOptions struct {
 	// path publishes this replica's commits itself
 	// ([transport.Live].PublishesCommits: the sync confirms them).
 	Debounce time.Duration
-	// MinBackoff and MaxBackoff bound the wait after a failed sync, which
-	// doubles with each failure, with full jitter. Zero means 500ms and 1m.
+	// MinBackoff and MaxBackoff bound the wait after a failed background
+	// sync, which doubles with each consecutive failure, with full jitter:
+	// after the n-th, a wait drawn uniformly from [0, min(MaxBackoff,
+	// MinBackoff·2ⁿ⁻¹)]. A live stream that ends is reopened after such
+	// waits too. Zero means 500ms and 1m.
 	MinBackoff, MaxBackoff time.Duration
 	// Limits bound the pages of one sync.
 	Limits transport.Limits
@@ -515,7 +518,9 @@ func (r *Replicator) Pause() {
 	r.mu.Unlock()
 	r.wakeWatchers() // the states say paused
 	for _, rn := range r.namespaces {
-		rn.sync.Lock() // a sync in progress finishes first
+		// A sync in progress finishes first: taking its lock waits for it.
+		rn.sync.Lock()
+		//lint:ignore SA2001 the critical section is the wait itself
 		rn.sync.Unlock()
 	}
 }
