@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/internal/backoff"
 	"github.com/convergedb/converge/transport"
 )
 
@@ -27,8 +27,11 @@ type ReplicatorOptions struct {
 	// path publishes this replica's commits itself
 	// ([transport.Live].PublishesCommits: the sync confirms them).
 	Debounce time.Duration
-	// MinBackoff and MaxBackoff bound the wait after a failed sync, which
-	// doubles with each failure, with full jitter. Zero means 500ms and 1m.
+	// MinBackoff and MaxBackoff bound the wait after a failed background
+	// sync, which doubles with each consecutive failure, with full jitter:
+	// after the n-th, a wait drawn uniformly from [0, min(MaxBackoff,
+	// MinBackoff·2ⁿ⁻¹)]. A live stream that ends is reopened after such
+	// waits too. Zero means 500ms and 1m.
 	MinBackoff, MaxBackoff time.Duration
 	// Limits bound the pages of one sync.
 	Limits transport.Limits
@@ -126,20 +129,30 @@ func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 // ([transport.Peer].Live). It is safe for concurrent use. Open it with
 // [DB.OpenReplicator]. The DB owns it: [DB.Close] closes it first, if
 // [Replicator.Close] has not.
+//
+// What it decides, per namespace (when to sync, how a sync starts, the
+// status), is a namespaceSync value, stepped under mu; its goroutines
+// only carry the decisions out: a loop per namespace that waits until
+// the next sync is due and runs it, a live stream per namespace, and one
+// watcher of local commits.
 type Replicator struct {
-	db        *DB
-	store     syncStore // the DB's, counting what this replicator applies
-	tally     *applyTally
-	peer      transport.Peer
-	live      transport.Live // the peer's live path, or nil
-	publishes bool           // live publishes local commits: syncs start with a vector exchange
-	opts      ReplicatorOptions
-	logger    *slog.Logger
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	kicks     map[string]chan struct{}
-	locks     map[string]*sync.Mutex // one sync at a time per namespace
+	db     *DB
+	store  syncStore // the DB's, counting what this replicator applies
+	tally  *applyTally
+	peer   transport.Peer
+	live   transport.Live // the peer's live path, or nil
+	timing *syncTiming
+	// retries are the waits after failed syncs and live streams that
+	// ended: MinBackoff to MaxBackoff, with full jitter.
+	retries *backoff.Jitter
+	opts    ReplicatorOptions
+	logger  *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	// namespaces are the replicated namespaces' wake-ups and sync locks.
+	// The map is fixed once open.
+	namespaces map[string]*replicatedNamespace
 
 	mu struct {
 		sync.Mutex
@@ -149,23 +162,21 @@ type Replicator struct {
 		pauseLive context.CancelFunc
 		streaming int        // live streams running
 		stopped   *sync.Cond // signalled when a live stream stops
-		status    map[string]*Status
-		peerVV    map[string]crdt.VersionVector // what the peer acknowledged last
-		// exchange marks namespaces whose next sync starts with a vector
-		// exchange instead of pushing from peerVV, which is stale: the
-		// last sync failed (pushing from it again may fail again), or the
-		// live stream delivered ops since (the peer holds them).
-		exchange map[string]bool
-		// peerID is the replica id of the peer that answered the last
-		// sync of a namespace, when its responses named it.
-		peerID map[string]crdt.ReplicaID
-		rng    *rand.Rand
+		// plans are the namespaces' decisions and statuses.
+		plans map[string]*namespaceSync
 	}
 	// watchers are the status streams' wake-ups (Statuses).
 	watchers struct {
 		sync.Mutex
 		set map[chan struct{}]struct{}
 	}
+}
+
+// replicatedNamespace is what a replicator's goroutines share about one
+// namespace.
+type replicatedNamespace struct {
+	wake chan struct{} // wakes the namespace's loop: its plan changed
+	sync sync.Mutex    // held by the sync running: one at a time
 }
 
 // OpenReplicator starts replicating opts.Namespaces of db with peer.
@@ -178,11 +189,21 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 			return nil, err
 		}
 	}
+	r := newReplicator(db, peer, opts)
+	if err := db.own(r); err != nil {
+		r.cancel()
+		return nil, err
+	}
+	r.start()
+	return r, nil
+}
+
+// withDefaults returns opts with the defaults filled, for a peer whose
+// live path publishes this replica's commits (publishes) or not.
+func (opts ReplicatorOptions) withDefaults(publishes bool, logger *slog.Logger) ReplicatorOptions {
 	if opts.Interval <= 0 {
 		opts.Interval = 30 * time.Second
 	}
-	live := peer.Live()
-	publishes := live != nil && live.PublishesCommits()
 	if opts.Debounce <= 0 {
 		opts.Debounce = 20 * time.Millisecond
 		if publishes {
@@ -196,165 +217,169 @@ func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Repl
 		opts.MaxBackoff = time.Minute
 	}
 	if opts.Logger == nil {
-		opts.Logger = db.logger
+		opts.Logger = logger
 	}
-	r := &Replicator{db: db, peer: peer, live: live, publishes: publishes, opts: opts, logger: opts.Logger.With("component", "replicator"),
-		kicks: make(map[string]chan struct{}), locks: make(map[string]*sync.Mutex)}
+	return opts
+}
+
+// newReplicator returns the replicator of opts, its goroutines not yet
+// started.
+func newReplicator(db *DB, peer transport.Peer, opts ReplicatorOptions) *Replicator {
+	live := peer.Live()
+	publishes := live != nil && live.PublishesCommits()
+	opts = opts.withDefaults(publishes, db.logger)
+	r := &Replicator{db: db, peer: peer, live: live, opts: opts, logger: opts.Logger.With("component", "replicator"),
+		namespaces: make(map[string]*replicatedNamespace)}
+	r.retries = backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff}, nil)
+	r.timing = &syncTiming{debounce: opts.Debounce, interval: opts.Interval, publishes: publishes,
+		retryWait: func(failures int) time.Duration { return r.retries.Wait(failures - 1) }}
 	r.tally = &applyTally{counts: make(map[string]applyCounts)}
 	r.store = syncStore{db: db, tally: r.tally}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
 	r.mu.stopped = sync.NewCond(&r.mu.Mutex)
-	r.mu.status = make(map[string]*Status)
-	r.mu.peerVV = make(map[string]crdt.VersionVector)
-	r.mu.exchange = make(map[string]bool)
-	r.mu.peerID = make(map[string]crdt.ReplicaID)
+	r.mu.plans = make(map[string]*namespaceSync)
 	r.watchers.set = make(map[chan struct{}]struct{})
-	r.mu.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
+	now := time.Now()
 	for _, ns := range opts.Namespaces {
-		r.kicks[ns] = make(chan struct{}, 1)
-		r.kicks[ns] <- struct{}{} // sync once at start
-		r.locks[ns] = &sync.Mutex{}
-		r.mu.status[ns] = &Status{Namespace: ns, State: StateIdle}
+		r.namespaces[ns] = &replicatedNamespace{wake: make(chan struct{}, 1)}
+		r.mu.plans[ns] = newNamespaceSync(ns, r.timing, now)
 	}
-	if err := db.own(r); err != nil {
-		r.cancel()
-		return nil, err
-	}
-	sub := db.Subscribe("") // before the loops start: no local commit is missed
-	r.wg.Go(func() { r.watchCommits(sub) })
-	if live != nil {
-		stop := live.OnReconnect(func() {
-			for _, k := range r.kicks {
-				kick(k)
-			}
-		})
-		context.AfterFunc(r.ctx, stop)
-	}
-	for _, ns := range opts.Namespaces {
-		r.wg.Go(func() { r.loop(ns) })
-		if live != nil {
-			r.wg.Go(func() { r.stream(live, ns) })
-		}
-	}
-	return r, nil
+	return r
 }
 
-// watchCommits kicks a namespace's loop after each local commit to it. (A
+// start starts the replicator's goroutines.
+func (r *Replicator) start() {
+	sub := r.db.Subscribe("") // before the loops start: no local commit is missed
+	r.wg.Go(func() { r.watchCommits(sub) })
+	if r.live != nil {
+		stop := r.live.OnReconnect(r.kickAll)
+		context.AfterFunc(r.ctx, stop)
+	}
+	for _, ns := range r.opts.Namespaces {
+		r.wg.Go(func() { r.loop(ns) })
+		if r.live != nil {
+			r.wg.Go(func() { r.stream(r.live, ns) })
+		}
+	}
+}
+
+// watchCommits kicks a namespace's sync after each local commit to it. (A
 // live path that publishes commits hears of them from the store itself.)
 func (r *Replicator) watchCommits(sub *Subscription) {
 	defer sub.Close()
 	for {
 		c, err := sub.Next(r.ctx)
-		if err != nil && !errors.Is(err, ErrLagged) {
+		switch {
+		case errors.Is(err, ErrLagged):
+			r.kickAll() // changes were dropped
+		case err != nil:
 			return
-		}
-		if err != nil || c.Local {
-			ns := c.Namespace
-			if err != nil {
-				// Changes were dropped: kick every namespace.
-				for _, k := range r.kicks {
-					kick(k)
-				}
-				continue
-			}
-			if k, ok := r.kicks[ns]; ok {
-				kick(k)
-			}
+		case c.Local:
+			r.kick(c.Namespace)
 		}
 	}
 }
 
-func kick(k chan struct{}) {
+// kick asks for a background sync of ns (if it is replicated).
+func (r *Replicator) kick(ns string) {
+	r.step(ns, func(s *namespaceSync, now time.Time) { s.Kick(now) })
+}
+
+// kickAll asks for a background sync of every namespace.
+func (r *Replicator) kickAll() {
+	for _, ns := range r.opts.Namespaces {
+		r.kick(ns)
+	}
+}
+
+// step applies an event to ns's decisions at the time now, then wakes
+// ns's loop (when its next sync is due may have changed) and, if the
+// status changed, the status streams. It does nothing for a namespace
+// not replicated.
+func (r *Replicator) step(ns string, event func(s *namespaceSync, now time.Time)) {
+	rn, ok := r.namespaces[ns]
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	s := r.mu.plans[ns]
+	before := s.status
+	event(s, time.Now())
+	changed := !sameStatus(before, s.status)
+	r.mu.Unlock()
+	signal(rn.wake)
+	if changed {
+		r.wakeWatchers()
+	}
+}
+
+// signal sends on a wake-up channel of capacity 1 without blocking: a
+// wake-up already pending stands for both.
+func signal(c chan struct{}) {
 	select {
-	case k <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// loop runs the background syncs of one namespace.
+// loop runs the background syncs of ns: it waits until one is due, or
+// for an event that may change when, and runs it.
 func (r *Replicator) loop(ns string) {
-	ticker := time.NewTicker(r.opts.Interval)
-	defer ticker.Stop()
-	var retry <-chan time.Time
 	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-r.kicks[ns]:
-			// Let a burst of commits join this sync.
-			if !r.sleep(r.opts.Debounce) {
-				return
-			}
-			select {
-			case <-r.kicks[ns]:
-			default:
-			}
-		case <-ticker.C:
-		case <-retry:
-		}
-		if resumed := r.pausedChan(); resumed != nil {
-			select {
-			case <-resumed:
-			case <-r.ctx.Done():
-				return
-			}
-		}
-		// Background syncs run in the live context: Pause cancels one in
-		// progress instead of waiting for it.
 		r.mu.Lock()
-		live := r.mu.live
+		due, wake := r.mu.plans[ns].Next(time.Now())
 		r.mu.Unlock()
-		res := r.syncNamespace(live, ns, true)
-		retry = nil
-		if res.Err != nil && !errors.Is(res.Err, ErrPaused) && live.Err() == nil {
-			r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
-			retry = time.After(r.backoff(ns))
+		if due {
+			r.backgroundSync(ns)
+		} else if !r.waitUntil(wake, r.namespaces[ns].wake) {
+			return
 		}
+	}
+}
+
+// waitUntil waits until the time wake (zero: no time), for a wake-up on
+// c, or until the replicator closes; false means closed.
+func (r *Replicator) waitUntil(wake time.Time, c <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	if !wake.IsZero() {
+		t := time.NewTimer(time.Until(wake))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-r.ctx.Done():
+		return false
+	case <-c:
+	case <-timeout:
+	}
+	return true
+}
+
+// backgroundSync runs a background sync of ns. It runs in the live
+// context: Pause cancels a background sync in progress instead of waiting
+// for it.
+func (r *Replicator) backgroundSync(ns string) {
+	r.mu.Lock()
+	live := r.mu.live
+	r.mu.Unlock()
+	res := r.syncNamespace(live, ns, true)
+	if res.Err != nil && !errors.Is(res.Err, ErrPaused) && live.Err() == nil {
+		r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
 	}
 }
 
 // stream applies the peer's live pushes to ns, reconnecting with backoff.
 func (r *Replicator) stream(s transport.Live, ns string) {
-	store := r.store
-	have := func() crdt.VersionVector {
-		vv, err := r.db.log.Vector(r.ctx, ns)
-		if err != nil {
-			return crdt.VersionVector{}
+	failures := 0 // consecutive streams that ended without applying anything
+	for {
+		live, ok := r.startStream()
+		if !ok {
+			return
 		}
-		return vv
-	}
-	failures := 0
-	for r.ctx.Err() == nil {
-		r.mu.Lock()
-		if r.mu.paused {
-			resumed := r.mu.resumed
-			r.mu.Unlock()
-			select {
-			case <-resumed:
-			case <-r.ctx.Done():
-				return
-			}
-			continue
-		}
-		live := r.mu.live
-		r.mu.streaming++
-		r.mu.Unlock()
-		err := s.Stream(live, ns, have, func(ops [][]byte) error {
+		err := s.Stream(live, ns, r.vectorOf(ns), func(ops [][]byte) error {
 			failures = 0
-			a, err := store.Apply(r.ctx, ns, ops)
-			if err != nil {
-				return err
-			}
-			if a.Applied > 0 {
-				r.mu.Lock()
-				r.mu.exchange[ns] = true // or the next sync pushes them back
-				r.mu.Unlock()
-			}
-			if a.Refused > 0 {
-				kick(r.kicks[ns]) // a gap: let anti-entropy fetch it
-			}
-			return nil
+			return r.applyLive(ns, ops)
 		})
 		r.mu.Lock()
 		r.mu.streaming--
@@ -368,137 +393,109 @@ func (r *Replicator) stream(s transport.Live, ns string) {
 		}
 		failures++
 		r.logger.Debug("live stream ended", "namespace", ns, "err", err)
-		if !r.sleep(r.backoffN(failures)) {
+		if !r.waitUntil(time.Now().Add(r.retries.Wait(failures-1)), nil) {
 			return
 		}
 	}
 }
 
-// sleep waits d or until the replicator closes; false means closed.
-func (r *Replicator) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.ctx.Done():
-		return false
+// startStream waits while the replicator is paused, then counts a live
+// stream starting and returns the context it runs in; false means closed.
+func (r *Replicator) startStream() (context.Context, bool) {
+	for r.ctx.Err() == nil {
+		r.mu.Lock()
+		if !r.mu.paused {
+			r.mu.streaming++
+			live := r.mu.live
+			r.mu.Unlock()
+			return live, true
+		}
+		resumed := r.mu.resumed
+		r.mu.Unlock()
+		select {
+		case <-resumed:
+		case <-r.ctx.Done():
+		}
+	}
+	return nil, false
+}
+
+// vectorOf returns a func reading this replica's vector of ns, for the
+// live stream's have: an empty vector if it cannot be read.
+func (r *Replicator) vectorOf(ns string) func() crdt.VersionVector {
+	return func() crdt.VersionVector {
+		vv, err := r.db.log.Vector(r.ctx, ns)
+		if err != nil {
+			return crdt.VersionVector{}
+		}
+		return vv
 	}
 }
 
-func (r *Replicator) backoff(ns string) time.Duration {
-	r.mu.Lock()
-	n := r.mu.status[ns].Failures
-	r.mu.Unlock()
-	return r.backoffN(n)
-}
-
-// backoffN is the wait after n consecutive failures: exponential from
-// MinBackoff, capped at MaxBackoff, with full jitter.
-func (r *Replicator) backoffN(n int) time.Duration {
-	d := r.opts.MinBackoff
-	for i := 1; i < n && d < r.opts.MaxBackoff; i++ {
-		d *= 2
+// applyLive applies ops the live stream delivered to ns.
+func (r *Replicator) applyLive(ns string, ops [][]byte) error {
+	a, err := r.store.Apply(r.ctx, ns, ops)
+	if err != nil {
+		return err
 	}
-	d = min(d, r.opts.MaxBackoff)
-	r.mu.Lock()
-	j := time.Duration(r.mu.rng.Int64N(int64(d) + 1))
-	r.mu.Unlock()
-	return j
-}
-
-func (r *Replicator) pausedChan() chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mu.paused {
-		return r.mu.resumed
+	if a.Applied > 0 {
+		r.step(ns, func(s *namespaceSync, _ time.Time) { s.LiveApplied() })
+	}
+	if a.Refused > 0 {
+		r.kick(ns) // a gap: let anti-entropy fetch it
 	}
 	return nil
 }
 
 // syncNamespace runs one sync of ns and records its outcome. A background
-// sync (not SyncNow) does nothing while paused: Pause may have come between
-// the loop's check and the lock.
+// sync (not SyncNow) does nothing while paused: Pause may have come
+// between the loop's decision and the lock.
 func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bool) SyncResult {
-	lock := r.locks[ns]
-	lock.Lock()
-	defer lock.Unlock()
-	if background && r.pausedChan() != nil {
+	rn := r.namespaces[ns]
+	rn.sync.Lock()
+	defer rn.sync.Unlock()
+	var from crdt.VersionVector
+	ok := false
+	r.step(ns, func(s *namespaceSync, now time.Time) { from, ok = s.Begin(now, background) })
+	if !ok {
 		return SyncResult{Namespace: ns, Err: ErrPaused}
 	}
-	r.update(ns, func(s *Status) { s.State = StateSyncing })
-	r.mu.Lock()
-	peerVV := r.mu.peerVV[ns]
-	if r.mu.exchange[ns] || r.publishes {
-		// Start with a vector exchange: after a failure, pushing from the
-		// kept vector may be what failed (the same stale batch again,
-		// every retry); after live deliveries, or with a live path that
-		// publishes, the vector no longer says what the peer lacks.
-		peerVV = nil
-	}
-	delete(r.mu.exchange, ns)
-	r.mu.Unlock()
 	before := r.tally.get(ns)
-	res, err := transport.Sync(ctx, r.store, r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: peerVV})
+	res, err := transport.Sync(ctx, r.store, r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: from})
 	applied := r.tally.get(ns).minus(before)
-	out := SyncResult{Namespace: ns, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
-		Refused: applied.Refused, Resolved: applied.Resolved, Rounds: res.Rounds,
-		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
-	now := time.Now()
-	r.mu.Lock()
-	if res.PeerVector != nil {
-		r.mu.peerVV[ns] = res.PeerVector
-	}
-	if !res.Peer.IsZero() {
-		r.mu.peerID[ns] = res.Peer
-	}
-	if err != nil {
-		r.mu.exchange[ns] = true
-	}
-	r.mu.Unlock()
 	r.notePeer(ns, res.Peer)
-	r.update(ns, func(s *Status) {
-		if err != nil && background && ctx.Err() != nil {
-			s.State = StateIdle // cancelled by Pause or Close: not a failure
-			return
-		}
-		if err != nil {
-			s.State, s.LastError = StateError, err
-			s.Failures++
-			return
-		}
-		s.State, s.LastError, s.Failures, s.LastSync = StateIdle, nil, 0, now
-	})
+	out := syncOutcome{peerVV: res.PeerVector, peer: res.Peer, err: err, cancelled: background && ctx.Err() != nil}
+	r.step(ns, func(s *namespaceSync, now time.Time) { s.Done(now, background, out) })
 	if err == nil {
 		r.logger.Debug("synced", "namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds)
 	}
-	return out
-}
-
-// update changes ns's status and wakes the status watchers.
-func (r *Replicator) update(ns string, fn func(*Status)) {
-	r.mu.Lock()
-	fn(r.mu.status[ns])
-	r.mu.Unlock()
-	r.wakeWatchers()
+	return SyncResult{Namespace: ns, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
+		Refused: applied.Refused, Resolved: applied.Resolved, Rounds: res.Rounds,
+		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
 }
 
 // SyncNow syncs ns with the peer at once and returns the result (see
 // [SyncResult] for what its counts cover). It returns ErrPaused while the
 // replicator is paused, and ErrClosed once it (or its DB) is closed.
 func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error) {
-	if _, ok := r.locks[ns]; !ok {
+	if _, ok := r.namespaces[ns]; !ok {
 		return SyncResult{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
 	}
 	if r.ctx.Err() != nil {
 		err := fmt.Errorf("converge: sync %q: replicator closed: %w", ns, ErrClosed)
 		return SyncResult{Namespace: ns, Err: err}, err
 	}
-	if r.pausedChan() != nil {
+	if r.isPaused() {
 		return SyncResult{Namespace: ns, Err: ErrPaused}, ErrPaused
 	}
 	res := r.syncNamespace(ctx, ns, false)
 	return res, res.Err
+}
+
+func (r *Replicator) isPaused() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.paused
 }
 
 // Pause stops background syncs and live pushes until Resume. It cancels a
@@ -511,15 +508,20 @@ func (r *Replicator) Pause() {
 		r.mu.paused = true
 		r.mu.resumed = make(chan struct{})
 		r.mu.pauseLive()
+		for _, s := range r.mu.plans {
+			s.Pause()
+		}
 	}
 	for r.mu.streaming > 0 && r.mu.paused { // a concurrent Resume ends the wait
 		r.mu.stopped.Wait()
 	}
 	r.mu.Unlock()
-	for _, ns := range r.opts.Namespaces {
-		r.locks[ns].Lock() // a sync in progress finishes first
-		r.update(ns, func(s *Status) { s.State = StatePaused })
-		r.locks[ns].Unlock()
+	r.wakeWatchers() // the states say paused
+	for _, rn := range r.namespaces {
+		// A sync in progress finishes first: taking its lock waits for it.
+		rn.sync.Lock()
+		//lint:ignore SA2001 the critical section is the wait itself
+		rn.sync.Unlock()
 	}
 }
 
@@ -533,12 +535,7 @@ func (r *Replicator) Resume() {
 	}
 	r.mu.Unlock()
 	for _, ns := range r.opts.Namespaces {
-		r.update(ns, func(s *Status) {
-			if s.State == StatePaused {
-				s.State = StateIdle
-			}
-		})
-		kick(r.kicks[ns])
+		r.step(ns, func(s *namespaceSync, now time.Time) { s.Resume(now) })
 	}
 }
 
@@ -557,7 +554,7 @@ func (r *Replicator) Health(ctx context.Context) Health {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ns := range r.opts.Namespaces {
-		if err := r.mu.status[ns].LastError; err != nil {
+		if err := r.mu.plans[ns].status.LastError; err != nil {
 			h.Peer = err
 		}
 	}

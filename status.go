@@ -13,10 +13,10 @@ import (
 // Status returns the replication status of ns.
 func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
 	r.mu.Lock()
-	st, ok := r.mu.status[ns]
+	plan, ok := r.mu.plans[ns]
 	var s Status
 	if ok {
-		s = *st
+		s = plan.status
 	}
 	r.mu.Unlock()
 	if !ok {
@@ -59,7 +59,7 @@ func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
 func (r *Replicator) acknowledged(ctx context.Context, ns string) (uint64, error) {
 	self := r.db.log.ReplicaID()
 	r.mu.Lock()
-	id, answered := r.mu.peerID[ns], r.mu.peerVV[ns]
+	id, answered := r.mu.plans[ns].peerID, r.mu.plans[ns].peerVV
 	r.mu.Unlock()
 	if !id.IsZero() {
 		seq, known, err := r.db.log.PeerHolds(ctx, ns, id, self)
@@ -166,7 +166,7 @@ func (r *Replicator) wakeWatchers() {
 	r.watchers.Lock()
 	defer r.watchers.Unlock()
 	for w := range r.watchers.set {
-		kick(w)
+		signal(w)
 	}
 }
 
@@ -174,7 +174,7 @@ func (r *Replicator) wakeWatchers() {
 // changed (a commit, the quarantine, what a peer holds). It runs with the
 // store's lock held and never blocks.
 func (r *Replicator) namespaceChanged(ns string) {
-	if _, ok := r.locks[ns]; ok {
+	if _, ok := r.namespaces[ns]; ok {
 		r.wakeWatchers()
 	}
 }

@@ -14,11 +14,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/internal/backoff"
 	"github.com/convergedb/converge/transport"
 )
 
@@ -118,12 +118,8 @@ type Client struct {
 	token      string
 	hc         *http.Client
 	maxRetries int
-	minBackoff time.Duration
-	maxBackoff time.Duration
+	retryWaits *backoff.Jitter // the waits between retries
 	log        *slog.Logger
-
-	randMu sync.Mutex
-	rand   *rand.Rand
 
 	requests, retries, sent, received atomic.Int64
 }
@@ -154,10 +150,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		opts.MaxBackoff = DefaultMaxBackoff
 	}
 	opts.MaxBackoff = max(opts.MaxBackoff, opts.MinBackoff)
-	if opts.Rand == nil {
-		seed := uint64(time.Now().UnixNano())
-		opts.Rand = rand.New(rand.NewPCG(seed, seed>>17|1))
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -166,10 +158,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		token:      opts.Token,
 		hc:         opts.HTTPClient,
 		maxRetries: opts.MaxRetries,
-		minBackoff: opts.MinBackoff,
-		maxBackoff: opts.MaxBackoff,
+		retryWaits: backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff}, opts.Rand),
 		log:        opts.Logger.With("component", "httptransport.client", "peer", u.Host),
-		rand:       opts.Rand,
 	}, nil
 }
 
@@ -199,16 +189,9 @@ func (c *Client) Stats() ClientStats {
 	}
 }
 
-// backoff returns the jittered wait before retry n (from 0).
-func (c *Client) backoff(n int) time.Duration {
-	ceil := c.maxBackoff
-	if n < 62 && c.minBackoff < c.maxBackoff>>n {
-		ceil = c.minBackoff << n
-	}
-	c.randMu.Lock()
-	defer c.randMu.Unlock()
-	return time.Duration(c.rand.Int64N(int64(ceil) + 1))
-}
+// backoff returns the jittered wait before retry n (from 0): uniformly
+// random in [0, min(MaxBackoff, MinBackoff·2ⁿ)].
+func (c *Client) backoff(n int) time.Duration { return c.retryWaits.Wait(n) }
 
 // RoundTrip implements transport.Peer: it POSTs req to /v1/sync/{ns}.
 // Network errors, 5xx (but 501) and 429 are retried up to MaxRetries times with
@@ -299,7 +282,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 		if attempt >= c.maxRetries {
 			return fmt.Errorf("httptransport: %s %q: giving up after %d attempts: %w", route, ns, attempt+1, err)
 		}
-		wait := max(c.backoff(attempt), min(retryAfter, MaxRetryAfter))
+		wait := c.retryWaits.WaitAtLeast(attempt, min(retryAfter, MaxRetryAfter))
 		c.retries.Add(1)
 		c.log.Warn("retrying "+route, "ns", ns, "attempt", attempt+1, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
