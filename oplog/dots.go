@@ -264,7 +264,7 @@ func judgeDots(f *dotsFile, ferr error, marked bool, replica crdt.ReplicaID, vec
 	case f == nil && oserrNotExist(ferr) && !marked:
 		return v // a store made before the file existed: adopt one
 	case f == nil && oserrNotExist(ferr):
-		unknownTail("the store holds its own ops but no " + DotsFile + " (a store restored from a backup or copied)")
+		unknownTail("no " + DotsFile + " beside a store that had one (a store restored from a backup, or copied)")
 		return v
 	case f == nil:
 		unknownTail(fmt.Sprintf("%s unreadable: %v", DotsFile, ferr))
