@@ -32,6 +32,11 @@ type Meta struct {
 	// Origin is the replica that created the record; UpdatedBy the one
 	// that wrote it last.
 	Origin, UpdatedBy string
+	// Version counts the changes this replica has applied to the record
+	// (its own writes and those sync brought), so it grows with every
+	// change. It is local to the replica: another replica holding the
+	// same record may count differently.
+	Version uint64
 
 	// base is the record's state as read: what the struct's fields show.
 	// It is shared between copies of the struct and never modified.
@@ -57,6 +62,7 @@ func NewCollection[T any](db *DB, name string) (*Collection[T], error) {
 	if err != nil {
 		return nil, err
 	}
+	s.coll = name
 	return &Collection[T]{db: db, name: name, schema: s}, nil
 }
 
@@ -502,13 +508,15 @@ func (c *Collection[T]) meta(ns, id string, st *crdt.Record) Meta {
 		Namespace: ns, Collection: c.name, ID: id,
 		Created: st.Created.HLC, Updated: st.Updated.HLC,
 		Origin: st.Created.Replica.String(), UpdatedBy: st.Updated.Replica.String(),
-		base: st,
+		Version: st.Applied,
+		base:    st,
 	}
 }
 
 // FieldUpdate is one field operation for [Collection.Update]. Build it
 // with [Set], [Unset], [AddToSet], [RemoveFromSet] or [Increment].
 type FieldUpdate struct {
+	err    error // a Field that FieldOf could not resolve
 	field  string
 	op     updateOp
 	values []any
@@ -554,51 +562,44 @@ func Increment(field string, delta int64) FieldUpdate {
 
 var errFieldKind = errors.New("operation does not fit the field's kind")
 
-// updateChanges turns a FieldUpdate into changes against state st. A field
-// not declared in T is treated as a register, or as the kind the operation
-// implies.
+// updateChanges turns a FieldUpdate into changes against state st. The
+// field must be one T declares (else a *FieldError wrapping ErrField),
+// and the operation must fit its kind.
 func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Change, error) {
-	if u.field == "" || len(u.field) > crdt.MaxNameLen {
-		return nil, fmt.Errorf("%w: field name %q", ErrInvalid, u.field)
+	if u.err != nil {
+		return nil, u.err
 	}
 	i, known := c.schema.byName[u.field]
-	sf := schemaField{name: u.field, kind: crdt.KindRegister}
-	if known {
-		sf = c.schema.fields[i]
+	if !known {
+		return nil, c.schema.fieldError(u.field)
 	}
-	wrongKind := func(want crdt.Kind) error {
+	sf := c.schema.fields[i]
+	wrongKind := func() error {
 		return fmt.Errorf("%w: field %q is a %v: %w", ErrSchema, u.field, sf.kind, errFieldKind)
 	}
 	switch u.op {
 	case opSet:
-		if known {
-			ft := c.schema.typ.FieldByIndex(sf.index).Type
-			v := reflect.New(ft).Elem()
-			if u.values[0] != nil {
-				rv := reflect.ValueOf(u.values[0])
-				if !rv.Type().AssignableTo(ft) {
-					if !rv.Type().ConvertibleTo(ft) {
-						return nil, fmt.Errorf("%w: field %q is %v, not %T", ErrSchema, u.field, ft, u.values[0])
-					}
-					rv = rv.Convert(ft)
+		ft := c.schema.typ.FieldByIndex(sf.index).Type
+		v := reflect.New(ft).Elem()
+		if u.values[0] != nil {
+			rv := reflect.ValueOf(u.values[0])
+			if !rv.Type().AssignableTo(ft) {
+				if !rv.Type().ConvertibleTo(ft) {
+					return nil, fmt.Errorf("%w: field %q is %v, not %T", ErrSchema, u.field, ft, u.values[0])
 				}
-				v.Set(rv)
+				rv = rv.Convert(ft)
 			}
-			return fieldChanges(sf, st, false, v)
+			v.Set(rv)
 		}
-		enc, err := encodeValue(u.values[0])
-		if err != nil {
-			return nil, err
-		}
-		return []crdt.Change{{Name: u.field, Type: crdt.Set, Value: enc}}, nil
+		return fieldChanges(sf, st, false, v)
 	case opUnset:
-		if known && sf.kind != crdt.KindRegister {
-			return nil, wrongKind(crdt.KindRegister)
+		if sf.kind != crdt.KindRegister {
+			return nil, wrongKind()
 		}
 		return []crdt.Change{{Name: u.field, Type: crdt.Unset}}, nil
 	case opAdd, opRemove:
-		if known && sf.kind != crdt.KindSet {
-			return nil, wrongKind(crdt.KindSet)
+		if sf.kind != crdt.KindSet {
+			return nil, wrongKind()
 		}
 		typ := crdt.AddElem
 		if u.op == opRemove {
@@ -614,8 +615,8 @@ func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Ch
 		}
 		return out, nil
 	case opIncrement:
-		if known && sf.kind != crdt.KindCounter {
-			return nil, wrongKind(crdt.KindCounter)
+		if sf.kind != crdt.KindCounter {
+			return nil, wrongKind()
 		}
 		return []crdt.Change{{Name: u.field, Type: crdt.Increment, Delta: u.delta}}, nil
 	}
