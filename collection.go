@@ -8,10 +8,10 @@ import (
 	"iter"
 	"reflect"
 	"slices"
+	"sync/atomic"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
-	"github.com/convergedb/converge/internal/mp"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -49,6 +49,8 @@ type Collection[T any] struct {
 	db     *DB
 	name   string
 	schema *schema
+	// migrations are the collection's migrations (see migrate.go).
+	migrations atomic.Pointer[[]Migration]
 }
 
 // NewCollection declares the collection name of struct type T on db. It
@@ -143,7 +145,9 @@ func (c *Collection[T]) Delete(ctx context.Context, ns, id string) error {
 }
 
 // All yields the existing records of the collection in namespace ns, in id
-// order. It stops at the first error, which it yields with a zero T.
+// order. A record that does not fit T (ErrSchema) is yielded as its
+// error, with a zero T, and the iteration goes on if the loop does; any
+// other error ends it.
 func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
@@ -156,7 +160,7 @@ func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] 
 				continue
 			}
 			v, err := c.decode(ns, e.Key, e.State)
-			if !yield(v, err) || err != nil {
+			if !yield(v, err) {
 				return
 			}
 		}
@@ -218,6 +222,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 		}
 		changes = append(changes, ch...)
 	}
+	changes = append(changes, t.c.dropChanges(st)...)
 	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
 		return "", err
 	}
@@ -487,11 +492,9 @@ func (c *Collection[T]) decode(ns, id string, st *crdt.Record) (T, error) {
 	if !st.Exists() {
 		return v, fmt.Errorf("converge: %s/%s/%s: %w", ns, c.name, id, ErrNotFound)
 	}
-	fields := st.Visible()
-	b := mp.AppendMapHeader(nil, len(fields))
-	for _, f := range fields {
-		b = mp.AppendString(b, f.Name)
-		b = append(b, f.Value...)
+	b, err := c.migratedFields(st)
+	if err != nil {
+		return v, fmt.Errorf("converge: %s/%s/%s: migration: %w: %w", ns, c.name, id, ErrSchema, err)
 	}
 	if err := msgpack.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("converge: %s/%s/%s does not fit %v: %w: %w", ns, c.name, id, c.schema.typ, ErrSchema, err)

@@ -339,21 +339,30 @@ func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor stri
 	return page, next, nil
 }
 
+// decodeItems decodes items into Ts. The records that do not decode are
+// left out and reported by a *RecordErrors, returned with the others.
 func (c *Collection[T]) decodeItems(ns string, items []query.Item) ([]T, error) {
 	out := make([]T, 0, len(items))
+	var bad *RecordErrors
 	for _, it := range items {
 		v, err := c.decode(ns, it.ID, it.Rec)
 		if err != nil {
-			return nil, err
+			if bad == nil {
+				bad = &RecordErrors{Namespace: ns, Collection: c.name}
+			}
+			bad.add(it.ID, err)
+			continue
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out, bad.orNil()
 }
 
 // Find returns the records of namespace ns that q selects, in q's order.
 // It returns an error wrapping ErrQuery for an unknown field or a value
-// that cannot be compared with its field.
+// that cannot be compared with its field. Records that do not fit T (nor
+// its migrations) are left out and reported by a *[RecordErrors], which
+// Find returns with the records that do.
 func (c *Collection[T]) Find(ctx context.Context, ns string, q Query) ([]T, error) {
 	items, _, err := c.run(ctx, ns, q, "")
 	if err != nil {
