@@ -8,6 +8,7 @@ import (
 	"iter"
 	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/convergedb/converge/crdt"
@@ -519,11 +520,12 @@ func (c *Collection[T]) meta(ns, id string, st *crdt.Record) Meta {
 // FieldUpdate is one field operation for [Collection.Update]. Build it
 // with [Set], [Unset], [AddToSet], [RemoveFromSet] or [Increment].
 type FieldUpdate struct {
-	err    error // a Field that FieldOf could not resolve
-	field  string
-	op     updateOp
-	values []any
-	delta  int64
+	err        error // a Field that FieldOf could not resolve
+	undeclared bool  // see Undeclared
+	field      string
+	op         updateOp
+	values     []any
+	delta      int64
 }
 
 type updateOp uint8
@@ -565,6 +567,50 @@ func Increment(field string, delta int64) FieldUpdate {
 
 var errFieldKind = errors.New("operation does not fit the field's kind")
 
+// Undeclared marks u as an update of a field the collection's struct does
+// not declare, on purpose: a field another version of the app declares.
+// [Collection.Update] writes it as the kind the operation implies (Set and
+// Unset a register, AddToSet and RemoveFromSet a set, Increment a
+// counter) instead of refusing an unknown field. On a declared field it
+// changes nothing.
+func Undeclared(u FieldUpdate) FieldUpdate {
+	u.undeclared = true
+	return u
+}
+
+// undeclaredChanges returns the changes of update u of a field T does not
+// declare, as the kind its operation implies.
+func undeclaredChanges(u FieldUpdate) ([]crdt.Change, error) {
+	var out []crdt.Change
+	switch u.op {
+	case opSet:
+		enc, err := encodeValue(u.values[0])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, crdt.Change{Name: u.field, Type: crdt.Set, Value: enc})
+	case opUnset:
+		out = append(out, crdt.Change{Name: u.field, Type: crdt.Unset})
+	case opAdd, opRemove:
+		typ := crdt.AddElem
+		if u.op == opRemove {
+			typ = crdt.RemoveElem
+		}
+		for _, x := range u.values {
+			enc, err := encodeValue(x)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, crdt.Change{Name: u.field, Type: typ, Value: enc})
+		}
+	case opIncrement:
+		out = append(out, crdt.Change{Name: u.field, Type: crdt.Increment, Delta: u.delta})
+	default:
+		return nil, fmt.Errorf("%w: empty FieldUpdate", ErrInvalid)
+	}
+	return out, nil
+}
+
 // updateChanges turns a FieldUpdate into changes against state st. The
 // field must be one T declares (else a *FieldError wrapping ErrField),
 // and the operation must fit its kind.
@@ -573,6 +619,9 @@ func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Ch
 		return nil, u.err
 	}
 	i, known := c.schema.byName[u.field]
+	if !known && u.undeclared && u.field != "" && len(u.field) <= crdt.MaxNameLen && !strings.HasPrefix(u.field, crdt.MetaPrefix) {
+		return undeclaredChanges(u)
+	}
 	if !known {
 		return nil, c.schema.fieldError(u.field)
 	}

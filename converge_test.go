@@ -459,6 +459,9 @@ func TestUpdateSameFieldTwice(t *testing.T) {
 	if err := tasks.Update(ctx, "ns", id, converge.Set("extra", "x")); !errors.Is(err, converge.ErrField) {
 		t.Errorf("an update of an undeclared field: %v, want ErrField", err)
 	}
+	if err := tasks.Update(ctx, "ns", id, converge.Undeclared(converge.Set("extra", "x")), converge.Undeclared(converge.Increment("extra", 1))); !errors.Is(err, converge.ErrInvalid) {
+		t.Errorf("an undeclared field as register and counter in one update: %v, want ErrInvalid", err)
+	}
 }
 
 // A peer whose clock runs beyond the drift bound has its ops refused, with

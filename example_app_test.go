@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"time"
 
 	"github.com/convergedb/converge"
 )
@@ -13,8 +15,19 @@ import (
 // index by: no createdAt or version fields kept by hand.
 func Example_metadataFields() {
 	ctx := context.Background()
-	db, done := openTemp()
-	defer done()
+	dir, err := os.MkdirTemp("", "converge-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	// A clock that ticks a second per reading, so that no two writes
+	// share a millisecond and the output is stable.
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	db, err := converge.Open(dir, converge.Options{Clock: func() int64 { now += 1000; return now }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
 	tasks, _ := converge.NewCollection[Task](db, "tasks")
 	if err := tasks.EnsureIndex(ctx, converge.UpdatedField); err != nil {
 		log.Fatal(err)
