@@ -75,6 +75,9 @@ type DB struct {
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	// policies maps a collection name to the ConflictPolicy set for it
+	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
+	policies sync.Map
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {

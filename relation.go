@@ -359,7 +359,7 @@ func relationField(s *schema, field string) (schemaField, error) {
 	}
 	i, ok := s.byName[field]
 	if !ok {
-		return schemaField{}, fmt.Errorf("%w: %v has no field %q", ErrSchema, s.typ, field)
+		return schemaField{}, fmt.Errorf("%w: relation: %w", ErrSchema, s.fieldError(field))
 	}
 	return s.fields[i], nil
 }
