@@ -81,7 +81,7 @@ func run(ctx context.Context, dir, hubURL, token string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Println(len(page), "tasks tagged q4")
+		fmt.Println(len(page.Value), "tasks tagged q4") // page.Synced: false until a sync completes
 		break // a UI keeps ranging: each result replaces the last
 	}
 
