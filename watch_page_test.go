@@ -102,7 +102,7 @@ func TestWatchCount(t *testing.T) {
 	expect("first", 0)
 	must(c.Put(ctx, "ns", &Issue{ID: "a", Status: "open"}))(t)
 	expect("one open", 1)
-	update(t, c, "a", converge.Set("title", "renamed"))        // the count stays
+	update(t, c, "a", converge.Set("title", "renamed"))          // the count stays
 	must(c.Put(ctx, "ns", &Issue{ID: "b", Status: "closed"}))(t) // the count stays
 	must(c.Put(ctx, "ns", &Issue{ID: "c", Status: "open"}))(t)
 	expect("two open", 2)
