@@ -114,6 +114,7 @@ func (c *Collection[T]) Put(ctx context.Context, ns string, v *T) (string, error
 // record does not exist, and ErrSchema if the stored fields do not fit T.
 func (c *Collection[T]) Get(ctx context.Context, ns, id string) (T, error) {
 	var zero T
+	trackRecord(ctx, ns, c.name, id) // for WatchFunc
 	st, err := c.db.log.Get(ctx, ns, c.name, id)
 	if err != nil {
 		return zero, storeErr(fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err))
@@ -152,6 +153,7 @@ func (c *Collection[T]) Delete(ctx context.Context, ns, id string) error {
 func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
+		trackCollection(ctx, ns, c.name) // for WatchFunc
 		for e, err := range c.db.log.Records(ctx, ns, c.name) {
 			if err != nil {
 				yield(zero, storeErr(fmt.Errorf("converge: list %s/%s: %w", ns, c.name, err)))

@@ -245,6 +245,7 @@ func (c *Collection[T]) indexes() []query.Index {
 // run executes q (with cursor) in ns and returns the page of items and the
 // next cursor.
 func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor string) ([]query.Item, string, error) {
+	trackCollection(ctx, ns, c.name) // for WatchFunc
 	qq, err := c.schema.compile(q, cursor, func(l *lateFilter) (Filter, error) { return l.resolve(ctx, ns) })
 	if err != nil {
 		return nil, "", err
