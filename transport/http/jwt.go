@@ -97,7 +97,7 @@ func jwtMethods(key any) ([]string, error) {
 		}
 		return []string{"HS256", "HS384", "HS512"}, nil
 	case nil:
-		return nil, errors.New("Key is required")
+		return nil, errors.New("a key is required (JWTOptions.Key)")
 	}
 	return nil, fmt.Errorf("key of type %T not supported (want an ECDSA, RSA or Ed25519 public key, or an HMAC secret)", key)
 }
