@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/hub"
+	httptransport "github.com/convergedb/converge/transport/http"
 )
 
 // The hub itself is tested in package hub; these tests cover the command:
@@ -95,6 +97,40 @@ func TestServeFlagsAndSIGHUP(t *testing.T) {
 	}
 	if code := status(t, admin, "tok-b"); code != http.StatusOK {
 		t.Errorf("admin with tok-b after the reload = %d, want 200", code)
+	}
+
+	// converge inspect -hub reads the admin endpoint of the running hub.
+	db, err := converge.Open(t.TempDir(), converge.Options{Durability: converge.NoSync, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tasks, err := converge.NewCollection[Task](db, "tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tasks.Put(t.Context(), "team-1", &Task{ID: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := httptransport.NewClient(httptransport.ClientOptions{BaseURL: url, Token: "tok-b", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SyncWith(t.Context(), c, "team-1"); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := runInspect(t.Context(), []string{"-hub", url, "-token", "tok-b"}, &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), `namespace "team-1": 1 ops, state `) || !strings.Contains(out.String(), db.ReplicaID()+": 1") {
+		t.Errorf("inspect -hub: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := runInspect(t.Context(), []string{"-hub", url, "-token", "tok-b", "team-1"}, &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), `"peer_states"`) {
+		t.Errorf("inspect -hub NS: %v\n%s", err, out.String())
+	}
+	if err := runInspect(t.Context(), []string{"-hub", url, "-token", "tok-a"}, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("inspect -hub with a revoked token = %v, want a 401", err)
 	}
 
 	cancel()
