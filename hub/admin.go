@@ -128,7 +128,7 @@ func (h *Hub) adminNamespace(w http.ResponseWriter, r *http.Request) {
 
 // namespaceInfo reads what the admin endpoint shows of ns.
 func (h *Hub) namespaceInfo(ctx context.Context, ns string) (NamespaceInfo, NamespaceDetail, error) {
-	db := h.db
+	db := h.db.Admin()
 	info := NamespaceInfo{Namespace: ns}
 	var d NamespaceDetail
 	var err error

@@ -120,7 +120,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 
 // namespace sends the series of one namespace.
 func (c storeCollector) namespace(ctx context.Context, ch chan<- prometheus.Metric, ns string) error {
-	db := c.h.db
+	db := c.h.db.Admin()
 	vv, err := db.Vector(ctx, ns)
 	if err != nil {
 		return err
@@ -129,7 +129,7 @@ func (c storeCollector) namespace(ctx context.Context, ch chan<- prometheus.Metr
 	if err != nil {
 		return err
 	}
-	conflicts, err := db.ConflictCount(ctx, ns)
+	conflicts, err := c.h.db.ConflictCount(ctx, ns)
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func TestHubHTTP(t *testing.T) {
 	// Both write while the hub shuts down. What the hub acknowledged
 	// before it stopped is in its store when it is reopened.
 	acked := func(r *replica, st converge.Status) uint64 {
-		vv, err := r.db.Vector(context.Background(), testNS)
+		vv, err := r.db.Admin().Vector(context.Background(), testNS)
 		if err != nil {
 			t.Error(err)
 		}
@@ -129,7 +129,7 @@ func TestHubHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	hubVV, err := db.Vector(t.Context(), testNS)
+	hubVV, err := db.Admin().Vector(t.Context(), testNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestHubHTTP(t *testing.T) {
 			t.Errorf("the hub acknowledged %d of a client's ops but holds %d after a restart", n, hubVV[r.db.ReplicaID()])
 		}
 	}
-	if v, err := db.Verify(t.Context(), testNS); err != nil || !v.OK() {
+	if v, err := db.Admin().Verify(t.Context(), testNS); err != nil || !v.OK() {
 		t.Errorf("the hub's store after shutdown: verify %+v, %v", v, err)
 	}
 }
@@ -406,7 +406,7 @@ func TestHTTPHubKeepsStoreAbilities(t *testing.T) {
 	}
 
 	// The hub recorded both.
-	ps, err := h.DB().Peers(t.Context(), testNS)
+	ps, err := h.DB().Admin().Peers(t.Context(), testNS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func TestAdminEndpoint(t *testing.T) {
 	if len(list) != 1 || list[0].Namespace != testNS {
 		t.Fatalf("tok's namespaces: %+v, want team-1 only", list)
 	}
-	wantHash, err := r.db.StateHash(t.Context(), testNS)
+	wantHash, err := r.db.Admin().StateHash(t.Context(), testNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func quarantine(t *testing.T, db, from *converge.DB) {
 	if _, err := db.SyncStore().Apply(t.Context(), testNS, [][]byte{crdt.AppendOp(nil, &op)}); err != nil {
 		t.Fatal(err)
 	}
-	q, err := db.Quarantine(t.Context(), testNS)
+	q, err := db.Admin().Quarantine(t.Context(), testNS)
 	if err != nil || len(q) != 1 {
 		t.Fatalf("quarantine: %+v, %v; want one op", q, err)
 	}
