@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -252,6 +254,8 @@ func TestHubNATSBridge(t *testing.T) {
 		}
 	}
 
+	checkDocumentedMetrics(t, m)
+
 	if err := h.stop(); err != nil {
 		t.Fatalf("Serve returned %v after a graceful shutdown, want nil", err)
 	}
@@ -417,6 +421,57 @@ func TestHTTPHubKeepsStoreAbilities(t *testing.T) {
 	for _, id := range []string{a.db.ReplicaID(), fresh.ReplicaID()} {
 		if !slices.Contains(known, id) {
 			t.Errorf("the hub does not know %s; it knows %v", id, known)
+		}
+	}
+}
+
+// checkDocumentedMetrics checks that every converge_ metric the Grafana
+// dashboard queries and docs/OPERATIONS.md lists is in the scrape m of a
+// hub that serves HTTP and NATS, and that every converge_ family of the
+// scrape is documented.
+func checkDocumentedMetrics(t *testing.T, m map[string]float64) {
+	t.Helper()
+	families := map[string]bool{}
+	histograms := map[string]bool{}
+	for key := range m {
+		name, _, _ := strings.Cut(key, "{")
+		if f, ok := strings.CutSuffix(name, "_bucket"); ok {
+			histograms[f] = true
+		}
+	}
+	for key := range m {
+		name, _, _ := strings.Cut(key, "{")
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if f, ok := strings.CutSuffix(name, suffix); ok && histograms[f] {
+				name = f
+			}
+		}
+		families[name] = true
+	}
+	name := regexp.MustCompile(`converge_[a-z_]+`)
+	dash, err := os.ReadFile("../docs/grafana/converge.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range name.FindAllString(string(dash), -1) {
+		if f, ok := strings.CutSuffix(n, "_bucket"); ok && histograms[f] {
+			continue
+		}
+		if !families[n] {
+			t.Errorf("the dashboard queries %s, which the hub does not export", n)
+		}
+	}
+	ops, err := os.ReadFile("../docs/OPERATIONS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(ops)
+	for f := range families {
+		if !strings.HasPrefix(f, "converge_") || strings.HasPrefix(f, "converge_nats_") && strings.HasSuffix(f, "_total") {
+			continue // the NATS counters are documented as one pattern
+		}
+		if !strings.Contains(doc, "`"+f) && !strings.Contains(doc, f+"_bucket") {
+			t.Errorf("docs/OPERATIONS.md does not list %s", f)
 		}
 	}
 }

@@ -74,7 +74,25 @@ func newMetrics(httpSync, nats bool) *metrics {
 			Help: "Syncs over NATS run right after HTTP clients' ops were applied, by result (ok, error)."}, []string{"result"})
 		m.reg.MustRegister(m.bridge)
 	}
+	m.initSeries(httpSync, nats)
 	return m
+}
+
+// initSeries creates the series of the labels known in advance, at zero,
+// so that they are scraped (and rates work) before the first event.
+func (m *metrics) initSeries(httpSync, nats bool) {
+	for _, result := range []string{"ok", "error"} {
+		m.compactions.WithLabelValues(result)
+		if m.bridge != nil {
+			m.bridge.WithLabelValues(result)
+		}
+	}
+	if httpSync {
+		m.roundTrip.WithLabelValues("http")
+	}
+	if nats {
+		m.roundTrip.WithLabelValues("nats")
+	}
 }
 
 // handler serves the registry in the Prometheus exposition formats.
