@@ -100,12 +100,13 @@ type DB struct {
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	notify    *notifier
+	done      chan struct{} // closed by Close: watches end
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
 		sync.Mutex
 		closed      bool
-		list        []*subscription
 		commitHooks []*commitHook
 		replicators map[*Replicator]struct{}
 	}
@@ -120,7 +121,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge")}
+	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge"), done: make(chan struct{})}
+	// The notifier queues at most a few subscription buffers of changes;
+	// beyond, listeners are told they lagged.
+	db.notify = newNotifier(4 * opts.ChangeBuffer)
 	l, err := oplog.Open(dir, oplog.Options{
 		Durability:      opts.Durability,
 		MaxClockDrift:   opts.MaxClockDrift,
@@ -136,6 +140,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		OnChange:        db.changed,
 	})
 	if err != nil {
+		db.notify.close()
 		return nil, fmt.Errorf("converge: %w", err)
 	}
 	db.log = l
@@ -155,22 +160,25 @@ func Open(dir string, opts Options) (*DB, error) {
 // or a subscription on a closed DB gives ErrClosed (a closed subscription).
 func (db *DB) Close() error {
 	db.subs.Lock()
+	if !db.subs.closed {
+		close(db.done)
+	}
 	db.subs.closed = true
 	reps := db.subs.replicators
 	db.subs.replicators = nil
-	subs := db.subs.list
-	db.subs.list = nil
 	db.subs.Unlock()
 	for r := range reps {
 		r.stop()
 	}
-	for _, s := range subs {
+	for _, s := range db.notify.subscriptions() {
+		db.notify.unsubscribe(s)
 		s.close()
 	}
 	if db.compactor != nil {
 		db.compactor.stop()
 	}
 	err := db.log.Close()
+	db.notify.close()
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}

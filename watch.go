@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/convergedb/converge/query"
@@ -26,11 +28,14 @@ func Coalesce(d time.Duration) WatchOption { return func(c *watchConfig) { c.coa
 // after every change, local or from sync, that alters it. Changes that
 // arrive while the consumer is busy are folded into one new result, so a
 // slow consumer never blocks writers and always gets the final state.
+// A watch re-reads only after a change that can alter its result: one of
+// a record in its last result, or of a record whose new state matches
+// q's filter (with an Offset, any change of the collection), or any
+// change of a collection that q's filters on related records read.
 // Cancelling ctx ends the watch; the iterator then returns.
 func (c *Collection[T]) Watch(ctx context.Context, ns string, q Query, opts ...WatchOption) iter.Seq2[[]T, error] {
 	return func(yield func([]T, error) bool) {
-		c.watch(ctx, ns, c.queryRelevant(q), opts,
-			func() ([]query.Item, string, error) { return c.run(ctx, ns, q, "") },
+		c.watch(ctx, ns, c.relatedReads(q), "", opts, c.watchRead(ctx, ns, q, ""),
 			func(items []query.Item, _ string, err error) bool {
 				if err != nil {
 					return yield(nil, err) && false
@@ -44,8 +49,7 @@ func (c *Collection[T]) Watch(ctx context.Context, ns string, q Query, opts ...W
 // WatchPage is Watch for one page of q: the page after cursor.
 func (c *Collection[T]) WatchPage(ctx context.Context, ns string, q Query, cursor string, opts ...WatchOption) iter.Seq2[Page[T], error] {
 	return func(yield func(Page[T], error) bool) {
-		c.watch(ctx, ns, c.queryRelevant(q), opts,
-			func() ([]query.Item, string, error) { return c.run(ctx, ns, q, cursor) },
+		c.watch(ctx, ns, c.relatedReads(q), "", opts, c.watchRead(ctx, ns, q, cursor),
 			func(items []query.Item, next string, err error) bool {
 				if err != nil {
 					return yield(Page[T]{}, err) && false
@@ -60,13 +64,13 @@ func (c *Collection[T]) WatchPage(ctx context.Context, ns string, q Query, curso
 // the record does not exist it yields ErrNotFound, and goes on watching.
 func (c *Collection[T]) WatchRecord(ctx context.Context, ns, id string, opts ...WatchOption) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
-		c.watch(ctx, ns, func(coll, key string) bool { return coll == c.name && key == id }, opts,
-			func() ([]query.Item, string, error) {
+		c.watch(ctx, ns, nil, id, opts,
+			func() ([]query.Item, string, watchSpec, error) {
 				st, err := c.db.log.Get(ctx, ns, c.name, id)
 				if err != nil {
-					return nil, "", err
+					return nil, "", watchSpec{}, err
 				}
-				return []query.Item{{ID: id, Rec: st}}, "", nil
+				return []query.Item{{ID: id, Rec: st}}, "", watchSpec{}, nil
 			},
 			func(items []query.Item, _ string, err error) bool {
 				var v T
@@ -82,58 +86,62 @@ func (c *Collection[T]) WatchRecord(ctx context.Context, ns, id string, opts ...
 	}
 }
 
-// queryRelevant says which changes may alter the result of q: those of
-// the collection, and of the collections q's filters on related records
-// read.
-func (c *Collection[T]) queryRelevant(q Query) func(coll, id string) bool {
-	reads := map[string]bool{c.name: true}
+// watchRead returns the read of a watch of q (with cursor) in ns: the
+// page, the next cursor and what may alter them.
+func (c *Collection[T]) watchRead(ctx context.Context, ns string, q Query, cursor string) func() ([]query.Item, string, watchSpec, error) {
+	return func() ([]query.Item, string, watchSpec, error) {
+		qq, err := c.compileIn(ctx, ns, q, cursor)
+		if err != nil {
+			return nil, "", watchSpec{}, err
+		}
+		items, next, err := c.runCompiled(ctx, ns, qq, cursor)
+		if err != nil {
+			return nil, "", watchSpec{}, err
+		}
+		return items, next, specOf(qq, items), nil
+	}
+}
+
+// relatedReads returns the collections other than c's that q's filters
+// on related records read: any change to them may alter q's result.
+func (c *Collection[T]) relatedReads(q Query) []string {
+	reads := map[string]bool{}
 	filterReads(q.where, reads)
-	return func(coll, _ string) bool { return reads[coll] }
+	delete(reads, c.name)
+	return slices.Sorted(maps.Keys(reads))
 }
 
 // watch is the loop shared by the watches: read and emit the current
-// result, then after each relevant change read again and emit when the
-// result changed. relevant filters the changes by collection and record
-// id; it and read are called from the loop only, one at a time. emit gets
-// each read's result (or error) and returns false to stop; a read error
-// ends the watch after emit.
-func (c *Collection[T]) watch(ctx context.Context, ns string, relevant func(coll, id string) bool, opts []WatchOption,
-	read func() ([]query.Item, string, error), emit func([]query.Item, string, error) bool) {
+// result, then after each change that may alter it read again and emit
+// when the result changed. The notifier decides which changes wake the
+// watch (see [watcher]): those of c's collection that the spec each read
+// returns selects (of record only, if record is set), and every change of
+// the collections others. read is called from the loop only, one at a
+// time. emit gets each read's result (or error) and returns false to stop;
+// a read error ends the watch after emit.
+func (c *Collection[T]) watch(ctx context.Context, ns string, others []string, record string, opts []WatchOption,
+	read func() ([]query.Item, string, watchSpec, error), emit func([]query.Item, string, error) bool) {
 	var cfg watchConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
-	sub := c.db.Subscribe(ns) // before the first read: no change falls between
-	defer sub.Close()
+	w := c.db.notify.watch(ns, c.name, others, record)
+	defer w.close()
 	var last [32]byte
 	for first := true; ; first = false {
-		if !first {
-			// Wait for a relevant change.
-			ch, err := sub.Next(ctx)
-			if err != nil && !errors.Is(err, ErrLagged) {
-				return // ctx ended or the DB closed
-			}
-			if err == nil && !relevant(ch.Collection, ch.ID) {
-				continue
-			}
-			if cfg.coalesce > 0 {
-				t := time.NewTimer(cfg.coalesce)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return
-				}
-			}
-			sub.drain() // everything pending is covered by the next read
+		if !first && !c.db.waitWatch(ctx, w, cfg.coalesce) {
+			return // ctx ended or the DB closed
 		}
-		items, next, err := read()
+		w.beginRead() // every change delivered from now on wakes it again
+		items, next, spec, err := read()
 		if err != nil {
+			w.endRead(watchSpec{all: true})
 			if ctx.Err() == nil {
 				emit(nil, "", err)
 			}
 			return
 		}
+		w.endRead(spec)
 		fp := fingerprint(items, next)
 		if !first && fp == last {
 			continue
@@ -142,5 +150,30 @@ func (c *Collection[T]) watch(ctx context.Context, ns string, relevant func(coll
 		if !emit(items, next, nil) {
 			return
 		}
+	}
+}
+
+// waitWatch waits for w to be woken, then for the coalescing delay. It
+// returns false if ctx ended or the DB closed first.
+func (db *DB) waitWatch(ctx context.Context, w *watcher, coalesce time.Duration) bool {
+	select {
+	case <-w.notify:
+	case <-ctx.Done():
+		return false
+	case <-db.done:
+		return false
+	}
+	if coalesce <= 0 {
+		return true
+	}
+	t := time.NewTimer(coalesce)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-db.done:
+		return false
 	}
 }

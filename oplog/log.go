@@ -133,6 +133,10 @@ type Commit struct {
 	Local     bool                 // written by this replica through Write
 	Ops       []crdt.Op            // the ops applied, in the order applied
 	Changes   []materialize.Change // visible changes, one per op that made any
+	// States[i] is the record's state after Changes[i] (it may be a
+	// deleted record's). The states are never modified after the commit:
+	// a reader may keep them. They are not stored in the change feed.
+	States    []*crdt.Record
 	Conflicts []materialize.Conflict
 }
 
