@@ -101,6 +101,7 @@ type DB struct {
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
 	notify    *notifier
+	dirty     dirtySet      // namespaces the background compaction has to visit
 	done      chan struct{} // closed by Close: watches end
 
 	// subs holds what is opened on the DB, which Close closes first.
@@ -136,6 +137,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		FS:              opts.FS,
 		Logger:          opts.Logger,
 		FeedRetention:   opts.Compaction.FeedRetention,
+		PeerLease:       opts.Compaction.PeerLease,
 		OnCommit:        db.publish,
 		OnChange:        db.changed,
 	})

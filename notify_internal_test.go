@@ -110,7 +110,7 @@ func TestAnchorKeyEqualValues(t *testing.T) {
 	pairs := [][2][]byte{
 		{crdt.EncodeInt(0), mp.AppendFloat64(nil, math.Copysign(0, -1))},
 		{crdt.EncodeInt(1), mp.AppendFloat64(nil, 1)},
-		{mp.AppendUint(nil, 1<<40), crdt.EncodeInt(1<<40)},
+		{mp.AppendUint(nil, 1<<40), crdt.EncodeInt(1 << 40)},
 		{crdt.EncodeString("x"), crdt.EncodeString("x")},
 	}
 	for _, p := range pairs {
