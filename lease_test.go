@@ -35,16 +35,16 @@ func TestPeerLeaseExpires(t *testing.T) {
 	}
 	syncPair(t, a, hub, "ns")
 	syncPair(t, a, hub, "ns")
-	if st, err := hub.Compact(ctx, "ns"); err != nil || st.Ops != 1 {
+	if st, err := hub.Admin().Compact(ctx, "ns"); err != nil || st.Ops != 1 {
 		t.Fatalf("hub compaction within the lease = %+v, %v; want only the op b holds", st, err)
 	}
 	// Past the lease: a is heard of again, b is not.
 	now.Add(2 * time.Hour.Milliseconds())
 	syncPair(t, a, hub, "ns")
-	if st, err := hub.Compact(ctx, "ns"); err != nil || st.Ops != 1 {
+	if st, err := hub.Admin().Compact(ctx, "ns"); err != nil || st.Ops != 1 {
 		t.Fatalf("hub compaction past b's lease = %+v, %v; want a's second op", st, err)
 	}
-	peers, err := hub.Peers(ctx, "ns")
+	peers, err := hub.Admin().Peers(ctx, "ns")
 	if err != nil {
 		t.Fatal(err)
 	}

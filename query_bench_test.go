@@ -272,11 +272,11 @@ func BenchmarkWatchLatencyRemote(b *testing.B) {
 					return
 				}
 				for v, err := range ca.Watch(wctx, qbNS, converge.Where(converge.Eq("kind", "w"))) {
-					if err != nil || len(v) != 1 {
+					if err != nil || len(v.Value) != 1 {
 						return
 					}
 					select {
-					case seen <- v[0].N:
+					case seen <- v.Value[0].N:
 					case <-wctx.Done():
 						return
 					}
@@ -304,7 +304,7 @@ func BenchmarkWatchLatencyRemote(b *testing.B) {
 			refill := func(from int) {
 				b.StopTimer()
 				defer b.StartTimer()
-				have, err := a.Log().Vector(ctx, qbNS)
+				have, err := a.Admin().Log().Vector(ctx, qbNS)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -314,7 +314,7 @@ func BenchmarkWatchLatencyRemote(b *testing.B) {
 					}
 				}
 				pending = pending[:0]
-				for e, err := range remote.Log().Missing(ctx, qbNS, have) {
+				for e, err := range remote.Admin().Log().Missing(ctx, qbNS, have) {
 					if err != nil {
 						b.Fatal(err)
 					}
