@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/convergedb/converge/crdt"
@@ -63,6 +65,11 @@ type ReplicatorOptions struct {
 // progress has finished; what that one applied is not counted.
 type SyncResult struct {
 	Namespace string
+	// RequestID is the id the sync's requests carried (the peer logs
+	// it: HTTP's X-Converge-Request-Id), as the replicator's logs of the
+	// sync do: the id of ctx ([transport.WithRequestID]) if it carries
+	// one, else "<replica id>-<n>", n counting this replicator's syncs.
+	RequestID string
 	Sent      int // ops the peer applied
 	Received  int // ops this replica applied
 	Conflicts int // conflicts detected in what was received
@@ -173,6 +180,7 @@ type Replicator struct {
 	}
 	// probeWake wakes the prober: a sync failed or a live stream ended.
 	probeWake chan struct{}
+	syncs     atomic.Uint64 // syncs begun, numbering their labels
 
 	mu struct {
 		sync.Mutex
@@ -502,7 +510,7 @@ func (r *Replicator) backgroundSync(ns string, rn *replicatedNamespace) {
 	defer stop()
 	res := r.syncNamespace(live, ns, true)
 	if res.Err != nil && !errors.Is(res.Err, ErrPaused) && live.Err() == nil {
-		r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
+		r.logger.Warn("sync failed", "namespace", ns, "request_id", res.RequestID, "err", res.Err)
 	}
 }
 
@@ -634,6 +642,7 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 		}
 		return SyncResult{Namespace: ns, Err: ErrPaused}
 	}
+	ctx, id := r.label(ctx, ns)
 	before := r.tally.get(ns)
 	res, err := transport.Sync(ctx, r.store, r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: from})
 	applied := r.tally.get(ns).minus(before)
@@ -644,9 +653,10 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 		signal(r.probeWake)
 	}
 	if err == nil {
-		r.logger.Debug("synced", "namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds)
+		r.logger.Debug("synced", append([]any{"namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds},
+			transport.LogAttrs(ctx)...)...)
 	}
-	return SyncResult{Namespace: ns, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
+	return SyncResult{Namespace: ns, RequestID: id, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
 		Refused: applied.Refused, Resolved: applied.Resolved, Rounds: res.Rounds,
 		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
 }
@@ -667,6 +677,18 @@ func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error)
 	}
 	res := r.syncNamespace(ctx, ns, false)
 	return res, res.Err
+}
+
+// label returns ctx labelled for a sync of ns ("sync/ns#n" under ctx's
+// label chain) with a request id (ctx's, if it carries one), and the id.
+func (r *Replicator) label(ctx context.Context, ns string) (context.Context, string) {
+	n := r.syncs.Add(1)
+	id := transport.RequestID(ctx)
+	if id == "" {
+		id = r.db.ReplicaID() + "-" + strconv.FormatUint(n, 10)
+		ctx = transport.WithRequestID(ctx, id)
+	}
+	return transport.WithLabel(ctx, "sync/"+ns+"#"+strconv.FormatUint(n, 10)), id
 }
 
 // notReplicated is the error of a call naming a namespace the replicator

@@ -303,6 +303,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 	for attempt := 0; ; attempt++ {
 		retryAfter, err := c.try(ctx, u, body, encoding, decode)
 		if err == nil {
+			c.log.Debug(route, append([]any{"ns", ns, "attempts", attempt + 1}, transport.LogAttrs(ctx)...)...)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -322,7 +323,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 		}
 		wait := c.retryWaits.WaitAtLeast(attempt, min(retryAfter, MaxRetryAfter))
 		c.retries.Add(1)
-		c.log.Warn("retrying "+route, "ns", ns, "attempt", attempt+1, "wait", wait, "err", err)
+		c.log.Warn("retrying "+route, append([]any{"ns", ns, "attempt", attempt + 1, "wait", wait, "err", err}, transport.LogAttrs(ctx)...)...)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -349,6 +350,7 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 	}
 	hreq.Header.Set("Content-Type", contentTypeMsg)
 	hreq.Header.Set("Accept", contentTypeMsg)
+	setRequestID(hreq)
 	hreq.Header.Set("Accept-Encoding", "gzip")
 	if encoding != "" {
 		hreq.Header.Set("Content-Encoding", encoding)
@@ -385,6 +387,13 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 		return 0, fmt.Errorf("%w: response content encoding %q", transport.ErrBadMessage, enc)
 	}
 	return 0, decode(data)
+}
+
+// setRequestID sends the request id of r's context, if any.
+func setRequestID(r *http.Request) {
+	if id := transport.RequestID(r.Context()); id != "" {
+		r.Header.Set(RequestIDHeader, id)
+	}
 }
 
 func (c *Client) authorize(r *http.Request) {
@@ -440,6 +449,7 @@ func (c *Client) Stream(ctx context.Context, ns string, have func() crdt.Version
 		return fmt.Errorf("httptransport: stream %q: %w", ns, err)
 	}
 	hreq.Header.Set("Accept", contentTypeStream)
+	setRequestID(hreq)
 	c.authorize(hreq)
 	c.requests.Add(1)
 	hresp, err := c.hc.Do(hreq)
