@@ -107,7 +107,7 @@ func (c *Collection[T]) Get(ctx context.Context, ns, id string) (T, error) {
 	var zero T
 	st, err := c.db.log.Get(ctx, ns, c.name, id)
 	if err != nil {
-		return zero, fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err)
+		return zero, storeErr(fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err))
 	}
 	return c.decode(ns, id, st)
 }
@@ -143,7 +143,7 @@ func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] 
 		var zero T
 		for e, err := range c.db.log.Records(ctx, ns, c.name) {
 			if err != nil {
-				yield(zero, fmt.Errorf("converge: list %s/%s: %w", ns, c.name, err))
+				yield(zero, storeErr(fmt.Errorf("converge: list %s/%s: %w", ns, c.name, err)))
 				return
 			}
 			if !e.State.Exists() {
@@ -174,7 +174,7 @@ func (t *CollectionTx[T]) Get(id string) (T, error) {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
 		var zero T
-		return zero, err
+		return zero, storeErr(err)
 	}
 	return t.c.decode(t.tx.Namespace(), id, st)
 }
@@ -196,7 +196,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 	}
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
-		return "", err
+		return "", storeErr(err)
 	}
 	base := t.c.baseOf(rv, t.tx.Namespace(), id, st)
 	var changes []crdt.Change
@@ -213,7 +213,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 		changes = append(changes, ch...)
 	}
 	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
-		return "", err
+		return "", storeErr(err)
 	}
 	if err := t.refresh(rv, id, !st.Exists()); err != nil {
 		t.tx.fail(err)
@@ -242,7 +242,7 @@ func (c *Collection[T]) baseOf(rv reflect.Value, ns, id string, st *crdt.Record)
 func (t *CollectionTx[T]) refresh(rv reflect.Value, id string, created bool) error {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
-		return err
+		return storeErr(err)
 	}
 	s := t.c.schema
 	fresh := reflect.New(s.typ).Elem()
@@ -285,10 +285,10 @@ func (t *CollectionTx[T]) Modify(id string, fn func(*T) error) error {
 func (t *CollectionTx[T]) Update(id string, updates ...FieldUpdate) error {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
-		return err
+		return storeErr(err)
 	}
 	if !st.Exists() {
-		return fmt.Errorf("converge: update %s/%s: %w", t.c.name, id, ErrNotFound)
+		return errorf("converge: update %s/%s: %w", t.c.name, id, ErrNotFound)
 	}
 	var changes []crdt.Change
 	for _, u := range updates {
@@ -302,13 +302,13 @@ func (t *CollectionTx[T]) Update(id string, updates ...FieldUpdate) error {
 	if errors.Is(err, crdt.ErrInvalidOp) {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return err
+	return storeErr(err)
 }
 
 // Delete deletes existing record id inside the transaction.
 func (t *CollectionTx[T]) Delete(id string) error {
 	_, err := t.tx.tx.Mutate(t.c.name, id, crdt.IntentDelete, nil)
-	return err
+	return storeErr(err)
 }
 
 // fieldChanges returns the changes that make field sf of record st hold v.
@@ -479,7 +479,7 @@ func diffSorted(a, b [][]byte) [][]byte {
 func (c *Collection[T]) decode(ns, id string, st *crdt.Record) (T, error) {
 	var v T
 	if !st.Exists() {
-		return v, fmt.Errorf("converge: %s/%s/%s: %w", ns, c.name, id, ErrNotFound)
+		return v, errorf("converge: %s/%s/%s: %w", ns, c.name, id, ErrNotFound)
 	}
 	fields := st.Visible()
 	b := mp.AppendMapHeader(nil, len(fields))
