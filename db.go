@@ -75,6 +75,12 @@ type DB struct {
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	// policies maps a collection name to the ConflictPolicy set for it
+	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
+	policies sync.Map
+	// syncs is what the DB knows of its namespaces' syncs since it opened
+	// (DB.Synced), for the watches.
+	syncs syncTracker
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
@@ -256,26 +262,16 @@ func (db *DB) ConflictCount(ctx context.Context, ns string) (uint64, error) {
 }
 
 // SyncWith runs anti-entropy with peer for namespace ns until both hold
-// the ops each held when the sync began.
+// the ops each held when the sync began. Its outcome counts in
+// [DB.Synced].
 func (db *DB) SyncWith(ctx context.Context, peer transport.Peer, ns string) (transport.Result, error) {
 	if err := checkNamespace(ns); err != nil {
 		return transport.Result{}, err
 	}
 	res, err := transport.Sync(ctx, db.SyncStore(), peer, ns, transport.Options{})
+	db.syncs.done(ns, err)
 	if err != nil {
 		return res, storeErr(fmt.Errorf("converge: sync %q: %w", ns, err))
 	}
 	return res, nil
-}
-
-// Backup writes a consistent copy of the replica's store to dest, a
-// directory that must not exist, while the DB keeps serving (see
-// [oplog.Log.Checkpoint]). A replica restored from the copy continues
-// under a new replica id, so it never reuses an op identity it handed
-// out after the copy was taken; peers send back the ops it lacks.
-func (db *DB) Backup(ctx context.Context, dest string) error {
-	if err := db.log.Checkpoint(ctx, dest); err != nil {
-		return fmt.Errorf("converge: backup: %w", err)
-	}
-	return nil
 }

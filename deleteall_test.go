@@ -32,7 +32,7 @@ func TestDeleteAllAndDeleteAllExcept(t *testing.T) {
 	if err != nil || n != 8 {
 		t.Fatalf("DeleteAllExcept = %d, %v; want 8 deleted", n, err)
 	}
-	if got := taskIDs(t, tasks, "ns"); !slices.Equal(got, []string{"t3", "t7"}) {
+	if got := collIDs(t, tasks, "ns"); !slices.Equal(got, []string{"t3", "t7"}) {
 		t.Errorf("left %v, want [t3 t7]", got)
 	}
 	// One transaction: one commit's changes, all in a row.
@@ -48,19 +48,19 @@ func TestDeleteAllAndDeleteAllExcept(t *testing.T) {
 	if n, err := tasks.DeleteAll(ctx, "ns"); err != nil || n != 0 {
 		t.Fatalf("DeleteAll again = %d, %v; want 0", n, err)
 	}
-	if got := taskIDs(t, notes, "ns"); len(got) != 1 {
+	if got := collIDs(t, notes, "ns"); len(got) != 1 {
 		t.Errorf("another collection lost records: %v", got)
 	}
-	if got := taskIDs(t, tasks, "other"); len(got) != 1 {
+	if got := collIDs(t, tasks, "other"); len(got) != 1 {
 		t.Errorf("another namespace lost records: %v", got)
 	}
 	syncPair(t, a, b, "ns")
-	if got := taskIDs(t, coll[Task](t, b, "tasks"), "ns"); len(got) != 0 {
+	if got := collIDs(t, coll[Task](t, b, "tasks"), "ns"); len(got) != 0 {
 		t.Errorf("the peer still holds %v", got)
 	}
 }
 
-func taskIDs(t *testing.T, c *converge.Collection[Task], ns string) []string {
+func collIDs(t *testing.T, c *converge.Collection[Task], ns string) []string {
 	t.Helper()
 	var out []string
 	for v, err := range c.All(t.Context(), ns) {

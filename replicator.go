@@ -649,6 +649,9 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	if err != nil && !out.cancelled {
 		signal(r.probeWake)
 	}
+	if !out.cancelled {
+		r.db.syncs.done(ns, err) // for DB.Synced and the watches
+	}
 	if err == nil {
 		r.logger.Debug("synced", append([]any{"namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds},
 			transport.LogAttrs(ctx)...)...)
