@@ -21,9 +21,13 @@ type ReplicatorOptions struct {
 	// Interval between periodic syncs of a namespace. Zero means 30s.
 	Interval time.Duration
 	// Debounce is how long a sync waits after a local commit for more
-	// commits to join it. Zero means 20ms, or 1s with a peer whose live
-	// path publishes this replica's commits itself
-	// ([transport.Live].PublishesCommits: the sync confirms them).
+	// commits to join it. Zero means none: an idle replicator syncs a
+	// commit at once, and the commits made while a sync is in flight go
+	// out together in the next, as soon as it ends (batching comes from
+	// the peer's own latency, never from a fixed wait). With a peer whose
+	// live path publishes this replica's commits itself
+	// ([transport.Live].PublishesCommits: the sync only confirms them),
+	// zero means 1s.
 	Debounce time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed background
 	// sync, which doubles with each consecutive failure, with full jitter:
@@ -128,7 +132,7 @@ type Health struct {
 func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 
 // Replicator keeps namespaces of a DB in sync with one peer, in the
-// background: after local commits (debounced), periodically, and at once
+// background: after local commits (at once when idle; see Debounce), periodically, and at once
 // when it opens; with live pushes when the peer has a live path
 // ([transport.Peer].Live). It is safe for concurrent use. Open it with
 // [DB.OpenReplicator]. The DB owns it: [DB.Close] closes it first, if
@@ -211,7 +215,7 @@ func (opts ReplicatorOptions) withDefaults(publishes bool, logger *slog.Logger) 
 		opts.Interval = 30 * time.Second
 	}
 	if opts.Debounce <= 0 {
-		opts.Debounce = 20 * time.Millisecond
+		opts.Debounce = 0
 		if publishes {
 			opts.Debounce = time.Second
 		}
