@@ -118,6 +118,11 @@ type Options struct {
 	// lock is held: it must return quickly and must not call the Log's
 	// methods.
 	OnChange func(ns string)
+	// StallTimeout bounds how long a commit waits for the disk: one that
+	// has not completed by then (Pebble stalls writes while its flushes
+	// fail) fails with ErrDiskFault, and so does one whose context ends
+	// while Pebble stalls writes. Zero means 30 seconds.
+	StallTimeout time.Duration
 	// AcceptDataLoss makes Open accept a cleanly closed store that no
 	// longer holds all it held when it was closed (a damaged WAL or
 	// MANIFEST): it opens, and if the lost ops include the replica's own
@@ -174,6 +179,8 @@ type Log struct {
 		upstreams  map[string]map[crdt.ReplicaID]struct{}           // peers this replica's syncs asked, loaded lazily
 		horizons   map[string]crdt.VersionVector                    // compaction horizons, loaded lazily
 	}
+	// faults tracks the disk's health (see DiskFault).
+	faults *faults
 	// dots is what the replica has handed out (DotsFile); guarded by mu.
 	dots dots
 	// compactMu serializes what rewrites base states and the log below
@@ -206,6 +213,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = defaultStallTimeout
+	}
 	if opts.Durability > NoSync {
 		return nil, fmt.Errorf("oplog: open %s: unknown durability %d", dir, opts.Durability)
 	}
@@ -226,6 +236,8 @@ func Open(dir string, opts Options) (*Log, error) {
 			},
 		},
 	}
+	flt := &faults{logger: logger}
+	flt.listen(popts.EventListener)
 	// Bloom filters on every level: a local write reads its record's
 	// state first, and for a new record that read misses; without filters
 	// a miss reads an index block of every level.
@@ -244,7 +256,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, pebbleErr(err))
 	}
-	l := &Log{db: db, cache: cache, opts: opts, logger: logger}
+	l := &Log{db: db, cache: cache, opts: opts, logger: logger, faults: flt}
 	l.readers.cond.L = &l.readers.Mutex
 	l.mu.clock = hlc.NewClock(opts.Clock, opts.MaxClockDrift)
 	l.mu.vectors = make(map[string]crdt.VersionVector)
@@ -362,8 +374,9 @@ func (l *Log) Close() error {
 	}
 	l.mu.closed = true
 	l.mu.Unlock()
+	faulted := l.faultErr() != nil
 	if l.syncer != nil {
-		l.syncer.stop()
+		l.syncer.stop(faulted)
 	}
 	l.readers.Lock()
 	l.readers.closing = true
@@ -374,6 +387,9 @@ func (l *Log) Close() error {
 	// The vectors, for the clean DotsFile; without them the file stays
 	// as it was (not clean), which costs at most a new id at next open.
 	vectors, verr := l.readAllSeqs(tagVector)
+	if faulted {
+		return l.closeFaulted()
+	}
 	err := l.db.Close()
 	l.cache.Unref()
 	if err != nil {

@@ -129,7 +129,8 @@ func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, v
 		merged = crdt.VersionVector{}
 	}
 	merged.Merge(vv)
-	if err := l.db.Set(peerKey(ns, peer), appendPeerVector(nil, merged), pebble.NoSync); err != nil {
+	enc := appendPeerVector(nil, merged)
+	if err := l.bounded(ctx, "acknowledge", func() error { return l.db.Set(peerKey(ns, peer), enc, pebble.NoSync) }); err != nil {
 		return fmt.Errorf("oplog: acknowledge %v: %w", peer, err)
 	}
 	ps[peer] = merged
@@ -205,14 +206,20 @@ func (l *Log) ForgetPeer(ctx context.Context, ns string, peer crdt.ReplicaID) er
 		return err
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	spent := false
+	defer func() {
+		if !spent {
+			b.Close()
+		}
+	}()
 	if err := b.Delete(peerKey(ns, peer), nil); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
 	if err := b.Delete(upstreamKey(ns, peer), nil); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	spent = true
+	if err := l.commitBatch(ctx, "forget peer", b, pebble.Sync); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
 	delete(ps, peer)
@@ -318,7 +325,7 @@ func (l *Log) NoteUpstream(ctx context.Context, ns string, peer crdt.ReplicaID) 
 	if _, ok := ups[peer]; ok {
 		return nil
 	}
-	if err := l.db.Set(upstreamKey(ns, peer), nil, pebble.NoSync); err != nil {
+	if err := l.bounded(ctx, "note upstream", func() error { return l.db.Set(upstreamKey(ns, peer), nil, pebble.NoSync) }); err != nil {
 		return fmt.Errorf("oplog: note upstream %v: %w", peer, err)
 	}
 	ups[peer] = struct{}{}

@@ -378,7 +378,12 @@ func (l *Log) Rebuild(ctx context.Context, ns string) error {
 		return err
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	spent := false
+	defer func() {
+		if !spent {
+			b.Close()
+		}
+	}()
 	prefix := nsKey(tagState, ns)
 	if err := b.DeleteRange(prefix, prefixEnd(prefix), nil); err != nil {
 		return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
@@ -390,7 +395,8 @@ func (l *Log) Rebuild(ctx context.Context, ns string) error {
 			return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	spent = true
+	if err := l.commitBatch(ctx, "rebuild", b, pebble.Sync); err != nil {
 		return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
 	}
 	l.logger.Info("rebuilt state from log", "namespace", ns, "records", len(states))

@@ -122,6 +122,7 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 		return nil, err
 	}
 	b := l.newBatch(ns, true)
+	b.ctx = ctx
 	defer b.close()
 	tx := &Tx{l: l, ns: ns, next: vv[l.replica] + 1, batch: b, ctx: ctx}
 	if err := fn(tx); err != nil {
@@ -220,6 +221,7 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 		return nil, err
 	}
 	b := l.newBatch(ns, false)
+	b.ctx = ctx
 	defer b.close()
 	if err := b.prefetch(sorted); err != nil {
 		return nil, err
@@ -243,7 +245,8 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 		if quarantined {
 			// Only quarantine entries: advisory, so no fsync (a lost entry
 			// is written again when a sync offers the op again).
-			if err := b.pb.Commit(pebble.NoSync); err != nil {
+			b.spent = true
+			if err := l.commitBatch(ctx, "ingest: quarantine", b.pb, pebble.NoSync); err != nil {
 				return nil, fmt.Errorf("oplog: ingest: quarantine: %w", err)
 			}
 			l.noteQuarantineLocked(b)
@@ -329,6 +332,10 @@ type batch struct {
 	scratch []byte
 	// quarantine entries the batch adds and removes
 	quarantined, released []crdt.Dot
+	// ctx bounds the commit's wait for a stalled disk; spent says the
+	// commit took pb over (see Log.commitBatch).
+	ctx   context.Context
+	spent bool
 }
 
 type stateID struct{ coll, key string }
@@ -341,10 +348,16 @@ func (l *Log) newBatch(ns string, local bool) *batch {
 		states:  make(map[stateID]*crdt.Record),
 		written: make(map[stateID]struct{}),
 		commit:  &Commit{Namespace: ns, Local: local},
+		ctx:     context.Background(),
 	}
 }
 
-func (b *batch) close() { _ = b.pb.Close() } // a failed Close of an uncommitted batch loses nothing
+// close closes the batch unless a commit took it over.
+func (b *batch) close() {
+	if !b.spent {
+		_ = b.pb.Close() // a failed Close of an uncommitted batch loses nothing
+	}
+}
 
 func (b *batch) state(coll, key string) (*crdt.Record, error) {
 	id := stateID{coll, key}
@@ -499,7 +512,14 @@ func (l *Log) commitLocked(b *batch) error {
 	if l.opts.Durability != SyncEveryCommit {
 		wo = pebble.NoSync
 	}
-	if err := b.pb.Commit(wo); err != nil {
+	b.spent = true
+	if err := l.commitBatch(b.ctx, "commit "+ns, b.pb, wo); err != nil {
+		// Pebble may have applied the batch before the error: its seqs
+		// must never be used again, so the store refuses writes until
+		// it is reopened (which reads what was applied).
+		if !errors.Is(err, ErrDiskFault) {
+			err = l.fail(fmt.Errorf("%w: a commit failed and may have been applied: %w", ErrDiskFault, err))
+		}
 		return fmt.Errorf("oplog: commit %s: %w", ns, err)
 	}
 	// Committed: advance the cache before anything else can fail.
@@ -515,7 +535,7 @@ func (l *Log) commitLocked(b *batch) error {
 	if l.opts.Durability == GroupCommit {
 		// Wait for the shared fsync without blocking other writers.
 		l.mu.Unlock()
-		err := l.syncer.wait()
+		err := l.bounded(b.ctx, "group sync", l.syncer.wait)
 		l.mu.Lock()
 		if err != nil {
 			return fmt.Errorf("oplog: commit %s: group sync: %w: %w", ns, ErrUnsynced, err)
