@@ -259,7 +259,7 @@ type crashCompactor struct {
 // round runs one compaction, between a "compact" and a "compacted" line,
 // if the log holds ops it may fold.
 func (c *crashCompactor) round(ctx context.Context) error {
-	l := c.db.Log()
+	l := c.db.Admin().Log()
 	vv, err := l.Vector(ctx, crashNS)
 	if err != nil {
 		return err
@@ -372,7 +372,7 @@ func crashWriterChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 		s.live[r.ID] = r
 		s.keys = append(s.keys, r.ID)
 	}
-	for e, err := range db.Log().Records(ctx, crashNS, "recs") {
+	for e, err := range db.Admin().Log().Records(ctx, crashNS, "recs") {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -604,7 +604,7 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 	store := db.SyncStore()
 	minOps := 1
 	for n := 1; ; n++ {
-		vv, err := db.Vector(ctx, crashNS)
+		vv, err := db.Admin().Vector(ctx, crashNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -647,7 +647,7 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 		if a.Applied == 0 {
 			minOps = k + 1 // the batch ended inside its first transaction
 		}
-		vv, err = db.Vector(ctx, crashNS)
+		vv, err = db.Admin().Vector(ctx, crashNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -869,7 +869,7 @@ func crashOpen(t *testing.T, dir string) *converge.DB {
 // states and log rebuild, and that StateHash reports it.
 func crashVerify(t *testing.T, db *converge.DB, when string) {
 	t.Helper()
-	v, err := db.Verify(t.Context(), crashNS)
+	v, err := db.Admin().Verify(t.Context(), crashNS)
 	if err != nil {
 		t.Fatalf("%s: Verify: %v", when, err)
 	}
@@ -877,7 +877,7 @@ func crashVerify(t *testing.T, db *converge.DB, when string) {
 		t.Fatalf("%s: stored state differs from the state rebuilt from the base states and the log: stored %s (%d records), rebuilt %s (%d records)",
 			when, v.StoredHash, v.StoredCount, v.LogHash, v.LogCount)
 	}
-	h, err := db.StateHash(t.Context(), crashNS)
+	h, err := db.Admin().StateHash(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -890,14 +890,14 @@ func crashVerify(t *testing.T, db *converge.DB, when string) {
 // and checks that the state hash did not change.
 func crashRebuild(t *testing.T, db *converge.DB, when string) string {
 	t.Helper()
-	before, err := db.StateHash(t.Context(), crashNS)
+	before, err := db.Admin().StateHash(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Log().Rebuild(t.Context(), crashNS); err != nil {
+	if err := db.Admin().Log().Rebuild(t.Context(), crashNS); err != nil {
 		t.Fatalf("%s: Rebuild: %v", when, err)
 	}
-	after, err := db.StateHash(t.Context(), crashNS)
+	after, err := db.Admin().StateHash(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1231,7 +1231,7 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 		t.Fatalf("%s: writer %d's records differ from its acknowledged writes (no write in flight):%s", when, w, crashDiff(m.live[w], got[w]))
 	}
 	m.verified += m.acked
-	vv, err := db.Vector(ctx, crashNS)
+	vv, err := db.Admin().Vector(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1242,7 +1242,7 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 		m.replicas = map[string]bool{}
 	}
 	m.replicas[db.ReplicaID()] = true
-	if c := db.Log().IdentityChange(); c != nil {
+	if c := db.Admin().IdentityChange(); c != nil {
 		m.replicas[c.Old.String()] = true
 		m.identities++
 	}
@@ -1258,7 +1258,7 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 	} else if len(vv) != 0 {
 		t.Fatalf("%s: vector %v, want empty", when, vv)
 	}
-	h, err := db.Log().Horizon(ctx, crashNS)
+	h, err := db.Admin().Log().Horizon(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1418,7 +1418,7 @@ func crashBuildSource(t *testing.T, txsPerOrigin int) *crashSource {
 		syncPair(t, hub, db, crashNS)
 	}
 	var es []crashRawEntry
-	for e, err := range hub.Log().Missing(ctx, crashNS, nil) {
+	for e, err := range hub.Admin().Log().Missing(ctx, crashNS, nil) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1450,10 +1450,10 @@ func crashBuildSource(t *testing.T, txsPerOrigin int) *crashSource {
 	src.file = filepath.Join(t.TempDir(), "ops")
 	crashWriteOps(t, src.file, raws)
 	var err error
-	if src.hash, err = hub.StateHash(ctx, crashNS); err != nil {
+	if src.hash, err = hub.Admin().StateHash(ctx, crashNS); err != nil {
 		t.Fatal(err)
 	}
-	if src.vector, err = hub.Vector(ctx, crashNS); err != nil {
+	if src.vector, err = hub.Admin().Vector(ctx, crashNS); err != nil {
 		t.Fatal(err)
 	}
 	return src
@@ -1511,7 +1511,7 @@ func (src *crashSource) check(t *testing.T, tg *crashTarget, when string) (vv ma
 	t.Helper()
 	ctx := t.Context()
 	db := crashOpen(t, tg.dir)
-	vv, err := db.Vector(ctx, crashNS)
+	vv, err := db.Admin().Vector(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1559,7 +1559,7 @@ func (src *crashSource) check(t *testing.T, tg *crashTarget, when string) (vv ma
 			break
 		}
 	}
-	h, err := db.Log().Horizon(ctx, crashNS)
+	h, err := db.Admin().Log().Horizon(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1604,7 +1604,7 @@ func (src *crashSource) finish(t *testing.T, tg *crashTarget, when string) {
 	if _, err := db.SyncWith(t.Context(), transport.NewMemPeer(src.db.SyncStore(), transport.Limits{MaxOps: 64}), crashNS); err != nil {
 		t.Fatalf("%s: sync to completion: %v", when, err)
 	}
-	vv, err := db.Vector(t.Context(), crashNS)
+	vv, err := db.Admin().Vector(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}

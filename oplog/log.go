@@ -545,7 +545,7 @@ func (l *Log) readState(k []byte) (*crdt.Record, error) {
 		return nil, fmt.Errorf("oplog: read state %q: %w", k, pebbleErr(err))
 	}
 	defer closer.Close()
-	r, err := crdt.DecodeRecord(v)
+	r, err := decodeStored(v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: state %q: %w", ErrCorrupt, k, err)
 	}
