@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -57,8 +58,11 @@ const (
 	// commits around it: as durable as SyncEveryCommit, fewer fsyncs
 	// under concurrency. Readers may see a commit before it is durable.
 	GroupCommit
-	// NoSync leaves fsync to the OS: a crash may lose the latest commits
-	// (never part of one).
+	// NoSync does not wait for the disk: a commit returns from Pebble's
+	// in-process WAL buffer (32 KiB), so a process kill may lose the
+	// latest commits in it and a machine crash what the OS had not
+	// written back (never part of a commit). Options.SyncInterval bounds
+	// the loss by time.
 	NoSync
 )
 
@@ -118,6 +122,12 @@ type Options struct {
 	// lock is held: it must return quickly and must not call the Log's
 	// methods.
 	OnChange func(ns string)
+	// SyncInterval, with NoSync, fsyncs the WAL this often while commits
+	// happen, so a crash (process or machine) loses at most the commits of
+	// the last interval. Zero means never: a process kill may lose the
+	// commits in Pebble's 32 KiB in-process WAL buffer, a machine crash
+	// what the OS had not written back. Ignored in the other modes.
+	SyncInterval time.Duration
 	// StallTimeout bounds how long a commit waits for the disk: one that
 	// has not completed by then (Pebble stalls writes while its flushes
 	// fail) fails with ErrDiskFault, and so does one whose context ends
@@ -155,6 +165,8 @@ type Log struct {
 	logger  *slog.Logger
 	replica crdt.ReplicaID
 	syncer  *groupSyncer
+	ticker  *syncTicker   // NoSync with SyncInterval
+	commits atomic.Uint64 // commits so far, for the ticker
 
 	// readers counts the reads in progress; Close waits for them, and
 	// reads that start once Close has begun get ErrClosed.
@@ -286,6 +298,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.Durability == GroupCommit {
 		l.syncer = startGroupSyncer(db)
 	}
+	if opts.Durability == NoSync && opts.SyncInterval > 0 {
+		l.ticker = startSyncTicker(l, opts.SyncInterval, &l.commits)
+	}
 	logger.Debug("opened", "replica", l.replica, "hlc", l.mu.clock.Last())
 	return l, nil
 }
@@ -377,6 +392,9 @@ func (l *Log) Close() error {
 	faulted := l.faultErr() != nil
 	if l.syncer != nil {
 		l.syncer.stop(faulted)
+	}
+	if l.ticker != nil {
+		l.ticker.stop(faulted)
 	}
 	l.readers.Lock()
 	l.readers.closing = true

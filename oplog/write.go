@@ -523,6 +523,7 @@ func (l *Log) commitLocked(b *batch) error {
 		}
 		return fmt.Errorf("oplog: commit %s: %w", ns, err)
 	}
+	l.commits.Add(1)
 	// Committed: advance the cache before anything else can fail.
 	for origin, seq := range heads {
 		vv[origin] = seq
