@@ -40,7 +40,9 @@ type faultCase struct {
 	match func(path string) bool
 }
 
-func suffix(s string) func(string) bool { return func(p string) bool { return strings.HasSuffix(p, s) } }
+func suffix(s string) func(string) bool {
+	return func(p string) bool { return strings.HasSuffix(p, s) }
+}
 
 func manifest(p string) bool { return strings.Contains(filepath.Base(p), "MANIFEST") }
 
