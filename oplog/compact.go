@@ -253,11 +253,7 @@ func (l *Log) compactRange(ctx context.Context, ns string, rg crdt.Range) (int, 
 	}
 	b := l.db.NewBatch()
 	spent := false
-	defer func() {
-		if !spent {
-			b.Close()
-		}
-	}()
+	defer closeUnlessSpent(b, &spent)
 	var buf []byte
 	for _, id := range order {
 		buf = bases[id].AppendBinary(buf[:0])

@@ -165,3 +165,24 @@ func (l *Log) closeFaulted() error {
 		return fmt.Errorf("oplog: close: Pebble did not close within %v; the store was abandoned as a crash leaves it: %w", bound, l.faultErr())
 	}
 }
+
+// closeUnlessSpent closes b unless a commit took it over (see
+// Log.commitBatch).
+func closeUnlessSpent(b *pebble.Batch, spent *bool) {
+	if !*spent {
+		_ = b.Close() // a failed Close of an uncommitted batch loses nothing
+	}
+}
+
+// commitLocal commits a batch of ops (see commitBatch). An error other
+// than a disk fault fails the store too: Pebble may have applied the batch
+// before it returned the error, so its seqs must never be used again; the
+// store refuses writes until it is reopened, which reads what was applied.
+func (l *Log) commitLocal(b *batch, wo *pebble.WriteOptions) error {
+	b.spent = true
+	err := l.commitBatch(b.ctx, "commit "+b.ns, b.pb, wo)
+	if err != nil && !errors.Is(err, ErrDiskFault) {
+		err = l.fail(fmt.Errorf("%w: a commit failed and may have been applied: %w", ErrDiskFault, err))
+	}
+	return err
+}

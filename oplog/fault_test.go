@@ -30,7 +30,7 @@ func failingSSTs(fs vfs.FS, err error) (vfs.FS, *atomic.Bool) {
 
 // stallStore opens a store whose flushes fail from the start, and writes
 // until a write fails; it returns the store and that write's error.
-func stallStore(t *testing.T, perWrite, timeout time.Duration) (*oplog.Log, error, int) {
+func stallStore(t *testing.T, perWrite, timeout time.Duration) (*oplog.Log, int, error) {
 	t.Helper()
 	fs, on := failingSSTs(vfs.NewMem(), syscall.EIO)
 	l, err := oplog.Open("db", oplog.Options{FS: fs, Durability: oplog.NoSync, StallTimeout: timeout, Logger: quietLogger})
@@ -53,11 +53,11 @@ func stallStore(t *testing.T, perWrite, timeout time.Duration) (*oplog.Log, erro
 		})
 		cancel()
 		if err != nil {
-			return l, err, i
+			return l, i, err
 		}
 	}
 	t.Fatal("5000 writes of 16 KiB with every flush failing: none stalled")
-	return nil, nil, 0
+	return nil, 0, nil
 }
 
 // TestDiskStallWithoutDeadline: with every flush failing, Pebble stalls
@@ -65,7 +65,7 @@ func stallStore(t *testing.T, perWrite, timeout time.Duration) (*oplog.Log, erro
 // with ErrDiskFault, the store reports the fault, refuses writes at once,
 // keeps serving reads, and closes.
 func TestDiskStallWithoutDeadline(t *testing.T) {
-	l, err, n := stallStore(t, 0, 200*time.Millisecond)
+	l, n, err := stallStore(t, 0, 200*time.Millisecond)
 	t.Logf("write %d: %v", n, err)
 	if !errors.Is(err, oplog.ErrDiskFault) {
 		t.Fatalf("stalled write = %v, want ErrDiskFault", err)
@@ -76,7 +76,7 @@ func TestDiskStallWithoutDeadline(t *testing.T) {
 // TestDiskStallContext: a write whose context ends while Pebble stalls
 // returns then.
 func TestDiskStallContext(t *testing.T) {
-	l, err, n := stallStore(t, 300*time.Millisecond, time.Second)
+	l, n, err := stallStore(t, 300*time.Millisecond, time.Second)
 	t.Logf("write %d: %v", n, err)
 	if !errors.Is(err, oplog.ErrDiskFault) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stalled write = %v, want ErrDiskFault and DeadlineExceeded", err)

@@ -207,11 +207,7 @@ func (l *Log) ForgetPeer(ctx context.Context, ns string, peer crdt.ReplicaID) er
 	}
 	b := l.db.NewBatch()
 	spent := false
-	defer func() {
-		if !spent {
-			b.Close()
-		}
-	}()
+	defer closeUnlessSpent(b, &spent)
 	if err := b.Delete(peerKey(ns, peer), nil); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}

@@ -400,11 +400,7 @@ func (l *Log) Rebuild(ctx context.Context, ns string) error {
 	}
 	b := l.db.NewBatch()
 	spent := false
-	defer func() {
-		if !spent {
-			b.Close()
-		}
-	}()
+	defer closeUnlessSpent(b, &spent)
 	prefix := nsKey(tagState, ns)
 	if err := keepApplied(l, ns, states); err != nil {
 		return err

@@ -227,11 +227,7 @@ func (l *Log) FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVect
 	}
 	b := l.db.NewBatch()
 	spent := false
-	defer func() {
-		if !spent {
-			b.Close()
-		}
-	}()
+	defer closeUnlessSpent(b, &spent)
 	raised := crdt.VersionVector{}
 	var u [8]byte
 	for _, o := range vv.Origins() {

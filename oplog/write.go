@@ -513,14 +513,7 @@ func (l *Log) commitLocked(b *batch) error {
 	if l.opts.Durability != SyncEveryCommit {
 		wo = pebble.NoSync
 	}
-	b.spent = true
-	if err := l.commitBatch(b.ctx, "commit "+ns, b.pb, wo); err != nil {
-		// Pebble may have applied the batch before the error: its seqs
-		// must never be used again, so the store refuses writes until
-		// it is reopened (which reads what was applied).
-		if !errors.Is(err, ErrDiskFault) {
-			err = l.fail(fmt.Errorf("%w: a commit failed and may have been applied: %w", ErrDiskFault, err))
-		}
+	if err := l.commitLocal(b, wo); err != nil {
 		return fmt.Errorf("oplog: commit %s: %w", ns, err)
 	}
 	l.commits.Add(1)
