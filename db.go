@@ -27,8 +27,8 @@ const (
 	GroupCommit = oplog.GroupCommit
 	// NoSync: a crash may lose the latest writes (never part of one): a
 	// process kill those in the 32 KiB in-process WAL buffer, a machine
-	// crash what the OS had not written back; Options.SyncInterval bounds
-	// it by time.
+	// crash what the OS had not written back (Options.SyncInterval bounds
+	// that by time).
 	NoSync = oplog.NoSync
 )
 
@@ -37,8 +37,8 @@ type Options struct {
 	// Durability of writes. Zero means SyncEveryCommit.
 	Durability Durability
 	// SyncInterval, with NoSync, fsyncs the store's WAL this often while
-	// writes happen, bounding what a crash loses by time (see
-	// oplog.Options.SyncInterval). Zero means never.
+	// writes happen, bounding what a machine crash loses by time (not a
+	// process kill: see oplog.Options.SyncInterval). Zero means never.
 	SyncInterval time.Duration
 	// StallTimeout bounds a write's wait for a failing disk; then it fails
 	// with ErrDiskFault (see oplog.Options.StallTimeout). Zero means 30s.

@@ -62,7 +62,7 @@ const (
 	// in-process WAL buffer (32 KiB), so a process kill may lose the
 	// latest commits in it and a machine crash what the OS had not
 	// written back (never part of a commit). Options.SyncInterval bounds
-	// the loss by time.
+	// the machine crash's loss by time.
 	NoSync
 )
 
@@ -129,10 +129,13 @@ type Options struct {
 	// methods.
 	OnChange func(ns string)
 	// SyncInterval, with NoSync, fsyncs the WAL this often while commits
-	// happen, so a crash (process or machine) loses at most the commits of
-	// the last interval. Zero means never: a process kill may lose the
-	// commits in Pebble's 32 KiB in-process WAL buffer, a machine crash
-	// what the OS had not written back. Ignored in the other modes.
+	// happen, so a machine crash loses about the commits of the last
+	// interval and one fsync. It does not shrink what a process kill
+	// loses: commits made during an fsync wait in process memory (measured
+	// up to 991 small writes with 5 ms, against 204 without). Zero means
+	// never: a process kill may lose the commits in Pebble's 32 KiB
+	// in-process WAL buffer, a machine crash what the OS had not written
+	// back. Ignored in the other modes.
 	SyncInterval time.Duration
 	// StallTimeout bounds how long a commit waits for the disk: one that
 	// has not completed by then (Pebble stalls writes while its flushes

@@ -15,9 +15,10 @@ import (
 // cache) when a 32 KiB WAL block fills or a sync asks for it. So a process
 // kill loses the commits still in that buffer (up to about 32 KiB of
 // them), and a machine crash loses what the OS had not written back too.
-// Options.SyncInterval bounds both: a goroutine fsyncs the WAL that often
-// while commits happen, so a crash loses at most the commits of the last
-// interval (and the ones in flight). Never part of a commit.
+// Options.SyncInterval bounds the machine crash's loss by time: a
+// goroutine fsyncs the WAL that often while commits happen. It does not
+// shrink a process kill's loss: commits made during an fsync queue in
+// process memory. Never part of a commit.
 
 // syncTicker fsyncs the WAL every interval while there are new commits.
 type syncTicker struct {

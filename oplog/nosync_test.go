@@ -52,8 +52,8 @@ func TestNoSyncKillChild(t *testing.T) {
 // TestNoSyncKillLoss kills a NoSync writer with SIGKILL after some
 // acknowledged writes and counts the acknowledged writes the reopened
 // store lacks: at most what Pebble's 32 KiB in-process WAL buffer holds
-// (about 32 KiB / 190 bytes per write). With SyncInterval the bound is the
-// interval's writes; the test logs both.
+// (about 32 KiB / 190 bytes per write). With SyncInterval a kill loses
+// more (commits queue in memory during each fsync); the test logs both.
 func TestNoSyncKillLoss(t *testing.T) {
 	if os.Getenv(nosyncEnvChild) != "" {
 		t.Skip("in a child")
