@@ -1,6 +1,7 @@
 package converge
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -233,4 +234,12 @@ func (e *RecordErrors) orNil() error {
 		return nil
 	}
 	return e
+}
+
+// keepWatching reports whether a watch goes on after a result that came
+// with err: it does after records it could not decode (*RecordErrors,
+// yielded with the others), which a later change may fix.
+func keepWatching(err error) bool {
+	_, bad := errors.AsType[*RecordErrors](err)
+	return err == nil || bad
 }

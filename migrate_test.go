@@ -246,3 +246,33 @@ func TestMigrationReplicasOnTwoVersionsConverge(t *testing.T) {
 		}
 	})
 }
+
+// A watch reports the records it cannot read with the others, and goes
+// on: a later change that makes them readable shows them.
+func TestWatchGoesOnPastUnreadableRecords(t *testing.T) {
+	ctx := t.Context()
+	db := open(t, converge.Options{})
+	v1, v2 := itemsV1(t, db), itemsV2(t, db)
+	mustPut(t, v1, "ns", &ItemV1{ID: "a", Priority: "1"})
+	mustPut(t, v1, "ns", &ItemV1{ID: "b", Priority: "high"})
+	step := 0
+	for items, err := range v2.Watch(ctx, "ns", converge.Query{}) {
+		step++
+		switch step {
+		case 1:
+			if _, ok := errors.AsType[*converge.RecordErrors](err); !ok || len(items) != 1 {
+				t.Fatalf("first result: %d items, %v; want a and RecordErrors for b", len(items), err)
+			}
+			if err := v1.Update(ctx, "ns", "b", converge.Set("priority", "2")); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if err == nil && len(items) == 2 && items[1].Priority == 2 {
+				return
+			}
+			if step > 5 {
+				t.Fatalf("result %d: %d items, %v", step, len(items), err)
+			}
+		}
+	}
+}

@@ -36,7 +36,7 @@ func (c *Collection[T]) Watch(ctx context.Context, ns string, q Query, opts ...W
 					return yield(nil, err) && false
 				}
 				v, err := c.decodeItems(ns, items)
-				return yield(v, err) && err == nil
+				return yield(v, err) && keepWatching(err)
 			})
 	}
 }
@@ -51,7 +51,7 @@ func (c *Collection[T]) WatchPage(ctx context.Context, ns string, q Query, curso
 					return yield(Page[T]{}, err) && false
 				}
 				v, err := c.decodeItems(ns, items)
-				return yield(Page[T]{Items: v, Next: next}, err) && err == nil
+				return yield(Page[T]{Items: v, Next: next}, err) && keepWatching(err)
 			})
 	}
 }
