@@ -116,7 +116,7 @@ func (c *Collection[T]) Get(ctx context.Context, ns, id string) (T, error) {
 	var zero T
 	st, err := c.db.log.Get(ctx, ns, c.name, id)
 	if err != nil {
-		return zero, fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err)
+		return zero, storeErr(fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err))
 	}
 	return c.decode(ns, id, st)
 }
@@ -154,7 +154,7 @@ func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] 
 		var zero T
 		for e, err := range c.db.log.Records(ctx, ns, c.name) {
 			if err != nil {
-				yield(zero, fmt.Errorf("converge: list %s/%s: %w", ns, c.name, err))
+				yield(zero, storeErr(fmt.Errorf("converge: list %s/%s: %w", ns, c.name, err)))
 				return
 			}
 			if !e.State.Exists() {
@@ -185,7 +185,7 @@ func (t *CollectionTx[T]) Get(id string) (T, error) {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
 		var zero T
-		return zero, err
+		return zero, storeErr(err)
 	}
 	return t.c.decode(t.tx.Namespace(), id, st)
 }
@@ -207,7 +207,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 	}
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
-		return "", err
+		return "", storeErr(err)
 	}
 	base := t.c.baseOf(rv, t.tx.Namespace(), id, st)
 	var changes []crdt.Change
@@ -225,7 +225,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 	}
 	changes = append(changes, t.c.dropChanges(st)...)
 	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
-		return "", err
+		return "", storeErr(err)
 	}
 	if err := t.refresh(rv, id, !st.Exists()); err != nil {
 		t.tx.fail(err)
@@ -254,7 +254,7 @@ func (c *Collection[T]) baseOf(rv reflect.Value, ns, id string, st *crdt.Record)
 func (t *CollectionTx[T]) refresh(rv reflect.Value, id string, created bool) error {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
-		return err
+		return storeErr(err)
 	}
 	s := t.c.schema
 	fresh := reflect.New(s.typ).Elem()
@@ -297,10 +297,10 @@ func (t *CollectionTx[T]) Modify(id string, fn func(*T) error) error {
 func (t *CollectionTx[T]) Update(id string, updates ...FieldUpdate) error {
 	st, err := t.tx.tx.Get(t.c.name, id)
 	if err != nil {
-		return err
+		return storeErr(err)
 	}
 	if !st.Exists() {
-		return fmt.Errorf("converge: update %s/%s: %w", t.c.name, id, ErrNotFound)
+		return errorf("converge: update %s/%s: %w", t.c.name, id, ErrNotFound)
 	}
 	var changes []crdt.Change
 	for _, u := range updates {
@@ -314,13 +314,13 @@ func (t *CollectionTx[T]) Update(id string, updates ...FieldUpdate) error {
 	if errors.Is(err, crdt.ErrInvalidOp) {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return err
+	return storeErr(err)
 }
 
 // Delete deletes existing record id inside the transaction.
 func (t *CollectionTx[T]) Delete(id string) error {
 	_, err := t.tx.tx.Mutate(t.c.name, id, crdt.IntentDelete, nil)
-	return err
+	return storeErr(err)
 }
 
 // fieldChanges returns the changes that make field sf of record st hold v.
@@ -491,7 +491,7 @@ func diffSorted(a, b [][]byte) [][]byte {
 func (c *Collection[T]) decode(ns, id string, st *crdt.Record) (T, error) {
 	var v T
 	if !st.Exists() {
-		return v, fmt.Errorf("converge: %s/%s/%s: %w", ns, c.name, id, ErrNotFound)
+		return v, errorf("converge: %s/%s/%s: %w", ns, c.name, id, ErrNotFound)
 	}
 	b, err := c.migratedFields(st)
 	if err != nil {

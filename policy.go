@@ -192,7 +192,7 @@ func (db *DB) resolveConflicts(ctx context.Context, ns string, conflicts []mater
 				ch = crdt.Change{Name: r.c.Field, Type: crdt.Set, Value: r.value}
 			}
 			_, err = tx.Mutate(r.c.Collection, r.c.Key, crdt.IntentUpdate, []crdt.Change{ch})
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, oplog.ErrNotFound) {
 				continue
 			}
 			if errors.Is(err, crdt.ErrInvalidOp) {
@@ -209,7 +209,7 @@ func (db *DB) resolveConflicts(ctx context.Context, ns string, conflicts []mater
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("converge: resolve conflicts in %q: %w", ns, err)
+		return 0, storeErr(fmt.Errorf("converge: resolve conflicts in %q: %w", ns, err))
 	}
 	return resolved, nil
 }

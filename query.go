@@ -3,7 +3,6 @@ package converge
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -13,10 +12,6 @@ import (
 	"github.com/convergedb/converge/materialize"
 	"github.com/convergedb/converge/query"
 )
-
-// ErrQuery is wrapped by the errors of malformed queries: an unknown field,
-// a value that cannot be compared with the field, a malformed cursor.
-var ErrQuery = errors.New("converge: bad query")
 
 // IDField names the record id in filters and orderings.
 const IDField = query.IDField
@@ -262,7 +257,7 @@ func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor stri
 		var items []query.Item
 		for e, err := range c.db.log.Records(ctx, ns, c.name) {
 			if err != nil {
-				return nil, "", err
+				return nil, "", storeErr(err)
 			}
 			if e.State.Exists() {
 				items = append(items, query.Item{ID: e.Key, Rec: e.State})
@@ -295,7 +290,7 @@ func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor stri
 	for _, rg := range ranges {
 		for e, err := range c.db.log.IndexScan(ctx, ns, c.name, idx, rg.Lo, rg.Hi, plan.Reverse) {
 			if err != nil {
-				return nil, "", err
+				return nil, "", storeErr(err)
 			}
 			if seen[e.Key] {
 				continue
@@ -303,7 +298,7 @@ func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor stri
 			seen[e.Key] = true
 			st, err := c.db.log.Get(ctx, ns, c.name, e.Key)
 			if err != nil {
-				return nil, "", err
+				return nil, "", storeErr(err)
 			}
 			it := query.Item{ID: e.Key, Rec: st}
 			if !st.Exists() || !query.Match(qq.Where, it) {
@@ -415,7 +410,7 @@ func (c *Collection[T]) EnsureIndex(ctx context.Context, fields ...string) error
 		return err
 	}
 	if err := c.db.log.EnsureIndex(ctx, c.name, idx); err != nil {
-		return fmt.Errorf("converge: %w", err)
+		return storeErr(fmt.Errorf("converge: %w", err))
 	}
 	return nil
 }
@@ -427,7 +422,7 @@ func (c *Collection[T]) RebuildIndex(ctx context.Context, fields ...string) erro
 		return err
 	}
 	if err := c.db.log.RebuildIndex(ctx, c.name, idx.Name); err != nil {
-		return fmt.Errorf("converge: %w", err)
+		return storeErr(fmt.Errorf("converge: %w", err))
 	}
 	return nil
 }

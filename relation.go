@@ -76,7 +76,7 @@ func (r *BelongsTo[F, T]) Parent(ctx context.Context, ns, fromID string) (T, err
 	}
 	key := reflect.ValueOf(&child).Elem().FieldByIndex(r.index).String()
 	if key == "" {
-		return zero, fmt.Errorf("converge: %s/%s/%s has no %s: %w", ns, r.from.name, fromID, r.field, ErrNotFound)
+		return zero, errorf("converge: %s/%s/%s has no %s: %w", ns, r.from.name, fromID, r.field, ErrNotFound)
 	}
 	return r.to.Get(ctx, ns, key)
 }
@@ -141,7 +141,7 @@ func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string
 			func() ([]query.Item, string, error) {
 				st, err := r.to.db.log.Get(ctx, ns, r.to.name, toID)
 				if err != nil {
-					return nil, "", err
+					return nil, "", storeErr(err)
 				}
 				items, next, err := r.from.run(ctx, ns, cq, "")
 				if err != nil {
@@ -224,7 +224,7 @@ func (r *ManyToMany[F, T]) Related(ctx context.Context, ns, fromID string) ([]T,
 func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.Record, []string, []query.Item, error) {
 	st, err := r.from.db.log.Get(ctx, ns, r.from.name, fromID)
 	if err != nil || !st.Exists() {
-		return st, nil, nil, err
+		return st, nil, nil, storeErr(err)
 	}
 	v, err := r.from.decode(ns, fromID, st)
 	if err != nil {
@@ -243,7 +243,7 @@ func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.R
 	for _, id := range ids {
 		rst, err := r.to.db.log.Get(ctx, ns, r.to.name, id)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, storeErr(err)
 		}
 		if rst.Exists() {
 			items = append(items, query.Item{ID: id, Rec: rst})

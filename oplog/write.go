@@ -76,6 +76,10 @@ func (tx *Tx) MutateFrom(coll, key string, base *crdt.Record, intent crdt.Intent
 	if cl == prev.CL && len(fields) == 0 {
 		return nil, nil
 	}
+	if err := tx.l.reserveLocked(tx.ns, tx.next); err != nil {
+		tx.failed = err
+		return nil, err
+	}
 	op := crdt.Op{
 		Namespace:  tx.ns,
 		Collection: coll,

@@ -227,7 +227,7 @@ func (m *machine) check(t *rapid.T) {
 			continue
 		}
 		db := m.net.Replica(i)
-		v, err := db.Verify(m.ctx, ns)
+		v, err := db.Admin().Verify(m.ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +282,7 @@ func (m *machine) finish(t *rapid.T) {
 			t.Fatal(err)
 		}
 	}
-	vv, err := m.net.Replica(0).Log().Vector(m.ctx, ns)
+	vv, err := m.net.Replica(0).Admin().Log().Vector(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,11 +385,11 @@ func TestConvergence(t *testing.T) {
 // checkSameVectors fails unless replicas from and to hold the same ops of
 // ns, as they must right after a sync with no writes during it.
 func checkSameVectors(ctx context.Context, t *rapid.T, net *proptest.Network, from, to int) {
-	a, err := net.Replica(from).Log().Vector(ctx, ns)
+	a, err := net.Replica(from).Admin().Log().Vector(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := net.Replica(to).Log().Vector(ctx, ns)
+	b, err := net.Replica(to).Admin().Log().Vector(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
