@@ -47,7 +47,7 @@ func TestBackupRestore(t *testing.T) {
 	seen := make(map[crdt.Dot][]byte)
 	see := func(db *converge.DB) {
 		t.Helper()
-		for e, err := range db.Log().Missing(ctx, "ns", nil) {
+		for e, err := range db.Admin().Log().Missing(ctx, "ns", nil) {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("Open restored: %v", err)
 	}
 	defer r.Close()
-	c := r.Log().IdentityChange()
+	c := r.Admin().Log().IdentityChange()
 	if c == nil || r.ReplicaID() == old || c.Old.String() != old {
 		t.Fatalf("restored replica kept its id %s (change %+v)", r.ReplicaID(), c)
 	}
@@ -93,12 +93,12 @@ func TestBackupRestore(t *testing.T) {
 			t.Errorf("replica %s holds %d records, want 10", db.ReplicaID(), n)
 		}
 	}
-	ha, _ := r.StateHash(ctx, "ns")
-	hb, _ := b.StateHash(ctx, "ns")
+	ha, _ := r.Admin().StateHash(ctx, "ns")
+	hb, _ := b.Admin().StateHash(ctx, "ns")
 	if ha != hb {
 		t.Errorf("state hashes differ after sync: %s, %s", ha, hb)
 	}
-	vv, _ := r.Vector(ctx, "ns")
+	vv, _ := r.Admin().Vector(ctx, "ns")
 	if vv[old] != 8 || vv[r.ReplicaID()] != 1 {
 		t.Errorf("restored vector = %v, want %s:8 (5 backed up, 3 back from the peer) and %s:1", vv, old, r.ReplicaID())
 	}

@@ -71,7 +71,7 @@ func TestMigrationsOnReadAndWrite(t *testing.T) {
 		t.Fatalf("v2 reads %+v, want title apple, priority 2, price 2.5", got)
 	}
 	mustPut(t, v2, "ns", &got) // no edit: writes the migrated values
-	st, err := db.Log().Get(ctx, "ns", "items", "a")
+	st, err := db.Admin().Log().Get(ctx, "ns", "items", "a")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,8 @@ func TestBackupCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp.Close()
-	h1, _ := src.StateHash(ctx, "ns")
-	h2, _ := cp.StateHash(ctx, "ns")
+	h1, _ := src.Admin().StateHash(ctx, "ns")
+	h2, _ := cp.Admin().StateHash(ctx, "ns")
 	if h1 != h2 {
 		t.Errorf("copy's state hash %s, the store's %s", h2, h1)
 	}
