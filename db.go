@@ -72,18 +72,24 @@ type Options struct {
 // for concurrent use.
 type DB struct {
 	log       *oplog.Log
+	self      string // the replica's id as a string, made once
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	notify    *notifier
+	dirty     dirtySet      // namespaces the background compaction has to visit
+	done      chan struct{} // closed by Close: watches end
 	// policies maps a collection name to the ConflictPolicy set for it
 	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
 	policies sync.Map
+	// syncs is what the DB knows of its namespaces' syncs since it opened
+	// (DB.Synced), for the watches.
+	syncs syncTracker
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
 		sync.Mutex
 		closed      bool
-		list        []*subscription
 		commitHooks []*commitHook
 		replicators map[*Replicator]struct{}
 	}
@@ -98,7 +104,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge")}
+	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge"), done: make(chan struct{})}
+	// The notifier queues at most a few subscription buffers of changes;
+	// beyond, listeners are told they lagged.
+	db.notify = newNotifier(4 * opts.ChangeBuffer)
 	l, err := oplog.Open(dir, oplog.Options{
 		Durability:      opts.Durability,
 		MaxClockDrift:   opts.MaxClockDrift,
@@ -110,13 +119,16 @@ func Open(dir string, opts Options) (*DB, error) {
 		FS:              opts.FS,
 		Logger:          opts.Logger,
 		FeedRetention:   opts.Compaction.FeedRetention,
+		PeerLease:       opts.Compaction.PeerLease,
 		OnCommit:        db.publish,
 		OnChange:        db.changed,
 	})
 	if err != nil {
+		db.notify.close()
 		return nil, storeErr(fmt.Errorf("converge: %w", err))
 	}
 	db.log = l
+	db.self = l.ReplicaID().String()
 	db.logger = db.logger.With("replica", l.ReplicaID())
 	if !opts.Compaction.Disabled {
 		db.compactor = db.startCompactor(opts.Compaction.withDefaults())
@@ -133,22 +145,25 @@ func Open(dir string, opts Options) (*DB, error) {
 // or a subscription on a closed DB gives ErrClosed (a closed subscription).
 func (db *DB) Close() error {
 	db.subs.Lock()
+	if !db.subs.closed {
+		close(db.done)
+	}
 	db.subs.closed = true
 	reps := db.subs.replicators
 	db.subs.replicators = nil
-	subs := db.subs.list
-	db.subs.list = nil
 	db.subs.Unlock()
 	for r := range reps {
 		r.stop()
 	}
-	for _, s := range subs {
+	for _, s := range db.notify.subscriptions() {
+		db.notify.unsubscribe(s)
 		s.close()
 	}
 	if db.compactor != nil {
 		db.compactor.stop()
 	}
 	err := db.log.Close()
+	db.notify.close()
 	if err != nil {
 		return storeErr(fmt.Errorf("converge: %w", err))
 	}
@@ -156,7 +171,16 @@ func (db *DB) Close() error {
 }
 
 // ReplicaID returns the replica's id (a ULID).
-func (db *DB) ReplicaID() string { return db.log.ReplicaID().String() }
+func (db *DB) ReplicaID() string { return db.self }
+
+// replicaString returns r as a string, without building this replica's
+// own id again.
+func (db *DB) replicaString(r crdt.ReplicaID) string {
+	if r == db.log.ReplicaID() {
+		return db.self
+	}
+	return r.String()
+}
 
 // Tx is a transaction on one namespace, open for the duration of the
 // function given to [DB.Update]. Use [Collection.Tx] to write through it.
@@ -168,7 +192,8 @@ type Tx struct {
 	// undo restores what the transaction's writes changed in the
 	// caller's values (a struct Put refreshed), run in reverse order if
 	// the transaction does not commit.
-	undo []func()
+	undo    []func()
+	undoBuf [1]func() // undo's first, in the Tx's allocation
 }
 
 // Namespace returns the transaction's namespace.
@@ -203,6 +228,7 @@ func (db *DB) Update(ctx context.Context, ns string, fn func(tx *Tx) error) erro
 		return err
 	}
 	tx := &Tx{}
+	tx.undo = tx.undoBuf[:0]
 	_, err := db.log.Write(ctx, ns, func(t *oplog.Tx) error {
 		tx.tx = t
 		if err := fn(tx); err != nil {
@@ -259,26 +285,16 @@ func (db *DB) ConflictCount(ctx context.Context, ns string) (uint64, error) {
 }
 
 // SyncWith runs anti-entropy with peer for namespace ns until both hold
-// the ops each held when the sync began.
+// the ops each held when the sync began. Its outcome counts in
+// [DB.Synced].
 func (db *DB) SyncWith(ctx context.Context, peer transport.Peer, ns string) (transport.Result, error) {
 	if err := checkNamespace(ns); err != nil {
 		return transport.Result{}, err
 	}
 	res, err := transport.Sync(ctx, db.SyncStore(), peer, ns, transport.Options{})
+	db.syncs.done(ns, err)
 	if err != nil {
 		return res, storeErr(fmt.Errorf("converge: sync %q: %w", ns, err))
 	}
 	return res, nil
-}
-
-// Backup writes a consistent copy of the replica's store to dest, a
-// directory that must not exist, while the DB keeps serving (see
-// [oplog.Log.Checkpoint]). A replica restored from the copy continues
-// under a new replica id, so it never reuses an op identity it handed
-// out after the copy was taken; peers send back the ops it lacks.
-func (db *DB) Backup(ctx context.Context, dest string) error {
-	if err := db.log.Checkpoint(ctx, dest); err != nil {
-		return fmt.Errorf("converge: backup: %w", err)
-	}
-	return nil
 }

@@ -49,10 +49,6 @@ var (
 	// field, a value that cannot be compared with the field, a malformed
 	// cursor.
 	ErrQuery = errors.New("converge: bad query")
-	// ErrField is wrapped by the errors of a field name a collection does
-	// not have, in a query (with ErrQuery), an update, an index or a
-	// relation (with ErrSchema): a *[FieldError] names the valid fields.
-	ErrField = errors.New("converge: unknown field")
 	// ErrPaused is returned by [Replicator.SyncNow] while the replicator
 	// is paused.
 	ErrPaused = errors.New("converge: replication paused")
@@ -62,6 +58,10 @@ var (
 	// ErrNotQuarantined: [Admin.DiscardQuarantined] was given an op that is
 	// not in the quarantine.
 	ErrNotQuarantined = errors.New("converge: op not in quarantine")
+	// ErrField is wrapped by the errors of a field name a collection does
+	// not have, in a query, an update, an index or a relation (see
+	// [FieldError]).
+	ErrField = errors.New("converge: unknown field")
 )
 
 // storeSentinels pairs each sentinel of the layers below with the root

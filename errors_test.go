@@ -29,10 +29,10 @@ var rootSentinels = map[string]error{
 	"ErrFeedTrimmed":    converge.ErrFeedTrimmed,
 	"ErrLagged":         converge.ErrLagged,
 	"ErrQuery":          converge.ErrQuery,
-	"ErrField":          converge.ErrField,
 	"ErrPaused":         converge.ErrPaused,
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,
+	"ErrField":          converge.ErrField,
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable

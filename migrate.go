@@ -237,14 +237,6 @@ func (e *RecordErrors) orNil() error {
 	return e
 }
 
-// keepWatching reports whether a watch goes on after a result that came
-// with err: it does after records it could not decode (*RecordErrors,
-// yielded with the others), which a later change may fix.
-func keepWatching(err error) bool {
-	_, bad := errors.AsType[*RecordErrors](err)
-	return err == nil || bad
-}
-
 // MigrateStored writes every record of namespace ns as the collection's
 // migrations read it, as its next Put would (renamed and converted fields
 // under their new names and types, dropped registers unset), so that

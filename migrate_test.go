@@ -256,7 +256,8 @@ func TestWatchGoesOnPastUnreadableRecords(t *testing.T) {
 	mustPut(t, v1, "ns", &ItemV1{ID: "a", Priority: "1"})
 	mustPut(t, v1, "ns", &ItemV1{ID: "b", Priority: "high"})
 	step := 0
-	for items, err := range v2.Watch(ctx, "ns", converge.Query{}) {
+	for w, err := range v2.Watch(ctx, "ns", converge.Query{}) {
+		items := w.Value
 		step++
 		switch step {
 		case 1:

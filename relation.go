@@ -2,7 +2,6 @@ package converge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -130,27 +129,29 @@ func (r *BelongsTo[F, T]) none() Filter { return Lt(r.field, "") }
 // the children still pointing at toID, and goes on watching. It has the
 // guarantees of [Collection.Watch]: changes that arrive while the consumer
 // is busy fold into one result, writers never wait for it, and the last
-// result it yields is the current state. Cancelling ctx ends the watch.
-func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string, q Query, opts ...WatchOption) iter.Seq2[WithRelated[T, F], error] {
+// result it yields is the current state; each result carries the
+// namespace's sync state ([Watched]); errors are yielded and the watch goes
+// on until ctx ends or the DB closes.
+func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string, q Query, opts ...WatchOption) iter.Seq2[Watched[WithRelated[T, F]], error] {
 	cq := r.ChildrenQuery(toID, q)
-	children := r.from.queryRelevant(cq)
-	return func(yield func(WithRelated[T, F], error) bool) {
-		r.to.watch(ctx, ns,
-			func(coll, id string) bool { return coll == r.to.name && id == toID || children(coll, id) },
-			opts,
-			func() ([]query.Item, string, error) {
+	reads := map[string]bool{r.from.name: true}
+	filterReads(cq.where, reads)
+	relevant := func(coll, id string) bool { return coll == r.to.name && id == toID || reads[coll] }
+	return func(yield func(Watched[WithRelated[T, F]], error) bool) {
+		r.to.watch(ctx, ns, nil, "", opts,
+			func() ([]query.Item, string, watchSpec, error) {
 				st, err := r.to.db.log.Get(ctx, ns, r.to.name, toID)
 				if err != nil {
-					return nil, "", storeErr(err)
+					return nil, "", watchSpec{}, storeErr(err)
 				}
 				items, next, err := r.from.run(ctx, ns, cq, "")
 				if err != nil {
-					return nil, "", err
+					return nil, "", watchSpec{}, err
 				}
-				return append([]query.Item{{ID: toID, Rec: st}}, items...), next, nil
+				return append([]query.Item{{ID: toID, Rec: st}}, items...), next, watchSpec{match: relevant}, nil
 			},
-			func(items []query.Item, _ string, err error) bool {
-				return emitWithRelated(yield, err, func() (WithRelated[T, F], error) {
+			func(items []query.Item, _ string, err error, m syncMark) bool {
+				return emitWithRelated(yield, err, m, func() (WithRelated[T, F], error) {
 					v, err := r.to.decode(ns, toID, items[0].Rec)
 					rel, derr := r.from.decodeItems(ns, items[1:])
 					if derr != nil {
@@ -222,6 +223,7 @@ func (r *ManyToMany[F, T]) Related(ctx context.Context, ns, fromID string) ([]T,
 // ids its set holds (distinct and sorted), and the states of the To
 // records of those ids that exist.
 func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.Record, []string, []query.Item, error) {
+	trackRecord(ctx, ns, r.from.name, fromID) // for WatchFunc
 	st, err := r.from.db.log.Get(ctx, ns, r.from.name, fromID)
 	if err != nil || !st.Exists() {
 		return st, nil, nil, storeErr(err)
@@ -241,6 +243,7 @@ func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.R
 	ids = slices.Compact(ids)
 	var items []query.Item
 	for _, id := range ids {
+		trackRecord(ctx, ns, r.to.name, id)
 		rst, err := r.to.db.log.Get(ctx, ns, r.to.name, id)
 		if err != nil {
 			return nil, nil, nil, storeErr(err)
@@ -298,28 +301,26 @@ func (r *ManyToMany[F, T]) none() Filter { return And(Contains(r.field, ""), Lt(
 // including the creation of one it named while it did not exist. While
 // record fromID does not exist it yields ErrNotFound with a zero Record
 // and no related records, and goes on watching. It has the guarantees of
-// [Collection.Watch]. Cancelling ctx ends the watch.
-func (r *ManyToMany[F, T]) WatchWithRelated(ctx context.Context, ns, fromID string, opts ...WatchOption) iter.Seq2[WithRelated[F, T], error] {
-	return func(yield func(WithRelated[F, T], error) bool) {
-		var named map[string]bool // the ids the set held at the last read
-		r.from.watch(ctx, ns,
-			func(coll, id string) bool {
-				return coll == r.from.name && id == fromID || coll == r.to.name && named[id]
-			},
-			opts,
-			func() ([]query.Item, string, error) {
+// [Collection.Watch], and ends when ctx ends or the DB closes.
+func (r *ManyToMany[F, T]) WatchWithRelated(ctx context.Context, ns, fromID string, opts ...WatchOption) iter.Seq2[Watched[WithRelated[F, T]], error] {
+	return func(yield func(Watched[WithRelated[F, T]], error) bool) {
+		r.from.watch(ctx, ns, nil, "", opts,
+			func() ([]query.Item, string, watchSpec, error) {
 				st, ids, items, err := r.read(ctx, ns, fromID)
 				if err != nil {
-					return nil, "", err
+					return nil, "", watchSpec{}, err
 				}
-				named = make(map[string]bool, len(ids))
+				named := make(map[string]bool, len(ids)) // the ids the set holds
 				for _, id := range ids {
 					named[id] = true
 				}
-				return append([]query.Item{{ID: fromID, Rec: st}}, items...), "", nil
+				relevant := func(coll, id string) bool {
+					return coll == r.from.name && id == fromID || coll == r.to.name && named[id]
+				}
+				return append([]query.Item{{ID: fromID, Rec: st}}, items...), "", watchSpec{match: relevant}, nil
 			},
-			func(items []query.Item, _ string, err error) bool {
-				return emitWithRelated(yield, err, func() (WithRelated[F, T], error) {
+			func(items []query.Item, _ string, err error, m syncMark) bool {
+				return emitWithRelated(yield, err, m, func() (WithRelated[F, T], error) {
 					v, err := r.from.decode(ns, fromID, items[0].Rec)
 					rel, derr := r.to.decodeItems(ns, items[1:])
 					if derr != nil {
@@ -339,17 +340,15 @@ type WithRelated[A, B any] struct {
 	Related []B
 }
 
-// emitWithRelated is the emit of the relation watches: a read error, or a
-// decoding error other than ErrNotFound, is yielded and ends the watch.
-func emitWithRelated[A, B any](yield func(WithRelated[A, B], error) bool, err error, decode func() (WithRelated[A, B], error)) bool {
-	if err != nil {
-		return yield(WithRelated[A, B]{}, err) && false
+// emitWithRelated is the emit of the relation watches: it yields the
+// read's error, or the decoded result (with ErrNotFound when the record
+// does not exist) with the sync mark m.
+func emitWithRelated[A, B any](yield func(Watched[WithRelated[A, B]], error) bool, err error, m syncMark, decode func() (WithRelated[A, B], error)) bool {
+	var v WithRelated[A, B]
+	if err == nil {
+		v, err = decode()
 	}
-	v, err := decode()
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return yield(v, err) && false
-	}
-	return yield(v, err)
+	return yield(Watched[WithRelated[A, B]]{Value: v, Synced: m.synced, SyncErr: m.err}, err)
 }
 
 // relationField returns the declared field a relation goes through.
