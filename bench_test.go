@@ -88,13 +88,13 @@ func BenchmarkCollectionPutRawPebble(b *testing.B) {
 		b.Fatal(err)
 	}
 	var opBytes, stateBytes []byte
-	for e, err := range db.Log().Missing(b.Context(), "bench", nil) {
+	for e, err := range db.Admin().Log().Missing(b.Context(), "bench", nil) {
 		if err != nil {
 			b.Fatal(err)
 		}
 		opBytes = e.Raw
 	}
-	st, err := db.Log().Get(b.Context(), "bench", "tasks", "task-0")
+	st, err := db.Admin().Log().Get(b.Context(), "bench", "tasks", "task-0")
 	if err != nil {
 		b.Fatal(err)
 	}

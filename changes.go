@@ -13,11 +13,6 @@ import (
 	"github.com/convergedb/converge/oplog"
 )
 
-// ErrLagged is yielded by [DB.Changes] when the subscriber fell more than
-// Options.ChangeBuffer changes behind and the oldest were dropped. The
-// subscription goes on with the newer changes; re-read what you cache.
-var ErrLagged = errors.New("converge: change subscriber lagged, changes dropped")
-
 // ChangeKind says what a change did to a record.
 type ChangeKind = materialize.ChangeKind
 

@@ -11,15 +11,6 @@ import (
 	"github.com/convergedb/converge/oplog"
 )
 
-// ErrCompacted: a peer asked for ops this replica compacted away; it must
-// bootstrap from a snapshot (the sync engine does so by itself).
-var ErrCompacted = oplog.ErrCompacted
-
-// ErrFeedTrimmed is yielded by [DB.Feed] when the changes asked for were
-// dropped by compaction (CompactionOptions.FeedRetention): start again
-// from the current state.
-var ErrFeedTrimmed = oplog.ErrFeedTrimmed
-
 // CompactionOptions configure log compaction. The zero value compacts
 // every namespace in the background every 10 minutes, at up to 50,000 ops
 // a second, keeping the latest 10,000 changes of each change feed.
@@ -31,7 +22,7 @@ var ErrFeedTrimmed = oplog.ErrFeedTrimmed
 // peer first. A peer that later asks for compacted ops bootstraps from a
 // snapshot. See docs/OPERATIONS.md.
 type CompactionOptions struct {
-	// Disabled turns the background compaction off; [DB.Compact] still
+	// Disabled turns the background compaction off; [Admin.Compact] still
 	// works.
 	Disabled bool
 	// Interval between background compactions. Zero means 10 minutes.
@@ -82,23 +73,23 @@ func vectorMap(vv crdt.VersionVector) map[string]uint64 {
 // Compact compacts namespace ns now, at full speed: it folds the ops every
 // known peer holds into base states, drops them from the log and returns
 // the disk space. Writers are never blocked for more than one commit.
-func (db *DB) Compact(ctx context.Context, ns string) (CompactStats, error) {
+func (a *Admin) Compact(ctx context.Context, ns string) (CompactStats, error) {
 	if err := checkNamespace(ns); err != nil {
 		return CompactStats{}, err
 	}
-	st, err := db.log.Compact(ctx, ns, oplog.CompactOptions{Reclaim: true})
+	st, err := a.db.log.Compact(ctx, ns, oplog.CompactOptions{Reclaim: true})
 	if err != nil {
-		return compactStats(st), fmt.Errorf("converge: compact %q: %w", ns, err)
+		return compactStats(st), storeErr(fmt.Errorf("converge: compact %q: %w", ns, err))
 	}
 	return compactStats(st), nil
 }
 
 // Horizon returns the compaction horizon of ns: origin replica id → the
 // ops folded into base states and dropped from the log.
-func (db *DB) Horizon(ctx context.Context, ns string) (map[string]uint64, error) {
-	h, err := db.log.Horizon(ctx, ns)
+func (a *Admin) Horizon(ctx context.Context, ns string) (map[string]uint64, error) {
+	h, err := a.db.log.Horizon(ctx, ns)
 	if err != nil {
-		return nil, fmt.Errorf("converge: horizon %q: %w", ns, err)
+		return nil, storeErr(fmt.Errorf("converge: horizon %q: %w", ns, err))
 	}
 	return vectorMap(h), nil
 }
@@ -138,7 +129,7 @@ func (c *compactor) stop() {
 func (db *DB) compactAll(ctx context.Context, rate int) {
 	nss, err := db.log.Namespaces(ctx)
 	if err != nil {
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, oplog.ErrClosed) {
 			db.logger.Warn("background compaction: list namespaces", "err", err)
 		}
 		return
@@ -147,7 +138,7 @@ func (db *DB) compactAll(ctx context.Context, rate int) {
 	for _, ns := range nss {
 		st, err := db.log.Compact(ctx, ns, oplog.CompactOptions{Wait: pace.wait, Reclaim: true})
 		switch {
-		case errors.Is(err, context.Canceled) || errors.Is(err, ErrClosed):
+		case errors.Is(err, context.Canceled) || errors.Is(err, oplog.ErrClosed):
 			return
 		case err != nil:
 			db.logger.Warn("background compaction failed", "namespace", ns, "err", err)

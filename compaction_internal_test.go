@@ -80,7 +80,7 @@ func TestCompactAll(t *testing.T) {
 	}
 	a.compactAll(ctx, 1_000_000)
 	for _, ns := range []string{"n1", "n2"} {
-		h, err := a.Horizon(ctx, ns)
+		h, err := a.Admin().Horizon(ctx, ns)
 		if err != nil || h[a.ReplicaID()] != 10 {
 			t.Fatalf("horizon of %s after the background pass = %v, %v; want all 10 ops", ns, h, err)
 		}

@@ -15,12 +15,12 @@ func noBackground() converge.Options {
 
 func sameState(t *testing.T, dbs ...*converge.DB) {
 	t.Helper()
-	want, err := dbs[0].StateHash(t.Context(), "ns")
+	want, err := dbs[0].Admin().StateHash(t.Context(), "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, db := range dbs[1:] {
-		got, err := db.StateHash(t.Context(), "ns")
+		got, err := db.Admin().StateHash(t.Context(), "ns")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +29,7 @@ func sameState(t *testing.T, dbs ...*converge.DB) {
 		}
 	}
 	for _, db := range dbs {
-		v, err := db.Verify(t.Context(), "ns")
+		v, err := db.Admin().Verify(t.Context(), "ns")
 		if err != nil || !v.OK() {
 			t.Fatalf("Verify on %s = %+v, %v", db.ReplicaID(), v, err)
 		}
@@ -62,14 +62,14 @@ func TestCompactThenBootstrap(t *testing.T) {
 	// hub learns that b holds it all at b's next sync.
 	syncPair(t, b, hub, "ns")
 
-	st, err := hub.Compact(ctx, "ns")
+	st, err := hub.Admin().Compact(ctx, "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Ops != 210 || st.Horizon[a.ReplicaID()] != 210 {
 		t.Fatalf("hub compaction = %+v, want a's 210 ops (every known replica holds them)", st)
 	}
-	if _, err := a.Compact(ctx, "ns"); err != nil {
+	if _, err := a.Admin().Compact(ctx, "ns"); err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, hub, a, b)
@@ -100,10 +100,10 @@ func TestCompactThenBootstrap(t *testing.T) {
 	syncPair(t, a, hub, "ns")
 	syncPair(t, c, hub, "ns")
 	syncPair(t, c, hub, "ns")
-	if err := hub.ForgetPeer(ctx, "ns", b.ReplicaID()); err != nil {
+	if err := hub.Admin().ForgetPeer(ctx, "ns", b.ReplicaID()); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := hub.Compact(ctx, "ns"); err != nil || st.Ops != 1 {
+	if st, err := hub.Admin().Compact(ctx, "ns"); err != nil || st.Ops != 1 {
 		t.Fatalf("hub compaction after forgetting b = %+v, %v; want a's latest op dropped", st, err)
 	}
 	res = syncPair(t, b, hub, "ns")
@@ -129,14 +129,14 @@ func TestCompactNeedsAPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st, err := a.Compact(ctx, "ns"); err != nil || st.Ops != 0 {
+	if st, err := a.Admin().Compact(ctx, "ns"); err != nil || st.Ops != 0 {
 		t.Fatalf("offline replica compacted %+v, %v; its writes have reached no peer", st, err)
 	}
 	syncPair(t, a, hub, "ns")
-	if st, err := a.Compact(ctx, "ns"); err != nil || st.Ops != 20 {
+	if st, err := a.Admin().Compact(ctx, "ns"); err != nil || st.Ops != 20 {
 		t.Fatalf("compaction after the hub acknowledged = %+v, %v; want 20 ops", st, err)
 	}
-	h, err := a.Horizon(ctx, "ns")
+	h, err := a.Admin().Horizon(ctx, "ns")
 	if err != nil || h[a.ReplicaID()] != 20 {
 		t.Fatalf("Horizon = %v, %v", h, err)
 	}
@@ -158,7 +158,7 @@ func TestFeedTrimmedByCompaction(t *testing.T) {
 	if _, err := a.SyncWith(ctx, transport.NewMemPeer(hub.SyncStore(), transport.Limits{}), "ns"); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := a.Compact(ctx, "ns"); err != nil || st.FeedTrimmed != 7 {
+	if st, err := a.Admin().Compact(ctx, "ns"); err != nil || st.FeedTrimmed != 7 {
 		t.Fatalf("Compact = %+v, %v; want 7 feed changes trimmed", st, err)
 	}
 	for _, err := range a.Feed(ctx, "ns", "", 0) {

@@ -47,7 +47,7 @@ func syncPair(t *testing.T, a, b *converge.DB, ns string) transport.Result {
 func ops(t *testing.T, db *converge.DB, ns string) []crdt.Op {
 	t.Helper()
 	var out []crdt.Op
-	for e, err := range db.Log().Missing(t.Context(), ns, nil) {
+	for e, err := range db.Admin().Log().Missing(t.Context(), ns, nil) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,8 +252,8 @@ func TestSchemaEvolution(t *testing.T) {
 	if old.Priority != 0 || old.Title != "from v1" {
 		t.Errorf("v2 reads the v1 record as %+v, want priority 0", old)
 	}
-	h1, _ := oldApp.StateHash(ctx, "ns")
-	h2, _ := newApp.StateHash(ctx, "ns")
+	h1, _ := oldApp.Admin().StateHash(ctx, "ns")
+	h2, _ := newApp.Admin().StateHash(ctx, "ns")
 	if h1 != h2 {
 		t.Error("mixed-version replicas did not converge")
 	}
@@ -422,7 +422,7 @@ func TestReadYourWritesConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	v, err := db.Verify(ctx, "ns")
+	v, err := db.Admin().Verify(ctx, "ns")
 	if err != nil || !v.OK() {
 		t.Fatalf("Verify = %+v, %v", v, err)
 	}
@@ -453,7 +453,13 @@ func TestUpdateSameFieldTwice(t *testing.T) {
 	if err := tasks.Update(ctx, "ns", id, converge.Set("votes", int64(1)), converge.Increment("votes", 1)); err != nil {
 		t.Errorf("Set and Increment of a counter are one kind: %v", err)
 	}
-	if err := tasks.Update(ctx, "ns", id, converge.Set("extra", "x"), converge.Increment("extra", 1)); !errors.Is(err, converge.ErrInvalid) {
+	if err := tasks.Update(ctx, "ns", id, converge.Set("votes", int64(1)), converge.AddToSet("votes", 1)); err == nil {
+		t.Errorf("a counter as counter and set in one update: no error")
+	}
+	if err := tasks.Update(ctx, "ns", id, converge.Set("extra", "x")); !errors.Is(err, converge.ErrField) {
+		t.Errorf("an update of an undeclared field: %v, want ErrField", err)
+	}
+	if err := tasks.Update(ctx, "ns", id, converge.Undeclared(converge.Set("extra", "x")), converge.Undeclared(converge.Increment("extra", 1))); !errors.Is(err, converge.ErrInvalid) {
 		t.Errorf("an undeclared field as register and counter in one update: %v, want ErrInvalid", err)
 	}
 }
@@ -477,7 +483,7 @@ func TestSyncRefusesDriftedPeer(t *testing.T) {
 	if _, err := coll[Task](t, a, "tasks").Get(ctx, "ns", "x"); !errors.Is(err, converge.ErrNotFound) {
 		t.Errorf("the refused op was applied: %v", err)
 	}
-	next := a.Log().Now()
+	next := a.Admin().Log().Now()
 	if next.Wall() > now+1 {
 		t.Errorf("our HLC jumped to %v because of the refused op", next)
 	}

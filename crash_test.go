@@ -259,7 +259,7 @@ type crashCompactor struct {
 // round runs one compaction, between a "compact" and a "compacted" line,
 // if the log holds ops it may fold.
 func (c *crashCompactor) round(ctx context.Context) error {
-	l := c.db.Log()
+	l := c.db.Admin().Log()
 	vv, err := l.Vector(ctx, crashNS)
 	if err != nil {
 		return err
@@ -372,7 +372,7 @@ func crashWriterChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 		s.live[r.ID] = r
 		s.keys = append(s.keys, r.ID)
 	}
-	for e, err := range db.Log().Records(ctx, crashNS, "recs") {
+	for e, err := range db.Admin().Log().Records(ctx, crashNS, "recs") {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -604,7 +604,7 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 	store := db.SyncStore()
 	minOps := 1
 	for n := 1; ; n++ {
-		vv, err := db.Vector(ctx, crashNS)
+		vv, err := db.Admin().Vector(ctx, crashNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -647,7 +647,7 @@ func crashIngestChild(t *testing.T, dir string, cfg crashConfig, out *crashOut) 
 		if a.Applied == 0 {
 			minOps = k + 1 // the batch ended inside its first transaction
 		}
-		vv, err = db.Vector(ctx, crashNS)
+		vv, err = db.Admin().Vector(ctx, crashNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -869,7 +869,7 @@ func crashOpen(t *testing.T, dir string) *converge.DB {
 // states and log rebuild, and that StateHash reports it.
 func crashVerify(t *testing.T, db *converge.DB, when string) {
 	t.Helper()
-	v, err := db.Verify(t.Context(), crashNS)
+	v, err := db.Admin().Verify(t.Context(), crashNS)
 	if err != nil {
 		t.Fatalf("%s: Verify: %v", when, err)
 	}
@@ -877,7 +877,7 @@ func crashVerify(t *testing.T, db *converge.DB, when string) {
 		t.Fatalf("%s: stored state differs from the state rebuilt from the base states and the log: stored %s (%d records), rebuilt %s (%d records)",
 			when, v.StoredHash, v.StoredCount, v.LogHash, v.LogCount)
 	}
-	h, err := db.StateHash(t.Context(), crashNS)
+	h, err := db.Admin().StateHash(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -890,14 +890,14 @@ func crashVerify(t *testing.T, db *converge.DB, when string) {
 // and checks that the state hash did not change.
 func crashRebuild(t *testing.T, db *converge.DB, when string) string {
 	t.Helper()
-	before, err := db.StateHash(t.Context(), crashNS)
+	before, err := db.Admin().StateHash(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Log().Rebuild(t.Context(), crashNS); err != nil {
+	if err := db.Admin().Log().Rebuild(t.Context(), crashNS); err != nil {
 		t.Fatalf("%s: Rebuild: %v", when, err)
 	}
-	after, err := db.StateHash(t.Context(), crashNS)
+	after, err := db.Admin().StateHash(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1061,10 +1061,11 @@ func TestCrashWriterSIGKILL(t *testing.T) {
 // found there after the kill) the compaction is durable too: the horizon
 // the store shows after the kill is at least the durable one.
 type crashModel struct {
-	live    []map[string]crashRec
-	pending []*crashLine
-	ops     uint64 // ops of the writes known to be in the store
-	replica string
+	live       []map[string]crashRec
+	pending    []*crashLine
+	ops        uint64          // ops of the writes known to be in the store
+	replicas   map[string]bool // the ids the replica had
+	identities int             // new ids taken after a kill
 
 	compacting bool                // a "compact" line without its "compacted"
 	compacted  map[string]uint64   // the horizon the last compaction reached
@@ -1230,21 +1231,34 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 		t.Fatalf("%s: writer %d's records differ from its acknowledged writes (no write in flight):%s", when, w, crashDiff(m.live[w], got[w]))
 	}
 	m.verified += m.acked
-	vv, err := db.Vector(ctx, crashNS)
+	vv, err := db.Admin().Vector(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A store that may have lost ops it handed out (a kill in GroupCommit
+	// or NoSync mode) continues under a new replica id: the vector sums
+	// the ops of every id the replica had.
+	if m.replicas == nil {
+		m.replicas = map[string]bool{}
+	}
+	m.replicas[db.ReplicaID()] = true
+	if c := db.Admin().Log().IdentityChange(); c != nil {
+		m.replicas[c.Old.String()] = true
+		m.identities++
+	}
 	if m.ops > 0 {
-		if m.replica == "" {
-			m.replica = db.ReplicaID()
+		if got := crashSum(vv); got != m.ops {
+			t.Fatalf("%s: vector %v sums to %d, want %d (the ops of the writes in the store)", when, vv, got, m.ops)
 		}
-		if want := map[string]uint64{m.replica: m.ops}; !maps.Equal(vv, want) {
-			t.Fatalf("%s: vector %v, want %v (the ops of the writes in the store)", when, vv, want)
+		for origin := range vv {
+			if !m.replicas[origin] {
+				t.Fatalf("%s: vector %v has origin %s, never this replica's id", when, vv, origin)
+			}
 		}
 	} else if len(vv) != 0 {
 		t.Fatalf("%s: vector %v, want empty", when, vv)
 	}
-	h, err := db.Log().Horizon(ctx, crashNS)
+	h, err := db.Admin().Log().Horizon(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1322,9 +1336,9 @@ func crashWriterScenario(t *testing.T, seed uint64, iters int, durability conver
 	t.Logf("%v, %d writers: %d SIGKILLs (%d while opening the store, %d during a compaction), %d acknowledged writes (%d write checks after kills), "+
 		"writes in flight at the kill: %d made it, %d did not; %d ops written, %d of them compacted at the end; "+
 		"%d lives compacting: %d compactions returned (%d ops); after %d kills the store was compacted, its horizon risen after %d, "+
-		"a horizon made durable to check after %d; %d sstables; %v",
+		"a horizon made durable to check after %d; %d sstables; %d new replica ids; %v",
 		durability, writers, iters, killsBeforeReady, killsCompacting, m.acked, m.verified, m.inflightKept, m.inflightLost, m.ops, m.horizon,
-		compacting, m.compactions, m.opsCompacted, m.checksCompacted, m.horizonRose, m.durableRose, len(ssts), time.Since(start).Round(time.Millisecond))
+		compacting, m.compactions, m.opsCompacted, m.checksCompacted, m.horizonRose, m.durableRose, len(ssts), m.identities, time.Since(start).Round(time.Millisecond))
 }
 
 // ---- the ingest scenario ----
@@ -1404,7 +1418,7 @@ func crashBuildSource(t *testing.T, txsPerOrigin int) *crashSource {
 		syncPair(t, hub, db, crashNS)
 	}
 	var es []crashRawEntry
-	for e, err := range hub.Log().Missing(ctx, crashNS, nil) {
+	for e, err := range hub.Admin().Log().Missing(ctx, crashNS, nil) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1436,10 +1450,10 @@ func crashBuildSource(t *testing.T, txsPerOrigin int) *crashSource {
 	src.file = filepath.Join(t.TempDir(), "ops")
 	crashWriteOps(t, src.file, raws)
 	var err error
-	if src.hash, err = hub.StateHash(ctx, crashNS); err != nil {
+	if src.hash, err = hub.Admin().StateHash(ctx, crashNS); err != nil {
 		t.Fatal(err)
 	}
-	if src.vector, err = hub.Vector(ctx, crashNS); err != nil {
+	if src.vector, err = hub.Admin().Vector(ctx, crashNS); err != nil {
 		t.Fatal(err)
 	}
 	return src
@@ -1497,7 +1511,7 @@ func (src *crashSource) check(t *testing.T, tg *crashTarget, when string) (vv ma
 	t.Helper()
 	ctx := t.Context()
 	db := crashOpen(t, tg.dir)
-	vv, err := db.Vector(ctx, crashNS)
+	vv, err := db.Admin().Vector(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1545,7 +1559,7 @@ func (src *crashSource) check(t *testing.T, tg *crashTarget, when string) (vv ma
 			break
 		}
 	}
-	h, err := db.Log().Horizon(ctx, crashNS)
+	h, err := db.Admin().Log().Horizon(ctx, crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1590,7 +1604,7 @@ func (src *crashSource) finish(t *testing.T, tg *crashTarget, when string) {
 	if _, err := db.SyncWith(t.Context(), transport.NewMemPeer(src.db.SyncStore(), transport.Limits{MaxOps: 64}), crashNS); err != nil {
 		t.Fatalf("%s: sync to completion: %v", when, err)
 	}
-	vv, err := db.Vector(t.Context(), crashNS)
+	vv, err := db.Admin().Vector(t.Context(), crashNS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,34 +10,9 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/convergedb/converge/crdt"
-	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/materialize"
 	"github.com/convergedb/converge/oplog"
 	"github.com/convergedb/converge/transport"
-)
-
-// Sentinel errors, for errors.Is.
-var (
-	// ErrNotFound: the record does not exist (never created, or deleted).
-	ErrNotFound = oplog.ErrNotFound
-	// ErrClosed: the DB is closed.
-	ErrClosed = oplog.ErrClosed
-	// ErrSchema: a struct type cannot be a collection, a stored record does
-	// not fit the struct, or a field update does not fit the field's kind.
-	ErrSchema = errors.New("converge: schema mismatch")
-	// ErrInvalid: an argument is malformed (empty namespace, bad id).
-	ErrInvalid = errors.New("converge: invalid argument")
-	// ErrCorrupt: stored bytes failed to decode; resync from a peer.
-	ErrCorrupt = oplog.ErrCorrupt
-	// ErrClockDrift: a remote op's HLC ran beyond the drift bound; it was
-	// not applied, and is applied once it falls within the bound.
-	ErrClockDrift = hlc.ErrClockDrift
-	// ErrTooLarge: a write's op exceeds Options.MaxOpSize.
-	ErrTooLarge = oplog.ErrTooLarge
-	// ErrUnsynced: with GroupCommit, a write committed (readers see it,
-	// and it replicates) but the fsync it waited for failed, so it may not
-	// survive a crash. It is not a write that failed: do not redo it.
-	ErrUnsynced = oplog.ErrUnsynced
 )
 
 // Durability says when a write reaches stable storage.
@@ -73,7 +48,7 @@ type Options struct {
 	// means 1000.
 	ConflictLogSize int
 	// QuarantineLimit is how many refused remote ops are kept per
-	// namespace for an operator ([DB.Quarantine]). Zero means 1000.
+	// namespace for an operator ([Admin.Quarantine]). Zero means 1000.
 	QuarantineLimit int
 	// MaxOpSize bounds one op's encoding, local or remote, in bytes: a
 	// larger local write is ErrTooLarge, a larger remote op is refused and
@@ -103,6 +78,9 @@ type DB struct {
 	// syncs is what the DB knows of its namespaces' syncs since it opened
 	// (DB.Synced), for the watches.
 	syncs syncTracker
+	// policies maps a collection name to the ConflictPolicy set for it
+	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
+	policies sync.Map
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
@@ -139,7 +117,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		OnChange:        db.changed,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("converge: %w", err)
+		return nil, storeErr(fmt.Errorf("converge: %w", err))
 	}
 	db.log = l
 	db.logger = db.logger.With("replica", l.ReplicaID())
@@ -175,16 +153,13 @@ func (db *DB) Close() error {
 	}
 	err := db.log.Close()
 	if err != nil {
-		return fmt.Errorf("converge: %w", err)
+		return storeErr(fmt.Errorf("converge: %w", err))
 	}
 	return nil
 }
 
 // ReplicaID returns the replica's id (a ULID).
 func (db *DB) ReplicaID() string { return db.log.ReplicaID().String() }
-
-// Log returns the underlying store, for tools and tests.
-func (db *DB) Log() *oplog.Log { return db.log }
 
 // Tx is a transaction on one namespace, open for the duration of the
 // function given to [DB.Update]. Use [Collection.Tx] to write through it.
@@ -239,10 +214,10 @@ func (db *DB) Update(ctx context.Context, ns string, fn func(tx *Tx) error) erro
 		return tx.failed
 	})
 	if err != nil {
-		if !errors.Is(err, ErrUnsynced) { // committed: what the writes did stands
+		if !errors.Is(err, oplog.ErrUnsynced) { // committed: what the writes did stands
 			tx.abort()
 		}
-		return fmt.Errorf("converge: update %q: %w", ns, err)
+		return storeErr(fmt.Errorf("converge: update %q: %w", ns, err))
 	}
 	return nil
 }
@@ -254,38 +229,14 @@ func checkNamespace(ns string) error {
 	return nil
 }
 
-// Vector returns the replica's version vector for ns: origin replica id →
-// the number of that origin's ops it holds.
-func (db *DB) Vector(ctx context.Context, ns string) (map[string]uint64, error) {
-	vv, err := db.log.Vector(ctx, ns)
-	if err != nil {
-		return nil, fmt.Errorf("converge: %w", err)
-	}
-	out := make(map[string]uint64, len(vv))
-	for r, s := range vv {
-		out[r.String()] = s
-	}
-	return out, nil
-}
-
-// StateHash returns a digest of the state of ns. Replicas that hold the
-// same ops have the same hash.
-func (db *DB) StateHash(ctx context.Context, ns string) (string, error) {
-	h, _, err := db.log.StateHash(ctx, ns)
-	if err != nil {
-		return "", fmt.Errorf("converge: %w", err)
-	}
-	return h, nil
-}
-
-// Verify rebuilds the state of ns from its log and compares it with the
-// stored state.
-func (db *DB) Verify(ctx context.Context, ns string) (oplog.Verification, error) {
-	return db.log.Verify(ctx, ns)
-}
-
 // Namespaces returns the namespaces the replica holds.
-func (db *DB) Namespaces(ctx context.Context) ([]string, error) { return db.log.Namespaces(ctx) }
+func (db *DB) Namespaces(ctx context.Context) ([]string, error) {
+	nss, err := db.log.Namespaces(ctx)
+	if err != nil {
+		return nil, storeErr(fmt.Errorf("converge: namespaces: %w", err))
+	}
+	return nss, nil
+}
 
 // Conflict is a pair of concurrent writes to one field, detected when the
 // second of them arrived. The merge already chose the winner; conflicts
@@ -294,12 +245,20 @@ type Conflict = materialize.Conflict
 
 // Conflicts returns the latest conflicts detected in ns, oldest first.
 func (db *DB) Conflicts(ctx context.Context, ns string) ([]Conflict, error) {
-	return db.log.Conflicts(ctx, ns)
+	cs, err := db.log.Conflicts(ctx, ns)
+	if err != nil {
+		return nil, storeErr(fmt.Errorf("converge: conflicts %q: %w", ns, err))
+	}
+	return cs, nil
 }
 
 // ConflictCount returns how many conflicts were ever detected in ns.
 func (db *DB) ConflictCount(ctx context.Context, ns string) (uint64, error) {
-	return db.log.ConflictCount(ctx, ns)
+	n, err := db.log.ConflictCount(ctx, ns)
+	if err != nil {
+		return 0, storeErr(fmt.Errorf("converge: conflicts %q: %w", ns, err))
+	}
+	return n, nil
 }
 
 // SyncWith runs anti-entropy with peer for namespace ns until both hold
@@ -312,7 +271,19 @@ func (db *DB) SyncWith(ctx context.Context, peer transport.Peer, ns string) (tra
 	res, err := transport.Sync(ctx, db.SyncStore(), peer, ns, transport.Options{})
 	db.syncs.done(ns, err)
 	if err != nil {
-		return res, fmt.Errorf("converge: %w", err)
+		return res, storeErr(fmt.Errorf("converge: sync %q: %w", ns, err))
 	}
 	return res, nil
+}
+
+// Backup writes a consistent copy of the replica's store to dest, a
+// directory that must not exist, while the DB keeps serving (see
+// [oplog.Log.Checkpoint]). A replica restored from the copy continues
+// under a new replica id, so it never reuses an op identity it handed
+// out after the copy was taken; peers send back the ops it lacks.
+func (db *DB) Backup(ctx context.Context, dest string) error {
+	if err := db.log.Checkpoint(ctx, dest); err != nil {
+		return fmt.Errorf("converge: backup: %w", err)
+	}
+	return nil
 }

@@ -12,7 +12,11 @@ import (
 // FeedHead returns the position of the last change in the change feed of
 // ns (0 if none): a consumer that wants only future changes starts there.
 func (db *DB) FeedHead(ctx context.Context, ns string) (uint64, error) {
-	return db.log.FeedHead(ctx, ns)
+	h, err := db.log.FeedHead(ctx, ns)
+	if err != nil {
+		return 0, storeErr(fmt.Errorf("converge: feed head %q: %w", ns, err))
+	}
+	return h, nil
 }
 
 // Feed yields the changes of namespace ns (of one collection, if collection
@@ -36,7 +40,7 @@ func (db *DB) Feed(ctx context.Context, ns, collection string, after uint64) ite
 					if ctx.Err() != nil {
 						return
 					}
-					yield(Change{}, fmt.Errorf("converge: feed %q: %w", ns, err))
+					yield(Change{}, storeErr(fmt.Errorf("converge: feed %q: %w", ns, err)))
 					return
 				}
 				after = c.Seq

@@ -118,9 +118,9 @@ func startClientTB(t testing.TB, url string) *client {
 func waitConverged(t *testing.T, dbs ...*converge.DB) {
 	t.Helper()
 	same := func() bool {
-		h0, _ := dbs[0].StateHash(t.Context(), "ns")
+		h0, _ := dbs[0].Admin().StateHash(t.Context(), "ns")
 		for _, db := range dbs[1:] {
-			if h, _ := db.StateHash(t.Context(), "ns"); h != h0 {
+			if h, _ := db.Admin().StateHash(t.Context(), "ns"); h != h0 {
 				return false
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/convergedb/converge/crdt"
-	"github.com/convergedb/converge/oplog"
 )
 
 // Acknowledged records what a peer holds; the sync engine calls it for
@@ -30,14 +29,14 @@ type PeerState struct {
 
 // Peers lists the replicas this one has synced ns with, directly, and
 // what each held, ordered by replica id.
-func (db *DB) Peers(ctx context.Context, ns string) ([]PeerState, error) {
-	ps, err := db.log.Peers(ctx, ns)
+func (a *Admin) Peers(ctx context.Context, ns string) ([]PeerState, error) {
+	ps, err := a.db.log.Peers(ctx, ns)
 	if err != nil {
-		return nil, fmt.Errorf("converge: peers %q: %w", ns, err)
+		return nil, storeErr(fmt.Errorf("converge: peers %q: %w", ns, err))
 	}
-	mine, err := db.log.Vector(ctx, ns)
+	mine, err := a.db.log.Vector(ctx, ns)
 	if err != nil {
-		return nil, fmt.Errorf("converge: peers %q: %w", ns, err)
+		return nil, storeErr(fmt.Errorf("converge: peers %q: %w", ns, err))
 	}
 	out := make([]PeerState, 0, len(ps))
 	for id, vv := range ps {
@@ -59,10 +58,10 @@ func (db *DB) Peers(ctx context.Context, ns string) ([]PeerState, error) {
 // StableVector returns what this replica and every replica it knows hold
 // of ns: an op in it is causally stable, every known replica has it. With
 // no known peer it is this replica's vector.
-func (db *DB) StableVector(ctx context.Context, ns string) (map[string]uint64, error) {
-	vv, err := db.log.StableVector(ctx, ns)
+func (a *Admin) StableVector(ctx context.Context, ns string) (map[string]uint64, error) {
+	vv, err := a.db.log.StableVector(ctx, ns)
 	if err != nil {
-		return nil, fmt.Errorf("converge: stable vector %q: %w", ns, err)
+		return nil, storeErr(fmt.Errorf("converge: stable vector %q: %w", ns, err))
 	}
 	out := make(map[string]uint64, len(vv))
 	for o, seq := range vv {
@@ -71,19 +70,16 @@ func (db *DB) StableVector(ctx context.Context, ns string) (map[string]uint64, e
 	return out, nil
 }
 
-// ErrUnknownPeer: ForgetPeer was given a replica this one does not know.
-var ErrUnknownPeer = oplog.ErrUnknownPeer
-
 // ForgetPeer drops a replica removed from the fleet from the known peers
 // of ns, so it no longer holds the stable vector back. If it syncs again,
 // it is known again.
-func (db *DB) ForgetPeer(ctx context.Context, ns, replica string) error {
+func (a *Admin) ForgetPeer(ctx context.Context, ns, replica string) error {
 	id, err := crdt.ParseReplicaID(replica)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := db.log.ForgetPeer(ctx, ns, id); err != nil {
-		return fmt.Errorf("converge: forget %s: %w", replica, err)
+	if err := a.db.log.ForgetPeer(ctx, ns, id); err != nil {
+		return storeErr(fmt.Errorf("converge: forget %s: %w", replica, err))
 	}
 	return nil
 }

@@ -30,11 +30,11 @@ func TestPeersAndStability(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a knows the hub, the hub knows a.
-	ps, err := a.Peers(ctx, "ns")
+	ps, err := a.Admin().Peers(ctx, "ns")
 	if err != nil || len(ps) != 1 || ps[0].Replica != hub.ReplicaID() || ps[0].Vector[a.ReplicaID()] != 2 || ps[0].Behind != 0 {
 		t.Fatalf("a's peers = %+v, %v", ps, err)
 	}
-	ps, err = hub.Peers(ctx, "ns")
+	ps, err = hub.Admin().Peers(ctx, "ns")
 	if err != nil || len(ps) != 1 || ps[0].Replica != a.ReplicaID() {
 		t.Fatalf("hub's peers = %+v, %v", ps, err)
 	}
@@ -46,14 +46,14 @@ func TestPeersAndStability(t *testing.T) {
 	if _, err := b.SyncWith(ctx, peer, "ns"); err != nil {
 		t.Fatal(err)
 	}
-	stable, err := hub.StableVector(ctx, "ns")
+	stable, err := hub.Admin().StableVector(ctx, "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if stable[a.ReplicaID()] != 2 || stable[b.ReplicaID()] != 0 {
 		t.Fatalf("hub's stable vector = %v: a's 2 ops are stable, b's op is not (a lacks it)", stable)
 	}
-	ps, _ = hub.Peers(ctx, "ns")
+	ps, _ = hub.Admin().Peers(ctx, "ns")
 	for _, p := range ps {
 		if p.Replica == a.ReplicaID() && p.Behind != 1 {
 			t.Errorf("a is %d ops behind the hub, want 1", p.Behind)
@@ -67,7 +67,7 @@ func TestPeersAndStability(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if stable, _ = hub.StableVector(ctx, "ns"); stable[b.ReplicaID()] != 1 || stable[a.ReplicaID()] != 2 {
+	if stable, _ = hub.Admin().StableVector(ctx, "ns"); stable[b.ReplicaID()] != 1 || stable[a.ReplicaID()] != 2 {
 		t.Fatalf("after a's catch-up, stable = %v", stable)
 	}
 
@@ -84,7 +84,7 @@ func TestPeersAndStability(t *testing.T) {
 	if _, err := b.SyncWith(ctx, peer, "ns"); err != nil {
 		t.Fatal(err)
 	}
-	if stable, _ = hub.StableVector(ctx, "ns"); stable[b.ReplicaID()] != 1 {
+	if stable, _ = hub.Admin().StableVector(ctx, "ns"); stable[b.ReplicaID()] != 1 {
 		t.Fatalf("stable = %v: a's last known vector holds b at 1", stable)
 	}
 	// Restart the hub: what it knows of its peers is stored.
@@ -95,16 +95,16 @@ func TestPeersAndStability(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hub.Close()
-	if ps, _ = hub.Peers(ctx, "ns"); len(ps) != 2 {
+	if ps, _ = hub.Admin().Peers(ctx, "ns"); len(ps) != 2 {
 		t.Fatalf("after restart the hub knows %d peers, want 2", len(ps))
 	}
-	if err := hub.ForgetPeer(ctx, "ns", a.ReplicaID()); err != nil {
+	if err := hub.Admin().ForgetPeer(ctx, "ns", a.ReplicaID()); err != nil {
 		t.Fatal(err)
 	}
-	if stable, _ = hub.StableVector(ctx, "ns"); stable[b.ReplicaID()] != 2 {
+	if stable, _ = hub.Admin().StableVector(ctx, "ns"); stable[b.ReplicaID()] != 2 {
 		t.Fatalf("after forgetting a, stable = %v, want b's 2 ops", stable)
 	}
-	if err := hub.ForgetPeer(ctx, "ns", a.ReplicaID()); !errors.Is(err, converge.ErrUnknownPeer) {
+	if err := hub.Admin().ForgetPeer(ctx, "ns", a.ReplicaID()); !errors.Is(err, converge.ErrUnknownPeer) {
 		t.Fatalf("forgetting twice: %v", err)
 	}
 }

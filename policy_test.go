@@ -46,7 +46,7 @@ func resolutionOps(t interface {
 	Fatal(...any)
 }, db *converge.DB, ns string) (res, all int) {
 	t.Helper()
-	for e, err := range db.Log().Missing(context.Background(), ns, nil) {
+	for e, err := range db.Admin().Log().Missing(context.Background(), ns, nil) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func TestResolutionNeverTriggersResolution(t *testing.T) {
 func TestResolutionInChangeFeed(t *testing.T) {
 	a, _ := concurrentWrites(t, converge.PreferLocal, converge.LastWriteWins, "a", "b")
 	var res []crdt.Op
-	for e, err := range a.Log().Missing(t.Context(), "ns", nil) {
+	for e, err := range a.Admin().Log().Missing(t.Context(), "ns", nil) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +234,7 @@ func TestResolutionInChangeFeed(t *testing.T) {
 		t.Fatalf("%d resolution ops, want 1", len(res))
 	}
 	var found bool
-	for c, err := range a.Log().Feed(t.Context(), "ns", 0) {
+	for c, err := range a.Admin().Log().Feed(t.Context(), "ns", 0) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/convergedb/converge/crdt"
-	"github.com/convergedb/converge/oplog"
 )
 
 // QuarantinedOp is a remote op this replica refused to apply (a poison
@@ -25,17 +24,17 @@ type QuarantinedOp struct {
 	// Collection and Key of the record it writes, when they could be read.
 	Collection, Key string
 	// Waiting counts the ops of the same origin after it that this
-	// replica's known peers hold ([DB.Peers]): they wait for it, since an
+	// replica's known peers hold ([Admin.Peers]): they wait for it, since an
 	// origin's ops apply in sequence order. They are not stored here; a
 	// sync brings them once it applies.
 	Waiting uint64
 }
 
 // Quarantine lists the quarantined ops of ns.
-func (db *DB) Quarantine(ctx context.Context, ns string) ([]QuarantinedOp, error) {
-	qs, err := db.log.Quarantine(ctx, ns)
+func (a *Admin) Quarantine(ctx context.Context, ns string) ([]QuarantinedOp, error) {
+	qs, err := a.db.log.Quarantine(ctx, ns)
 	if err != nil {
-		return nil, fmt.Errorf("converge: quarantine %q: %w", ns, err)
+		return nil, storeErr(fmt.Errorf("converge: quarantine %q: %w", ns, err))
 	}
 	out := make([]QuarantinedOp, len(qs))
 	for i, q := range qs {
@@ -50,10 +49,10 @@ func (db *DB) Quarantine(ctx context.Context, ns string) ([]QuarantinedOp, error
 // RetryQuarantine offers the quarantined ops of ns to the store again
 // (after an upgrade, or once the clock has caught up) and returns how many
 // applied; those leave the quarantine.
-func (db *DB) RetryQuarantine(ctx context.Context, ns string) (int, error) {
-	res, err := db.log.RetryQuarantine(ctx, ns)
+func (a *Admin) RetryQuarantine(ctx context.Context, ns string) (int, error) {
+	res, err := a.db.log.RetryQuarantine(ctx, ns)
 	if err != nil {
-		return 0, fmt.Errorf("converge: retry quarantine %q: %w", ns, err)
+		return 0, storeErr(fmt.Errorf("converge: retry quarantine %q: %w", ns, err))
 	}
 	return res.Applied, nil
 }
@@ -61,17 +60,13 @@ func (db *DB) RetryQuarantine(ctx context.Context, ns string) (int, error) {
 // DiscardQuarantined drops one quarantined op without applying it. A later
 // sync may offer it again (its origin still holds it); the ops after it
 // from the same origin keep waiting for it.
-func (db *DB) DiscardQuarantined(ctx context.Context, ns, origin string, seq uint64) error {
+func (a *Admin) DiscardQuarantined(ctx context.Context, ns, origin string, seq uint64) error {
 	id, err := crdt.ParseReplicaID(origin)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := db.log.DiscardQuarantined(ctx, ns, crdt.Dot{Origin: id, Seq: seq}); err != nil {
-		return fmt.Errorf("converge: discard %s:%d: %w", origin, seq, err)
+	if err := a.db.log.DiscardQuarantined(ctx, ns, crdt.Dot{Origin: id, Seq: seq}); err != nil {
+		return storeErr(fmt.Errorf("converge: discard %s:%d: %w", origin, seq, err))
 	}
 	return nil
 }
-
-// ErrNotQuarantined: DiscardQuarantined was given an op that is not in
-// the quarantine.
-var ErrNotQuarantined = oplog.ErrNotQuarantined

@@ -54,7 +54,7 @@ func TestPoisonOpQuarantined(t *testing.T) {
 	if _, err := tasksDst.Get(ctx, "ns", "p2"); !errors.Is(err, converge.ErrNotFound) {
 		t.Fatalf("the op behind the poison op: %v", err)
 	}
-	qs, err := dst.Quarantine(ctx, "ns")
+	qs, err := dst.Admin().Quarantine(ctx, "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +69,13 @@ func TestPoisonOpQuarantined(t *testing.T) {
 	if st, err := r.Status(ctx, "ns"); err != nil || st.Quarantined != 1 {
 		t.Fatalf("status = %+v, %v; want 1 quarantined", st, err)
 	}
-	if n, err := dst.RetryQuarantine(ctx, "ns"); err != nil || n != 0 {
+	if n, err := dst.Admin().RetryQuarantine(ctx, "ns"); err != nil || n != 0 {
 		t.Fatalf("RetryQuarantine = %d, %v; the op is still invalid", n, err)
 	}
-	if err := dst.DiscardQuarantined(ctx, "ns", qs[0].Origin, qs[0].Seq); err != nil {
+	if err := dst.Admin().DiscardQuarantined(ctx, "ns", qs[0].Origin, qs[0].Seq); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.DiscardQuarantined(ctx, "ns", qs[0].Origin, qs[0].Seq); !errors.Is(err, converge.ErrNotQuarantined) {
+	if err := dst.Admin().DiscardQuarantined(ctx, "ns", qs[0].Origin, qs[0].Seq); !errors.Is(err, converge.ErrNotQuarantined) {
 		t.Fatalf("second discard: %v", err)
 	}
 	if st, _ := r.Status(ctx, "ns"); st.Quarantined != 0 {
@@ -99,7 +99,7 @@ func TestMaxOpSize(t *testing.T) {
 	if _, err := tasksSmall.Put(ctx, "ns", &long); !errors.Is(err, converge.ErrTooLarge) {
 		t.Fatalf("local Put over the limit: %v, want ErrTooLarge", err)
 	}
-	if vv, _ := small.Vector(ctx, "ns"); len(vv) != 0 {
+	if vv, _ := small.Admin().Vector(ctx, "ns"); len(vv) != 0 {
 		t.Fatalf("a refused write left ops: %v", vv)
 	}
 	if _, err := tasksBig.Put(ctx, "ns", &long); err != nil {
@@ -111,7 +111,7 @@ func TestMaxOpSize(t *testing.T) {
 	if _, err := small.SyncWith(ctx, transport.NewMemPeer(big.SyncStore(), transport.Limits{}), "ns"); !errors.Is(err, converge.ErrTooLarge) {
 		t.Fatalf("sync of an op over the limit: %v, want an error wrapping ErrTooLarge", err)
 	}
-	qs, err := small.Quarantine(ctx, "ns")
+	qs, err := small.Admin().Quarantine(ctx, "ns")
 	if err != nil || len(qs) != 1 || qs[0].Key != "big" || qs[0].Kind != "invalid" {
 		t.Fatalf("quarantine = %+v, %v", qs, err)
 	}

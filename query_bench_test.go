@@ -304,7 +304,7 @@ func BenchmarkWatchLatencyRemote(b *testing.B) {
 			refill := func(from int) {
 				b.StopTimer()
 				defer b.StartTimer()
-				have, err := a.Log().Vector(ctx, qbNS)
+				have, err := a.Admin().Log().Vector(ctx, qbNS)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -314,7 +314,7 @@ func BenchmarkWatchLatencyRemote(b *testing.B) {
 					}
 				}
 				pending = pending[:0]
-				for e, err := range remote.Log().Missing(ctx, qbNS, have) {
+				for e, err := range remote.Admin().Log().Missing(ctx, qbNS, have) {
 					if err != nil {
 						b.Fatal(err)
 					}

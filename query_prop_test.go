@@ -924,8 +924,8 @@ func TestQueryMatchesBruteForce(t *testing.T) {
 				}
 			}
 		}
-		ha, _ := c.a.StateHash(c.ctx, c.ns)
-		hb, _ := c.b.StateHash(c.ctx, c.ns)
+		ha, _ := c.a.Admin().StateHash(c.ctx, c.ns)
+		hb, _ := c.b.Admin().StateHash(c.ctx, c.ns)
 		if ha != hb {
 			t.Fatalf("replicas differ after sync")
 		}

@@ -75,7 +75,7 @@ func (r *BelongsTo[F, T]) Parent(ctx context.Context, ns, fromID string) (T, err
 	}
 	key := reflect.ValueOf(&child).Elem().FieldByIndex(r.index).String()
 	if key == "" {
-		return zero, fmt.Errorf("converge: %s/%s/%s has no %s: %w", ns, r.from.name, fromID, r.field, ErrNotFound)
+		return zero, errorf("converge: %s/%s/%s has no %s: %w", ns, r.from.name, fromID, r.field, ErrNotFound)
 	}
 	return r.to.Get(ctx, ns, key)
 }
@@ -142,7 +142,7 @@ func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string
 			func() ([]query.Item, string, error) {
 				st, err := r.to.db.log.Get(ctx, ns, r.to.name, toID)
 				if err != nil {
-					return nil, "", err
+					return nil, "", storeErr(err)
 				}
 				items, next, err := r.from.run(ctx, ns, cq, "")
 				if err != nil {
@@ -226,7 +226,7 @@ func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.R
 	trackRecord(ctx, ns, r.from.name, fromID) // for WatchFunc
 	st, err := r.from.db.log.Get(ctx, ns, r.from.name, fromID)
 	if err != nil || !st.Exists() {
-		return st, nil, nil, err
+		return st, nil, nil, storeErr(err)
 	}
 	v, err := r.from.decode(ns, fromID, st)
 	if err != nil {
@@ -246,7 +246,7 @@ func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.R
 		trackRecord(ctx, ns, r.to.name, id)
 		rst, err := r.to.db.log.Get(ctx, ns, r.to.name, id)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, storeErr(err)
 		}
 		if rst.Exists() {
 			items = append(items, query.Item{ID: id, Rec: rst})
@@ -360,7 +360,7 @@ func relationField(s *schema, field string) (schemaField, error) {
 	}
 	i, ok := s.byName[field]
 	if !ok {
-		return schemaField{}, fmt.Errorf("%w: %v has no field %q", ErrSchema, s.typ, field)
+		return schemaField{}, fmt.Errorf("%w: relation: %w", ErrSchema, s.fieldError(field))
 	}
 	return s.fields[i], nil
 }

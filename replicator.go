@@ -13,9 +13,6 @@ import (
 	"github.com/convergedb/converge/transport"
 )
 
-// ErrPaused is returned by [Replicator.SyncNow] while the replicator is paused.
-var ErrPaused = errors.New("converge: replication paused")
-
 // ReplicatorOptions configure a [Replicator]. Zero fields get the defaults.
 type ReplicatorOptions struct {
 	// Namespaces to keep in sync. Required.
@@ -55,7 +52,7 @@ type SyncResult struct {
 	Conflicts int // conflicts detected in what was received
 	// Refused counts the ops this replica refused to apply, the failed
 	// ones: invalid here, beyond the clock bound, too large or malformed.
-	// They are quarantined ([DB.Quarantine]), but for malformed ones, and
+	// They are quarantined ([Admin.Quarantine]), but for malformed ones, and
 	// offered again by the next sync. Ops held back behind a gap or an
 	// incomplete transaction are not counted: they apply once the missing
 	// ops arrive.
@@ -91,7 +88,7 @@ type Status struct {
 	// Pending is the number of this replica's own ops the peer has not
 	// acknowledged: the offline queue. It is durable (the log is the
 	// queue) and drains as syncs succeed. What peers acknowledged is
-	// durable too ([DB.Peers]): a replicator reopened counts against it,
+	// durable too ([Admin.Peers]): a replicator reopened counts against it,
 	// and until its first sync names the peer that answers, an op counts
 	// as pending unless every peer that ever answered this DB's
 	// replicators holds it.
@@ -106,7 +103,7 @@ type Status struct {
 	// Failures counts consecutive failed syncs.
 	Failures int
 	// Quarantined counts remote ops this replica refused to apply and
-	// keeps for an operator ([DB.Quarantine]).
+	// keeps for an operator ([Admin.Quarantine]).
 	Quarantined int
 	// QuarantineWaiting counts the ops held back behind quarantined ones
 	// (the later ops of their origins that known peers hold; see
@@ -474,7 +471,7 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	}
 	return SyncResult{Namespace: ns, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
 		Refused: applied.Refused, Resolved: applied.Resolved, Rounds: res.Rounds,
-		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: err}
+		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: storeErr(err)}
 }
 
 // SyncNow syncs ns with the peer at once and returns the result (see
@@ -485,7 +482,7 @@ func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error)
 		return SyncResult{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
 	}
 	if r.ctx.Err() != nil {
-		err := fmt.Errorf("converge: sync %q: replicator closed: %w", ns, ErrClosed)
+		err := errorf("converge: sync %q: replicator closed: %w", ns, ErrClosed)
 		return SyncResult{Namespace: ns, Err: err}, err
 	}
 	if r.isPaused() {
@@ -548,7 +545,7 @@ func (r *Replicator) Resume() {
 func (r *Replicator) Health(ctx context.Context) Health {
 	var h Health
 	if _, err := r.db.log.Vector(ctx, r.opts.Namespaces[0]); err != nil {
-		h.Store = err
+		h.Store = storeErr(err)
 	}
 	if err := r.peer.Health(ctx); !errors.Is(err, errors.ErrUnsupported) {
 		h.Peer = err

@@ -315,11 +315,11 @@ func soakDifference(dbs []*converge.DB) (string, error) {
 	var h0 string
 	var v0 map[string]uint64
 	for i, db := range dbs {
-		h, err := db.StateHash(ctx, soakNS)
+		h, err := db.Admin().StateHash(ctx, soakNS)
 		if err != nil {
 			return "", err
 		}
-		v, err := db.Vector(ctx, soakNS)
+		v, err := db.Admin().Vector(ctx, soakNS)
 		if err != nil {
 			return "", err
 		}
@@ -394,7 +394,7 @@ func (s *soakRun) check(ref func(*soakReplica) (string, *converge.DB)) (ops uint
 	t := s.t
 	ctx := context.Background()
 	for _, r := range s.reps {
-		v, err := r.db.Vector(ctx, soakNS)
+		v, err := r.db.Admin().Vector(ctx, soakNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -409,7 +409,7 @@ func (s *soakRun) check(ref func(*soakReplica) (string, *converge.DB)) (ops uint
 		}
 	}
 	for _, db := range s.dbs() {
-		if v, err := db.Verify(ctx, soakNS); err != nil || !v.OK() {
+		if v, err := db.Admin().Verify(ctx, soakNS); err != nil || !v.OK() {
 			t.Errorf("verify %s: %+v, %v", db.ReplicaID(), v, err)
 		}
 	}

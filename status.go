@@ -24,18 +24,18 @@ func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
 	}
 	mine, err := r.db.log.Vector(ctx, ns)
 	if err != nil {
-		return s, fmt.Errorf("converge: status %q: %w", ns, err)
+		return s, storeErr(fmt.Errorf("converge: status %q: %w", ns, err))
 	}
 	acked, err := r.acknowledged(ctx, ns)
 	if err != nil {
-		return s, fmt.Errorf("converge: status %q: %w", ns, err)
+		return s, storeErr(fmt.Errorf("converge: status %q: %w", ns, err))
 	}
 	if ours := mine[r.db.log.ReplicaID()]; ours > acked {
 		s.Pending = ours - acked
 	}
 	q, err := r.db.log.QuarantineStats(ns)
 	if err != nil {
-		return s, fmt.Errorf("converge: status %q: %w", ns, err)
+		return s, storeErr(fmt.Errorf("converge: status %q: %w", ns, err))
 	}
 	s.Quarantined, s.QuarantineWaiting = q.Ops, q.Waiting
 	if s.Pending > 0 && !s.LastSync.IsZero() {
@@ -48,7 +48,7 @@ func (r *Replicator) Status(ctx context.Context, ns string) (Status, error) {
 // is known to hold. It never counts an op the peer may lack:
 //
 //   - once a sync in this run named the peer that answered, it is what that
-//     peer acknowledged, as the DB keeps it ([DB.Peers]: persisted, and
+//     peer acknowledged, as the DB keeps it ([Admin.Peers]: persisted, and
 //     merged with what the peer said in syncs it started);
 //   - after a sync with a peer that did not name itself, it is the vector
 //     that peer answered;
@@ -66,7 +66,7 @@ func (r *Replicator) acknowledged(ctx context.Context, ns string) (uint64, error
 		if err != nil || known {
 			return seq, err
 		}
-		return answered[self], nil // forgotten since (DB.ForgetPeer)
+		return answered[self], nil // forgotten since (Admin.ForgetPeer)
 	}
 	if answered != nil {
 		return answered[self], nil
@@ -219,7 +219,7 @@ func (db *DB) own(r *Replicator) error {
 	db.subs.Lock()
 	defer db.subs.Unlock()
 	if db.subs.closed {
-		return fmt.Errorf("converge: open replicator: %w", ErrClosed)
+		return errorf("converge: open replicator: %w", ErrClosed)
 	}
 	if db.subs.replicators == nil {
 		db.subs.replicators = make(map[*Replicator]struct{})

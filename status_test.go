@@ -343,7 +343,7 @@ func TestQuarantineReportsWaitingOps(t *testing.T) {
 	if _, err := r.SyncNow(ctx, "ns"); !errors.Is(err, converge.ErrTooLarge) {
 		t.Fatalf("SyncNow = %v, want an error wrapping ErrTooLarge", err)
 	}
-	qs, err := small.Quarantine(ctx, "ns")
+	qs, err := small.Admin().Quarantine(ctx, "ns")
 	if err != nil || len(qs) != 1 || qs[0].Key != "big" || qs[0].Waiting != 3 {
 		t.Fatalf("quarantine = %+v, %v; want the big op, with 3 ops waiting behind it", qs, err)
 	}

@@ -167,13 +167,13 @@ func testApp(t *testing.T, net network) {
 			t.Errorf("health: %+v", h)
 		}
 	}
-	ha, _ := a.StateHash(ctx, "ns")
-	hb, _ := b.StateHash(ctx, "ns")
+	ha, _ := a.Admin().StateHash(ctx, "ns")
+	hb, _ := b.Admin().StateHash(ctx, "ns")
 	if ha != hb {
 		// Converged on the title but not on everything yet: wait for it.
 		waitFor(t, a, "ns", func() bool {
-			ha, _ := a.StateHash(ctx, "ns")
-			hb, _ := b.StateHash(ctx, "ns")
+			ha, _ := a.Admin().StateHash(ctx, "ns")
+			hb, _ := b.Admin().StateHash(ctx, "ns")
 			return ha == hb
 		})
 	}

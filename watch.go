@@ -69,7 +69,7 @@ func (c *Collection[T]) WatchRecord(ctx context.Context, ns, id string, opts ...
 			func() ([]query.Item, string, error) {
 				st, err := c.db.log.Get(ctx, ns, c.name, id)
 				if err != nil {
-					return nil, "", err
+					return nil, "", storeErr(err)
 				}
 				return []query.Item{{ID: id, Rec: st}}, "", nil
 			},

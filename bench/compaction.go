@@ -173,7 +173,7 @@ func writeTaskHistory(ctx context.Context, dir string, records, updates int) (_ 
 			return nil, fmt.Errorf("history write %d: %w", written, err)
 		}
 	}
-	if vv, err := db.Vector(ctx, benchNS); err != nil || vv[db.ReplicaID()] != uint64(updates) {
+	if vv, err := db.Admin().Vector(ctx, benchNS); err != nil || vv[db.ReplicaID()] != uint64(updates) {
 		return nil, fmt.Errorf("history: the replica holds %v ops (%v), want %d: a write wrote nothing", vv, err, updates)
 	}
 	err = db.Close()
@@ -230,7 +230,7 @@ func startup(ctx context.Context, dir, id string) (float64, error) {
 		}
 		_, err = tasks.Get(ctx, benchNS, id)
 		if err == nil {
-			_, err = db.StateHash(ctx, benchNS)
+			_, err = db.Admin().StateHash(ctx, benchNS)
 		}
 		elapsed := time.Since(start)
 		if cerr := db.Close(); err == nil {
@@ -253,14 +253,14 @@ var benchPeer = crdt.ReplicaID{'b', 'e', 'n', 'c', 'h', '-', 'p', 'e', 'e', 'r'}
 // that a peer holds every op (what a sync with a hub holding them records).
 // It returns the ops dropped.
 func compactFully(ctx context.Context, db *converge.DB) (int, error) {
-	vv, err := db.Log().Vector(ctx, benchNS)
+	vv, err := db.Admin().Log().Vector(ctx, benchNS)
 	if err != nil {
 		return 0, err
 	}
-	if err := db.Log().Acknowledge(ctx, benchNS, benchPeer, vv); err != nil {
+	if err := db.Admin().Log().Acknowledge(ctx, benchNS, benchPeer, vv); err != nil {
 		return 0, err
 	}
-	st, err := db.Compact(ctx, benchNS)
+	st, err := db.Admin().Compact(ctx, benchNS)
 	if err != nil {
 		return 0, err
 	}

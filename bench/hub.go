@@ -216,7 +216,7 @@ func countFrom(ctx context.Context, db *converge.DB, origin string) (c *counter,
 	c = newCounter()
 	sub := db.Subscribe(benchNS)
 	base := uint64(0)
-	if vv, err := db.Vector(ctx, benchNS); err == nil {
+	if vv, err := db.Admin().Vector(ctx, benchNS); err == nil {
 		base = vv[origin]
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -229,7 +229,7 @@ func countFrom(ctx context.Context, db *converge.DB, origin string) (c *counter,
 			switch {
 			case errors.Is(err, converge.ErrLagged):
 				// Changes were dropped: the vector says how many ops arrived.
-				vv, verr := db.Vector(ctx, benchNS)
+				vv, verr := db.Admin().Vector(ctx, benchNS)
 				if verr != nil {
 					c.fail(verr)
 					return

@@ -261,13 +261,13 @@ func partitionHeal(ctx context.Context, e *env, n partitionNet) (time.Duration, 
 // minority of reps) holds all the writes of a connected one.
 func partitionHeld(ctx context.Context, reps []*replica, minority int) error {
 	for _, c := range reps[minority:] {
-		want, err := c.db.Vector(ctx, benchNS)
+		want, err := c.db.Admin().Vector(ctx, benchNS)
 		if err != nil {
 			return err
 		}
 		id := c.db.ReplicaID()
 		for i, r := range reps[:minority] {
-			got, err := r.db.Vector(ctx, benchNS)
+			got, err := r.db.Admin().Vector(ctx, benchNS)
 			if err != nil {
 				return err
 			}
@@ -317,7 +317,7 @@ func waitConverged(ctx context.Context, dbs []*converge.DB) error {
 		case <-ctx.Done():
 			vs := make([]string, len(dbs))
 			for i, db := range dbs {
-				v, _ := db.Vector(context.Background(), benchNS)
+				v, _ := db.Admin().Vector(context.Background(), benchNS)
 				vs[i] = fmt.Sprint(v)
 			}
 			return fmt.Errorf("not converged: %w; vectors %s", ctx.Err(), strings.Join(vs, " | "))
@@ -328,12 +328,12 @@ func waitConverged(ctx context.Context, dbs []*converge.DB) error {
 // sameState reports whether the dbs have equal vectors and state hashes
 // (hashes are read only once the vectors are equal).
 func sameState(ctx context.Context, dbs []*converge.DB) (bool, error) {
-	v0, err := dbs[0].Vector(ctx, benchNS)
+	v0, err := dbs[0].Admin().Vector(ctx, benchNS)
 	if err != nil {
 		return false, err
 	}
 	for _, db := range dbs[1:] {
-		v, err := db.Vector(ctx, benchNS)
+		v, err := db.Admin().Vector(ctx, benchNS)
 		if err != nil {
 			return false, err
 		}
@@ -341,12 +341,12 @@ func sameState(ctx context.Context, dbs []*converge.DB) (bool, error) {
 			return false, nil
 		}
 	}
-	h0, err := dbs[0].StateHash(ctx, benchNS)
+	h0, err := dbs[0].Admin().StateHash(ctx, benchNS)
 	if err != nil {
 		return false, err
 	}
 	for _, db := range dbs[1:] {
-		h, err := db.StateHash(ctx, benchNS)
+		h, err := db.Admin().StateHash(ctx, benchNS)
 		if err != nil {
 			return false, err
 		}

@@ -149,12 +149,12 @@ func replicateConverge(ctx context.Context, e *env, net syncNet) (_ Values, err 
 	}
 	elapsed := time.Since(start)
 	// Check with the vectors that every receiver holds every op.
-	want, err := writer.db.Vector(ctx, benchNS)
+	want, err := writer.db.Admin().Vector(ctx, benchNS)
 	if err != nil {
 		return nil, err
 	}
 	for i, r := range receivers {
-		got, err := r.db.Vector(ctx, benchNS)
+		got, err := r.db.Admin().Vector(ctx, benchNS)
 		if err != nil {
 			return nil, err
 		}

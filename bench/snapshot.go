@@ -91,7 +91,7 @@ func snapshotScenario() *Scenario {
 				return nil, err
 			}
 			// The baseline's bytes are the store's: its states' keys and values.
-			if st, err := hub.db.Log().Stats(ctx, benchNS); err != nil || st.StateBytes != int64(size) || st.States != n {
+			if st, err := hub.db.Admin().Log().Stats(ctx, benchNS); err != nil || st.StateBytes != int64(size) || st.States != n {
 				return nil, fmt.Errorf("the peer holds %d states of %d bytes (%v); the baseline moves %d records of %d bytes", st.States, st.StateBytes, err, n, size)
 			}
 			relayDir, err := e.dir("snapshot-relay")

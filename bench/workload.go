@@ -97,7 +97,7 @@ func (p *opPool) get(ctx context.Context, n int) ([]capturedOp, error) {
 			return nil, err
 		}
 	}
-	log := p.db.Log()
+	log := p.db.Admin().Log()
 	for e, err := range log.Missing(ctx, benchNS, p.have) {
 		if err != nil {
 			return nil, err

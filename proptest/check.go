@@ -12,7 +12,7 @@ import (
 
 // CheckConverged returns nil if every replica given holds the same ops of
 // namespace ns (equal version vectors) and the same state (equal state
-// hashes, see converge.DB.StateHash). Otherwise its error lists each
+// hashes, see converge.Admin.StateHash). Otherwise its error lists each
 // replica with its id, vector and hash, and marks those that differ from
 // the first.
 func CheckConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
@@ -22,11 +22,11 @@ func CheckConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
 	vvs := make([]crdt.VersionVector, len(dbs))
 	hashes := make([]string, len(dbs))
 	for i, db := range dbs {
-		vv, err := db.Log().Vector(ctx, ns)
+		vv, err := db.Admin().Log().Vector(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("proptest: replica %d: %w", i, err)
 		}
-		h, err := db.StateHash(ctx, ns)
+		h, err := db.Admin().StateHash(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("proptest: replica %d: %w", i, err)
 		}

@@ -100,7 +100,7 @@ func (m *skewMachine) local(t *rapid.T, i int, write func() error) {
 	m.stats.writes++
 	pt := m.net.Clock(i).Now()
 	prev := latest
-	for e, err := range db.Log().Missing(m.ctx, ns, held) {
+	for e, err := range db.Admin().Log().Missing(m.ctx, ns, held) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func (m *skewMachine) reopen(t *rapid.T) {
 func (m *skewMachine) check(t *rapid.T) {
 	m.stats.steps++
 	for i, db := range m.net.Replicas() {
-		q, err := db.Quarantine(m.ctx, ns)
+		q, err := db.Admin().Quarantine(m.ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,7 @@ func (m *skewMachine) finish(t *rapid.T) {
 		for _, op := range model.Ops(ns) {
 			latest = max(latest, op.HLC)
 		}
-		if now := db.Log().Now(); now <= latest || now.Wall() > max(m.maxClock, latest.Wall()) {
+		if now := db.Admin().Log().Now(); now <= latest || now.Wall() > max(m.maxClock, latest.Wall()) {
 			t.Fatalf("replica %d: clock reads %v, the latest op is %v, the latest physical time %d", i, now, latest, m.maxClock)
 		}
 		c, err := db.ConflictCount(m.ctx, ns)
@@ -341,7 +341,7 @@ func TestClockBeyondDriftBound(t *testing.T) {
 	ops := func(i int) []crdt.Op {
 		t.Helper()
 		var out []crdt.Op
-		for e, err := range net.Replica(i).Log().Missing(ctx, ns, nil) {
+		for e, err := range net.Replica(i).Admin().Log().Missing(ctx, ns, nil) {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -353,7 +353,7 @@ func TestClockBeyondDriftBound(t *testing.T) {
 	}
 	vector := func(i int) map[string]uint64 {
 		t.Helper()
-		vv, err := net.Replica(i).Vector(ctx, ns)
+		vv, err := net.Replica(i).Admin().Vector(ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -421,7 +421,7 @@ func TestClockBeyondDriftBound(t *testing.T) {
 
 	// A's quarantine reports the refusal: B's first op, whose HLC is
 	// beyond the bound (the ops after it wait behind it).
-	q, err := net.Replica(a).Quarantine(ctx, ns)
+	q, err := net.Replica(a).Admin().Quarantine(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +483,7 @@ func TestClockBeyondDriftBound(t *testing.T) {
 	if vv := vector(a); vv[idB] != 3 {
 		t.Errorf("A's vector %v: want B's 3 ops", vv)
 	}
-	if q, err := net.Replica(a).Quarantine(ctx, ns); err != nil || len(q) != 0 {
+	if q, err := net.Replica(a).Admin().Quarantine(ctx, ns); err != nil || len(q) != 0 {
 		t.Errorf("A's quarantine once B's ops applied = %+v, %v; want empty", q, err)
 	}
 	for _, id := range []string{"b1", "b2", "b3"} {
@@ -505,7 +505,7 @@ func TestClockBeyondDriftBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, db := range net.Replicas() {
-		if q, err := db.Quarantine(ctx, ns); err != nil || len(q) != 0 {
+		if q, err := db.Admin().Quarantine(ctx, ns); err != nil || len(q) != 0 {
 			t.Errorf("replica %d's quarantine at the end = %+v, %v; want empty", i, q, err)
 		}
 	}

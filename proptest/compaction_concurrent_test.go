@@ -166,7 +166,7 @@ func TestCompactionConcurrent(t *testing.T) {
 	background(20, 150, func(rng *rand.Rand) error {
 		compactions.Add(1)
 		i, _ := members(rng)
-		st, err := net.Replica(i).Compact(ctx, ns)
+		st, err := net.Replica(i).Admin().Compact(ctx, ns)
 		mu.Lock()
 		compacted += st.Ops
 		mu.Unlock()
@@ -177,7 +177,7 @@ func TestCompactionConcurrent(t *testing.T) {
 		if rng.IntN(20) != 0 {
 			return nil
 		}
-		err := net.Replica(i).ForgetPeer(ctx, ns, net.Replica(j).ReplicaID())
+		err := net.Replica(i).Admin().ForgetPeer(ctx, ns, net.Replica(j).ReplicaID())
 		if errors.Is(err, converge.ErrUnknownPeer) {
 			return nil
 		}
@@ -186,7 +186,7 @@ func TestCompactionConcurrent(t *testing.T) {
 	background(22, 100, func(rng *rand.Rand) error {
 		verifies.Add(1)
 		i, _ := members(rng)
-		v, err := net.Replica(i).Verify(ctx, ns)
+		v, err := net.Replica(i).Admin().Verify(ctx, ns)
 		if err != nil {
 			return err
 		}
@@ -205,12 +205,12 @@ func TestCompactionConcurrent(t *testing.T) {
 	// same ops; a push to a peer behind the pusher's horizon fails, the
 	// peer bootstraps when its own turn comes.
 	equal := func() bool {
-		vv, err := net.Replica(0).Log().Vector(ctx, ns)
+		vv, err := net.Replica(0).Admin().Log().Vector(ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := 1; i < net.N(); i++ {
-			v, err := net.Replica(i).Log().Vector(ctx, ns)
+			v, err := net.Replica(i).Admin().Log().Vector(ctx, ns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,11 +239,11 @@ func TestCompactionConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, db := range net.Replicas() {
-		v, err := db.Verify(ctx, ns)
+		v, err := db.Admin().Verify(ctx, ns)
 		if err != nil || !v.OK() {
 			t.Fatalf("replica %d: Verify = %+v, %v", i, v, err)
 		}
-		vv, err := db.Log().Vector(ctx, ns)
+		vv, err := db.Admin().Log().Vector(ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,7 +253,7 @@ func TestCompactionConcurrent(t *testing.T) {
 		}
 		for w := range writers {
 			// One op per write (puts and deletes of one record each).
-			if got := vv[net.Replica(w).Log().ReplicaID()]; got > writes {
+			if got := vv[net.Replica(w).Admin().Log().ReplicaID()]; got > writes {
 				t.Fatalf("replica %d holds %d ops of writer %d, which wrote %d", i, got, w, writes)
 			}
 			for key, v := range want[w] {

@@ -96,7 +96,7 @@ func (m *compactMachine) pair(t *rapid.T) (int, int) {
 }
 
 func (m *compactMachine) vector(t *rapid.T, i int) crdt.VersionVector {
-	vv, err := m.db(i).Log().Vector(m.ctx, ns)
+	vv, err := m.db(i).Admin().Log().Vector(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func (m *compactMachine) vector(t *rapid.T, i int) crdt.VersionVector {
 }
 
 func (m *compactMachine) horizon(t *rapid.T, i int) crdt.VersionVector {
-	h, err := m.db(i).Log().Horizon(m.ctx, ns)
+	h, err := m.db(i).Admin().Log().Horizon(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,13 +275,13 @@ func (m *compactMachine) compact(t *rapid.T) {
 
 func (m *compactMachine) compactReplica(t *rapid.T, i int) {
 	db := m.db(i)
-	peers, err := db.Peers(m.ctx, ns)
+	peers, err := db.Admin().Peers(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stable := m.stable(t, i)
 	vv, was := m.vector(t, i), m.horizon(t, i)
-	st, err := db.Compact(m.ctx, ns)
+	st, err := db.Admin().Compact(m.ctx, ns)
 	if err != nil {
 		t.Fatalf("compact %d: %v", i, err)
 	}
@@ -323,7 +323,7 @@ func (m *compactMachine) compactReplica(t *rapid.T, i int) {
 
 // stable reads replica i's stable vector as a crdt.VersionVector.
 func (m *compactMachine) stable(t *rapid.T, i int) crdt.VersionVector {
-	sv, err := m.db(i).StableVector(m.ctx, ns)
+	sv, err := m.db(i).Admin().StableVector(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func (m *compactMachine) index(t *rapid.T, s string) int {
 // pass ops the forgotten one lacks.
 func (m *compactMachine) forget(t *rapid.T) {
 	i := m.replica(t, "replica")
-	peers, err := m.db(i).Peers(m.ctx, ns)
+	peers, err := m.db(i).Admin().Peers(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,10 +361,10 @@ func (m *compactMachine) forget(t *rapid.T) {
 		t.Skip("no peer to forget")
 	}
 	p := rapid.SampledFrom(peers).Draw(t, "peer").Replica
-	if err := m.db(i).ForgetPeer(m.ctx, ns, p); err != nil {
+	if err := m.db(i).Admin().ForgetPeer(m.ctx, ns, p); err != nil {
 		t.Fatalf("replica %d forgets %s: %v", i, p, err)
 	}
-	after, err := m.db(i).Peers(m.ctx, ns)
+	after, err := m.db(i).Admin().Peers(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func (m *compactMachine) heal(*rapid.T) { m.net.Heal() }
 func (m *compactMachine) reopen(t *rapid.T) {
 	i := m.replica(t, "replica")
 	h := m.horizon(t, i)
-	peers, err := m.db(i).Peers(m.ctx, ns)
+	peers, err := m.db(i).Admin().Peers(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func (m *compactMachine) reopen(t *rapid.T) {
 	if got := m.horizon(t, i); !got.Equal(h) {
 		t.Fatalf("reopen %d: horizon %v became %v", i, h, got)
 	}
-	after, err := m.db(i).Peers(m.ctx, ns)
+	after, err := m.db(i).Admin().Peers(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func (m *compactMachine) record(t *rapid.T) {
 		have := vv.Clone()
 		have[self] = m.written[self]
 		n := m.written[self]
-		for e, err := range m.db(i).Log().Missing(m.ctx, ns, have) {
+		for e, err := range m.db(i).Admin().Log().Missing(m.ctx, ns, have) {
 			if err != nil {
 				t.Fatalf("replica %d: read its own ops after %d: %v", i, m.written[self], err)
 			}
@@ -515,7 +515,7 @@ func (m *compactMachine) check(t *rapid.T) {
 
 func (m *compactMachine) checkReplica(t *rapid.T, i int) {
 	db := m.db(i)
-	v, err := db.Verify(m.ctx, ns)
+	v, err := db.Admin().Verify(m.ctx, ns)
 	if err != nil {
 		t.Fatalf("replica %d: verify: %v", i, err)
 	}
@@ -593,12 +593,12 @@ func (m *compactMachine) finish(t *rapid.T) {
 	// the replicas it knows hold, and the states stay equal.
 	hashes := make(map[int]string)
 	for _, i := range m.fleet {
-		h, err := m.db(i).StateHash(m.ctx, ns)
+		h, err := m.db(i).Admin().StateHash(m.ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hashes[i] = h
-		st, err := m.db(i).Compact(m.ctx, ns)
+		st, err := m.db(i).Admin().Compact(m.ctx, ns)
 		if err != nil {
 			t.Fatalf("final compaction of %d: %v", i, err)
 		}
@@ -606,7 +606,7 @@ func (m *compactMachine) finish(t *rapid.T) {
 		m.st.compactedOps += st.Ops
 	}
 	for _, i := range m.fleet {
-		h, err := m.db(i).StateHash(m.ctx, ns)
+		h, err := m.db(i).Admin().StateHash(m.ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -719,7 +719,7 @@ func TestConvergenceWithCompaction(t *testing.T) {
 			st:      st,
 		}
 		for i := range n + late {
-			m.ids = append(m.ids, net.Replica(i).Log().ReplicaID())
+			m.ids = append(m.ids, net.Replica(i).Admin().Log().ReplicaID())
 		}
 		// Which replicas start in the fleet and which join late, drawn
 		// apart from the numbering (the replica id order).

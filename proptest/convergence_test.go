@@ -16,8 +16,8 @@ import (
 
 // drawUpdates draws 1 to 3 field updates, on distinct fields (one op may
 // write a register or a counter only once). "extra" is not a field of
-// Item: it is written as a register, a set or a counter, whichever the
-// update implies, so its kind changes over time (as in a schema change).
+// Item: it is written (converge.Undeclared) as a register, a set or a
+// counter, whichever the update implies, so its kind changes over time (as in a schema change).
 func drawUpdates(t *rapid.T) []converge.FieldUpdate {
 	fields := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"title", "rank", "tags", "hits", "peak", "extra"}), 1, 3, rapid.ID[string]).Draw(t, "fields")
 	var out []converge.FieldUpdate
@@ -64,13 +64,13 @@ func drawUpdates(t *rapid.T) []converge.FieldUpdate {
 		case "extra":
 			switch rapid.IntRange(0, 3).Draw(t, "extra op") {
 			case 0:
-				out = append(out, converge.Set("extra", genTitle.Draw(t, "extra")))
+				out = append(out, converge.Undeclared(converge.Set("extra", genTitle.Draw(t, "extra"))))
 			case 1:
-				out = append(out, converge.Unset("extra"))
+				out = append(out, converge.Undeclared(converge.Unset("extra")))
 			case 2:
-				out = append(out, converge.AddToSet("extra", genTag.Draw(t, "extra")))
+				out = append(out, converge.Undeclared(converge.AddToSet("extra", genTag.Draw(t, "extra"))))
 			default:
-				out = append(out, converge.Increment("extra", genHits.Draw(t, "extra")))
+				out = append(out, converge.Undeclared(converge.Increment("extra", genHits.Draw(t, "extra"))))
 			}
 		}
 	}
@@ -227,7 +227,7 @@ func (m *machine) check(t *rapid.T) {
 			continue
 		}
 		db := m.net.Replica(i)
-		v, err := db.Verify(m.ctx, ns)
+		v, err := db.Admin().Verify(m.ctx, ns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +282,7 @@ func (m *machine) finish(t *rapid.T) {
 			t.Fatal(err)
 		}
 	}
-	vv, err := m.net.Replica(0).Log().Vector(m.ctx, ns)
+	vv, err := m.net.Replica(0).Admin().Log().Vector(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,11 +385,11 @@ func TestConvergence(t *testing.T) {
 // checkSameVectors fails unless replicas from and to hold the same ops of
 // ns, as they must right after a sync with no writes during it.
 func checkSameVectors(ctx context.Context, t *rapid.T, net *proptest.Network, from, to int) {
-	a, err := net.Replica(from).Log().Vector(ctx, ns)
+	a, err := net.Replica(from).Admin().Log().Vector(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := net.Replica(to).Log().Vector(ctx, ns)
+	b, err := net.Replica(to).Admin().Log().Vector(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestHLCAcrossReplicas(t *testing.T) {
 					rt.Fatal(err)
 				}
 				var fresh []crdt.Op
-				for e, err := range db.Log().Missing(ctx, ns, held) {
+				for e, err := range db.Admin().Log().Missing(ctx, ns, held) {
 					if err != nil {
 						rt.Fatal(err)
 					}
@@ -106,12 +106,12 @@ func TestHLCAcrossReplicas(t *testing.T) {
 // heldOps returns the vector of the ops db holds and the greatest HLC
 // among them.
 func heldOps(t *rapid.T, db *converge.DB) (crdt.VersionVector, hlc.Timestamp) {
-	vv, err := db.Log().Vector(t.Context(), ns)
+	vv, err := db.Admin().Log().Vector(t.Context(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var latest hlc.Timestamp
-	for e, err := range db.Log().Missing(t.Context(), ns, nil) {
+	for e, err := range db.Admin().Log().Missing(t.Context(), ns, nil) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package proptest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
 	"github.com/convergedb/converge/oplog"
 )
@@ -77,9 +79,9 @@ func (m *Model) Add(ops ...crdt.Op) error {
 // written instead (see [Model.Add]), and check a replica against the ops
 // its vector covers with [Model.Within].
 func (m *Model) AddLog(ctx context.Context, db *converge.DB, ns string) error {
-	for e, err := range db.Log().Missing(ctx, ns, nil) {
+	for e, err := range db.Admin().Log().Missing(ctx, ns, nil) {
 		if err != nil {
-			return fmt.Errorf("proptest: model: read log of %s: %w", db.ReplicaID(), err)
+			return fmt.Errorf("proptest: model: read log of %s: %w", db.ReplicaID(), logErr{err})
 		}
 		if err := m.Add(e.Op); err != nil {
 			return err
@@ -310,7 +312,7 @@ func unset(v []byte) bool { return len(v) == 0 || (len(v) == 1 && v[0] == 0xc0) 
 // sets as element lists, in order, counters as totals). Its error lists every
 // difference.
 func (m *Model) Check(ctx context.Context, db *converge.DB, ns string) error {
-	return m.CheckLog(ctx, db.Log(), ns)
+	return m.CheckLog(ctx, db.Admin().Log(), ns)
 }
 
 // CheckLog is [Model.Check] for a store opened with package oplog.
@@ -413,4 +415,24 @@ func fromVisible(fv crdt.FieldValue) (ModelField, error) {
 func equalFields(a, b ModelField) bool {
 	return a.Kind == b.Kind && bytes.Equal(a.Value, b.Value) && a.Count == b.Count &&
 		slices.EqualFunc(a.Elems, b.Elems, bytes.Equal)
+}
+
+// logErr is an error of the raw op log (converge.Admin.Log) or of the
+// sync engine that also matches converge's sentinels where the layer below
+// has one (ops compacted away, clock drift, closed), as the DB's own
+// errors do.
+type logErr struct{ error }
+
+func (e logErr) Unwrap() []error {
+	errs := []error{e.error}
+	for _, s := range []struct{ below, root error }{
+		{oplog.ErrCompacted, converge.ErrCompacted},
+		{hlc.ErrClockDrift, converge.ErrClockDrift},
+		{oplog.ErrClosed, converge.ErrClosed},
+	} {
+		if errors.Is(e.error, s.below) {
+			errs = append(errs, s.root)
+		}
+	}
+	return errs
 }

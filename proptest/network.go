@@ -180,7 +180,7 @@ func (n *Network) peer(from, to int) *transport.MemPeer {
 func (n *Network) Sync(ctx context.Context, from, to int, ns string) (transport.Result, error) {
 	res, err := transport.Sync(ctx, n.dbs[from].SyncStore(), n.peer(from, to), ns, transport.Options{Limits: n.Limits})
 	if err != nil {
-		return res, fmt.Errorf("proptest: sync %d→%d: %w", from, to, err)
+		return res, fmt.Errorf("proptest: sync %d→%d: %w", from, to, logErr{err})
 	}
 	return res, nil
 }
@@ -213,7 +213,7 @@ func (n *Network) SyncAll(ctx context.Context, ns string) error {
 func (n *Network) groupsAgree(ctx context.Context, ns string) (bool, error) {
 	vvs := make([]crdt.VersionVector, len(n.dbs))
 	for i, db := range n.dbs {
-		vv, err := db.Log().Vector(ctx, ns)
+		vv, err := db.Admin().Log().Vector(ctx, ns)
 		if err != nil {
 			return false, fmt.Errorf("proptest: replica %d: %w", i, err)
 		}
@@ -251,11 +251,11 @@ func (n *Network) Reopen(ctx context.Context, i int) error {
 	}
 	before := make(map[string]snap, len(nss))
 	for _, ns := range nss {
-		vv, err := db.Log().Vector(ctx, ns)
+		vv, err := db.Admin().Log().Vector(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("proptest: reopen %d: %w", i, err)
 		}
-		h, err := db.StateHash(ctx, ns)
+		h, err := db.Admin().StateHash(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("proptest: reopen %d: %w", i, err)
 		}
@@ -280,11 +280,11 @@ func (n *Network) Reopen(ctx context.Context, i int) error {
 		return fmt.Errorf("proptest: reopen %d: namespaces %q became %q", i, nss, after)
 	}
 	for _, ns := range nss {
-		vv, err := db.Log().Vector(ctx, ns)
+		vv, err := db.Admin().Log().Vector(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("proptest: reopen %d: %w", i, err)
 		}
-		h, err := db.StateHash(ctx, ns)
+		h, err := db.Admin().StateHash(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("proptest: reopen %d: %w", i, err)
 		}
@@ -375,7 +375,7 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 	if p.Resend > 0 {
 		// Resend what the receiver holds too, but not below the sender's
 		// compaction horizon: those ops are gone from its log.
-		h, err := n.dbs[from].Log().Horizon(ctx, ns)
+		h, err := n.dbs[from].Admin().Log().Horizon(ctx, ns)
 		if err != nil {
 			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
 		}
@@ -386,9 +386,9 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 		raw []byte
 	}
 	var out []msg
-	for e, err := range n.dbs[from].Log().Missing(ctx, ns, scanFrom) {
+	for e, err := range n.dbs[from].Admin().Log().Missing(ctx, ns, scanFrom) {
 		if err != nil {
-			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
+			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, logErr{err})
 		}
 		m := msg{e.Op, e.Raw}
 		if have.Contains(e.Op.Dot) {

@@ -143,7 +143,7 @@ func (s *resStats) String() string {
 }
 
 func (m *resMachine) vector(t *rapid.T, i int) crdt.VersionVector {
-	vv, err := m.net.Replica(i).Log().Vector(m.ctx, ns)
+	vv, err := m.net.Replica(i).Admin().Log().Vector(m.ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func (s save) empty() bool {
 // before.
 func (m *resMachine) written(t *rapid.T, i int, before crdt.VersionVector, s save) {
 	var written []crdt.Op
-	for e, err := range m.net.Replica(i).Log().Missing(m.ctx, ns, before) {
+	for e, err := range m.net.Replica(i).Admin().Log().Missing(m.ctx, ns, before) {
 		if err != nil {
 			t.Fatal(err)
 		}

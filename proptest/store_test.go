@@ -29,7 +29,7 @@ func TestApplyAccountsForEveryOp(t *testing.T) {
 		}
 	}
 	var raw [][]byte
-	for e, err := range net.Replica(0).Log().Missing(ctx, ns, nil) {
+	for e, err := range net.Replica(0).Admin().Log().Missing(ctx, ns, nil) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,8 +45,8 @@ func ExampleSync() {
 	if err != nil {
 		panic(err)
 	}
-	ha, _ := a.StateHash(ctx, "ns")
-	hb, _ := b.StateHash(ctx, "ns")
+	ha, _ := a.Admin().StateHash(ctx, "ns")
+	hb, _ := b.Admin().StateHash(ctx, "ns")
 	fmt.Println("sent:", res.Sent, "received:", res.Received, "same state:", ha == hb)
 	// Output: sent: 1 received: 1 same state: true
 }

@@ -17,11 +17,11 @@ import (
 // given, so no known peer is needed.
 func compactAll(t *testing.T, r *transporttest.Replica, ns string) {
 	t.Helper()
-	vv, err := r.DB.Log().Vector(t.Context(), ns)
+	vv, err := r.DB.Admin().Log().Vector(t.Context(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := r.DB.Log().Compact(t.Context(), ns, oplog.CompactOptions{Horizon: vv})
+	st, err := r.DB.Admin().Log().Compact(t.Context(), ns, oplog.CompactOptions{Horizon: vv})
 	if err != nil {
 		t.Fatalf("compact: %v", err)
 	}
@@ -41,7 +41,7 @@ func putN(t *testing.T, r *transporttest.Replica, ns, prefix string, n int) {
 
 func vector(t *testing.T, r *transporttest.Replica, ns string) crdt.VersionVector {
 	t.Helper()
-	vv, err := r.DB.Log().Vector(t.Context(), ns)
+	vv, err := r.DB.Admin().Log().Vector(t.Context(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestSnapshotResponderWritesBetweenPages(t *testing.T) {
 		t.Errorf("received %d+%d ops after the snapshot, want the %d written between pages", res.Received, next.Received, written)
 	}
 	transporttest.CheckConverged(t, "ns", a, b)
-	if v, err := a.DB.Verify(t.Context(), "ns"); err != nil || !v.OK() {
+	if v, err := a.DB.Admin().Verify(t.Context(), "ns"); err != nil || !v.OK() {
 		t.Errorf("verify after the bootstrap: %+v, %v", v, err)
 	}
 }

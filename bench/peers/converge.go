@@ -48,7 +48,7 @@ func (r *convergeReplica) put(ctx context.Context, recs []workload.Task) error {
 
 // ops returns how many ops of its own the replica holds.
 func (r *convergeReplica) ops(ctx context.Context) (uint64, error) {
-	vv, err := r.db.Vector(ctx, workload.NS)
+	vv, err := r.db.Admin().Vector(ctx, workload.NS)
 	if err != nil {
 		return 0, err
 	}
@@ -168,11 +168,11 @@ func convergeMerge(ctx context.Context, e *env, a, b []workload.Task) (_ Values,
 
 // sameState fails unless a and b have the same state hash.
 func sameState(ctx context.Context, a, b *convergeReplica) error {
-	ha, err := a.db.StateHash(ctx, workload.NS)
+	ha, err := a.db.Admin().StateHash(ctx, workload.NS)
 	if err != nil {
 		return err
 	}
-	hb, err := b.db.StateHash(ctx, workload.NS)
+	hb, err := b.db.Admin().StateHash(ctx, workload.NS)
 	if err != nil {
 		return err
 	}

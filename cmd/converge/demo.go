@@ -232,7 +232,7 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 			return fmt.Errorf("%s: sync: %w", r.name, err)
 		}
 	}
-	h, err := alice.db.StateHash(ctx, demoNS)
+	h, err := alice.db.Admin().StateHash(ctx, demoNS)
 	if err != nil {
 		return err
 	}
@@ -319,11 +319,11 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 		if err != nil {
 			return err
 		}
-		h, err := r.db.StateHash(ctx, demoNS)
+		h, err := r.db.Admin().StateHash(ctx, demoNS)
 		if err != nil {
 			return err
 		}
-		vv, err := r.db.Vector(ctx, demoNS)
+		vv, err := r.db.Admin().Vector(ctx, demoNS)
 		if err != nil {
 			return err
 		}
@@ -345,7 +345,7 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 	conflictsBefore := make([]uint64, len(all))
 	feedBefore := make([]uint64, len(all))
 	for i, db := range all {
-		if before[i], err = db.Vector(ctx, demoNS); err != nil {
+		if before[i], err = db.Admin().Vector(ctx, demoNS); err != nil {
 			return err
 		}
 		if conflictsBefore[i], err = db.ConflictCount(ctx, demoNS); err != nil {
@@ -369,7 +369,7 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 	}
 	elapsed := time.Since(started)
 	for i, db := range all {
-		after, err := db.Vector(ctx, demoNS)
+		after, err := db.Admin().Vector(ctx, demoNS)
 		if err != nil {
 			return err
 		}
@@ -466,7 +466,7 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 
 	// 6. Version vectors, and the check.
 	p("6. Version vectors (origin:ops held), equal on every replica%s:", map[bool]string{true: " and the hub", false: ""}[hub != nil])
-	vv, err := carol.db.Vector(ctx, demoNS)
+	vv, err := carol.db.Admin().Vector(ctx, demoNS)
 	if err != nil {
 		return err
 	}
@@ -474,11 +474,11 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 
 	hash, records := "", 0
 	for _, r := range reps {
-		h, err := r.db.StateHash(ctx, demoNS)
+		h, err := r.db.Admin().StateHash(ctx, demoNS)
 		if err != nil {
 			return err
 		}
-		v, err := r.db.Verify(ctx, demoNS)
+		v, err := r.db.Admin().Verify(ctx, demoNS)
 		if err != nil {
 			return err
 		}
@@ -503,7 +503,7 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 	// every one checked, the late joiner and the hub included.
 	checked := append(slices.Clone(all), joiner)
 	for _, db := range checked {
-		h, err := db.StateHash(ctx, demoNS)
+		h, err := db.Admin().StateHash(ctx, demoNS)
 		if err != nil {
 			return err
 		}
@@ -566,11 +566,11 @@ func waitSame(ctx context.Context, dbs []*converge.DB) error {
 func difference(ctx context.Context, dbs []*converge.DB) (string, error) {
 	var h0, v0 string
 	for i, db := range dbs {
-		h, err := db.StateHash(ctx, demoNS)
+		h, err := db.Admin().StateHash(ctx, demoNS)
 		if err != nil {
 			return "", err
 		}
-		vv, err := db.Vector(ctx, demoNS)
+		vv, err := db.Admin().Vector(ctx, demoNS)
 		if err != nil {
 			return "", err
 		}
@@ -597,11 +597,11 @@ func waitStable(ctx context.Context, dbs []*converge.DB) error {
 	for {
 		behind := ""
 		for _, db := range dbs {
-			vv, err := db.Vector(ctx, demoNS)
+			vv, err := db.Admin().Vector(ctx, demoNS)
 			if err != nil {
 				return err
 			}
-			sv, err := db.StableVector(ctx, demoNS)
+			sv, err := db.Admin().StableVector(ctx, demoNS)
 			if err != nil {
 				return err
 			}
@@ -754,7 +754,7 @@ func plural(n int, word string) string {
 func demoCompaction(ctx context.Context, dir string, dbOpts converge.Options, network demoNet, reps []*demoReplica, all []*converge.DB, hash string,
 	name func(string) string, width int, p func(string, ...any), closeDBs, closePeers *[]func() error) (*converge.DB, error) {
 	p("7. Compaction: each replica folds the ops that every replica it knows holds into one")
-	p("   base state per record and drops them from its log (DB.Compact; it also runs in the")
+	p("   base state per record and drops them from its log (Admin.Compact; it also runs in the")
 	p("   background). Syncs first tell each replica what the others hold:")
 	for range 2 {
 		for _, r := range reps {
@@ -767,11 +767,11 @@ func demoCompaction(ctx context.Context, dir string, dbOpts converge.Options, ne
 		return nil, err
 	}
 	for _, db := range all {
-		st, err := db.Compact(ctx, demoNS)
+		st, err := db.Admin().Compact(ctx, demoNS)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name(db.ReplicaID()), err)
 		}
-		ls, err := db.Log().Stats(ctx, demoNS)
+		ls, err := db.Admin().Log().Stats(ctx, demoNS)
 		if err != nil {
 			return nil, err
 		}
@@ -796,14 +796,14 @@ func demoCompaction(ctx context.Context, dir string, dbOpts converge.Options, ne
 	if err != nil {
 		return nil, fmt.Errorf("%s joins: %w", joinName, err)
 	}
-	h, err := db.StateHash(ctx, demoNS)
+	h, err := db.Admin().StateHash(ctx, demoNS)
 	if err != nil {
 		return nil, err
 	}
 	if h != hash {
 		return nil, fmt.Errorf("%s joined with state %s, want %s", joinName, h, hash)
 	}
-	if v, err := db.Verify(ctx, demoNS); err != nil || !v.OK() {
+	if v, err := db.Admin().Verify(ctx, demoNS); err != nil || !v.OK() {
 		return nil, fmt.Errorf("%s: verify after joining: %+v, %v", joinName, v, err)
 	}
 	how := fmt.Sprintf("received %s (nothing was compacted where it asked)", plural(res.Received, "op"))

@@ -185,7 +185,7 @@ func (h *hub) writeMetrics(ctx context.Context, b *promWriter) error {
 	}
 	stats := make([]nsStats, len(nss))
 	for i, ns := range nss {
-		vv, err := h.db.Vector(ctx, ns)
+		vv, err := h.db.Admin().Vector(ctx, ns)
 		if err != nil {
 			return err
 		}
@@ -193,7 +193,7 @@ func (h *hub) writeMetrics(ctx context.Context, b *promWriter) error {
 			stats[i].ops += seq
 		}
 		stats[i].origins = uint64(len(vv))
-		horizon, err := h.db.Horizon(ctx, ns)
+		horizon, err := h.db.Admin().Horizon(ctx, ns)
 		if err != nil {
 			return err
 		}

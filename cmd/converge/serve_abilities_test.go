@@ -94,7 +94,7 @@ func TestServeHTTPHubKeepsStoreAbilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ps, err := db.Peers(t.Context(), serveNS)
+	ps, err := db.Admin().Peers(t.Context(), serveNS)
 	if err != nil {
 		t.Fatal(err)
 	}

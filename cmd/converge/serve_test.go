@@ -363,7 +363,7 @@ func TestServeHTTP(t *testing.T) {
 	// Both write while the hub shuts down. What the hub acknowledged
 	// before it stopped is in its store when it is reopened.
 	acked := func(r *replica, st converge.Status) uint64 {
-		vv, err := r.db.Vector(context.Background(), serveNS)
+		vv, err := r.db.Admin().Vector(context.Background(), serveNS)
 		if err != nil {
 			t.Error(err)
 		}
@@ -405,7 +405,7 @@ func TestServeHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	hubVV, err := db.Vector(t.Context(), serveNS)
+	hubVV, err := db.Admin().Vector(t.Context(), serveNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,14 +414,14 @@ func TestServeHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		vv, _ := r.db.Vector(t.Context(), serveNS)
+		vv, _ := r.db.Admin().Vector(t.Context(), serveNS)
 		if n := acked(r, st); hubVV[r.db.ReplicaID()] < n {
 			t.Errorf("the hub acknowledged %d of a client's ops but holds %d after a restart", n, hubVV[r.db.ReplicaID()])
 		} else {
 			t.Logf("a client wrote %d ops; the hub acknowledged %d and holds %d", vv[r.db.ReplicaID()], n, hubVV[r.db.ReplicaID()])
 		}
 	}
-	if v, err := db.Verify(t.Context(), serveNS); err != nil || !v.OK() {
+	if v, err := db.Admin().Verify(t.Context(), serveNS); err != nil || !v.OK() {
 		t.Errorf("the hub's store after shutdown: verify %+v, %v", v, err)
 	}
 }

@@ -285,7 +285,7 @@ func story(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	h, err := control.db.StateHash(ctx, alertsNS)
+	h, err := control.db.Admin().StateHash(ctx, alertsNS)
 	if err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ func story(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		h, err := r.db.StateHash(ctx, alertsNS)
+		h, err := r.db.Admin().StateHash(ctx, alertsNS)
 		if err != nil {
 			return err
 		}
@@ -379,7 +379,7 @@ func story(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 		p("   %s", line)
 		total += s.taken
 	}
-	h, err = control.db.StateHash(ctx, alertsNS)
+	h, err = control.db.Admin().StateHash(ctx, alertsNS)
 	if err != nil {
 		return err
 	}
@@ -531,7 +531,7 @@ func checkSite(ctx context.Context, control, s *replica) (string, error) {
 	if n != s.taken {
 		return "", fmt.Errorf("the control room holds %d of %s's %d readings", n, s.name, s.taken)
 	}
-	h, err := control.db.StateHash(ctx, s.ns)
+	h, err := control.db.Admin().StateHash(ctx, s.ns)
 	if err != nil {
 		return "", err
 	}
@@ -555,11 +555,11 @@ func converged(ctx context.Context, control *replica, sites, alerting []*replica
 func difference(ctx context.Context, ns string, reps ...*replica) (string, error) {
 	var h0, v0 string
 	for i, r := range reps {
-		h, err := r.db.StateHash(ctx, ns)
+		h, err := r.db.Admin().StateHash(ctx, ns)
 		if err != nil {
 			return "", err
 		}
-		vv, err := r.db.Vector(ctx, ns)
+		vv, err := r.db.Admin().Vector(ctx, ns)
 		if err != nil {
 			return "", err
 		}

@@ -51,6 +51,10 @@ type Todo struct {
 	Meta  converge.Meta
 }
 
+// todoDone names Todo's Done field in updates: a selector the compiler
+// checks, rather than its msgpack name in a string.
+var todoDone = converge.FieldOf(func(t *Todo) *bool { return &t.Done })
+
 // shortID is how many characters of the end of an id the list shows: the
 // random part of the ULID, so it tells items apart.
 const shortID = 6
@@ -259,7 +263,7 @@ func (a *app) done(ctx context.Context, stdout io.Writer, ref string) error {
 		fmt.Fprintf(stdout, "%s %q was done already\n", t.ID, t.Title)
 		return nil
 	}
-	if err := a.todos.Update(ctx, a.cfg.ns, t.ID, converge.Set("done", true)); err != nil {
+	if err := a.todos.Update(ctx, a.cfg.ns, t.ID, todoDone.Set(true)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "done %s %q\n", t.ID, t.Title)

@@ -51,7 +51,7 @@ func fill(b *testing.B, r *transporttest.Replica, n int) int {
 		}
 	}
 	size := 0
-	for e, err := range r.DB.Log().Missing(context.Background(), "ns", nil) {
+	for e, err := range r.DB.Admin().Log().Missing(context.Background(), "ns", nil) {
 		if err != nil {
 			b.Fatal(err)
 		}

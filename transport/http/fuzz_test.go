@@ -55,7 +55,7 @@ func FuzzServeSync(f *testing.F) {
 	ctx := context.Background()
 	store := hub.DB.SyncStore()
 	state := func(t *testing.T) (string, crdt.VersionVector) {
-		h, err := hub.DB.StateHash(ctx, "ns")
+		h, err := hub.DB.Admin().StateHash(ctx, "ns")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func FuzzServeSnapshot(f *testing.F) {
 
 	ctx := context.Background()
 	state := func(t *testing.T) (string, crdt.VersionVector) {
-		h, err := hub.DB.StateHash(ctx, "ns")
+		h, err := hub.DB.Admin().StateHash(ctx, "ns")
 		if err != nil {
 			t.Fatal(err)
 		}

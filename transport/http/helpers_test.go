@@ -106,7 +106,7 @@ func opsOf(t testing.TB, r *transporttest.Replica, ns string) [][]byte {
 
 func stateHash(t testing.TB, r *transporttest.Replica, ns string) string {
 	t.Helper()
-	h, err := r.DB.StateHash(context.Background(), ns)
+	h, err := r.DB.Admin().StateHash(context.Background(), ns)
 	if err != nil {
 		t.Fatalf("state hash: %v", err)
 	}

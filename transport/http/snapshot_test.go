@@ -19,11 +19,11 @@ import (
 // compactAll folds every op r holds of ns into base states.
 func compactAll(t testing.TB, r *transporttest.Replica, ns string) {
 	t.Helper()
-	vv, err := r.DB.Log().Vector(context.Background(), ns)
+	vv, err := r.DB.Admin().Log().Vector(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := r.DB.Log().Compact(context.Background(), ns, oplog.CompactOptions{Horizon: vv}); err != nil || st.Ops == 0 {
+	if st, err := r.DB.Admin().Log().Compact(context.Background(), ns, oplog.CompactOptions{Horizon: vv}); err != nil || st.Ops == 0 {
 		t.Fatalf("compact: %+v, %v", st, err)
 	}
 }

@@ -92,7 +92,7 @@ func BenchmarkReplicate(b *testing.B) {
 }
 
 func vectorSum(tb testing.TB, r *replica) uint64 {
-	vv, err := r.db.Vector(context.Background(), "ns")
+	vv, err := r.db.Admin().Vector(context.Background(), "ns")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func FuzzHandleMessage(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := local.DB.Log().Compact(ctx, "ns", oplog.CompactOptions{Horizon: crdt.VersionVector{self: 2}}); err != nil {
+	if _, err := local.DB.Admin().Log().Compact(ctx, "ns", oplog.CompactOptions{Horizon: crdt.VersionVector{self: 2}}); err != nil {
 		f.Fatal(err)
 	}
 	store := local.DB.SyncStore()
@@ -109,7 +109,7 @@ func FuzzHandleMessage(f *testing.F) {
 	f.Add(transport.AppendSnapshotResponse(nil, &transport.SnapshotResponse{Vector: remoteVV}), "")
 
 	state := func(t *testing.T) (string, crdt.VersionVector) {
-		h, err := local.DB.StateHash(ctx, "ns")
+		h, err := local.DB.Admin().StateHash(ctx, "ns")
 		if err != nil {
 			t.Fatal(err)
 		}

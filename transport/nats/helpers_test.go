@@ -192,20 +192,20 @@ func waitConverged(t testing.TB, ns string, reps ...*replica) {
 // difference describes how the replicas differ in ns, or is "".
 func difference(ns string, reps ...*replica) (string, error) {
 	ctx := context.Background()
-	h0, err := reps[0].db.StateHash(ctx, ns)
+	h0, err := reps[0].db.Admin().StateHash(ctx, ns)
 	if err != nil {
 		return "", err
 	}
-	v0, err := reps[0].db.Vector(ctx, ns)
+	v0, err := reps[0].db.Admin().Vector(ctx, ns)
 	if err != nil {
 		return "", err
 	}
 	for _, r := range reps[1:] {
-		h, err := r.db.StateHash(ctx, ns)
+		h, err := r.db.Admin().StateHash(ctx, ns)
 		if err != nil {
 			return "", err
 		}
-		v, err := r.db.Vector(ctx, ns)
+		v, err := r.db.Admin().Vector(ctx, ns)
 		if err != nil {
 			return "", err
 		}

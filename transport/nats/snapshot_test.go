@@ -15,11 +15,11 @@ import (
 // compactAll folds every op r holds of ns into base states.
 func compactAll(t *testing.T, r *replica, ns string) {
 	t.Helper()
-	vv, err := r.db.Log().Vector(t.Context(), ns)
+	vv, err := r.db.Admin().Log().Vector(t.Context(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := r.db.Log().Compact(t.Context(), ns, oplog.CompactOptions{Horizon: vv}); err != nil || st.Ops == 0 {
+	if st, err := r.db.Admin().Log().Compact(t.Context(), ns, oplog.CompactOptions{Horizon: vv}); err != nil || st.Ops == 0 {
 		t.Fatalf("%s: compact: %+v, %v", r.name, st, err)
 	}
 }

@@ -218,7 +218,7 @@ func TestMalformedMessagesDropped(t *testing.T) {
 	s := startServer(t)
 	a := startReplica(t, "a", replicaConfig{url: s.ClientURL(), ns: []string{"ns"}})
 	a.put(t, "ns", Item{ID: "keep", Name: "a"})
-	before, err := a.db.StateHash(t.Context(), "ns")
+	before, err := a.db.Admin().StateHash(t.Context(), "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestMalformedMessagesDropped(t *testing.T) {
 		}
 	}
 	poll(t, "the malformed messages to be counted", func() bool { return a.tr.Stats().Malformed >= int64(2*len(garbage)) })
-	after, err := a.db.StateHash(t.Context(), "ns")
+	after, err := a.db.Admin().StateHash(t.Context(), "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestAnnouncementsTrackPeers(t *testing.T) {
 	waitConverged(t, "ns", reps...)
 	for _, r := range reps {
 		poll(t, r.name+" to know both others", func() bool {
-			ps, err := r.db.Peers(context.Background(), "ns")
+			ps, err := r.db.Admin().Peers(context.Background(), "ns")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,7 +300,7 @@ func TestAnnouncementsTrackPeers(t *testing.T) {
 			return n == 2
 		})
 	}
-	stable, err := reps[2].db.StableVector(t.Context(), "ns")
+	stable, err := reps[2].db.Admin().StableVector(t.Context(), "ns")
 	if err != nil || stable[reps[0].db.ReplicaID()] != 1 {
 		t.Fatalf("c's stable vector = %v, %v", stable, err)
 	}

@@ -67,11 +67,11 @@ func CheckConverged(t testing.TB, ns string, reps ...*Replica) {
 	var h0 string
 	var v0 map[string]uint64
 	for i, r := range reps {
-		h, err := r.DB.StateHash(ctx, ns)
+		h, err := r.DB.Admin().StateHash(ctx, ns)
 		if err != nil {
 			t.Fatalf("state hash: %v", err)
 		}
-		v, err := r.DB.Vector(ctx, ns)
+		v, err := r.DB.Admin().Vector(ctx, ns)
 		if err != nil {
 			t.Fatalf("vector: %v", err)
 		}
@@ -104,11 +104,11 @@ func compacted(t *testing.T, newPeer NewPeer, ns string, items ...Item) *Replica
 	if _, err := r.DB.SyncWith(t.Context(), newPeer(t, other.DB.SyncStore()), ns); err != nil {
 		t.Fatalf("sync with the peer that lets it compact: %v", err)
 	}
-	st, err := r.DB.Compact(t.Context(), ns)
+	st, err := r.DB.Admin().Compact(t.Context(), ns)
 	if err != nil {
 		t.Fatalf("compact: %v", err)
 	}
-	vv, err := r.DB.Vector(t.Context(), ns)
+	vv, err := r.DB.Admin().Vector(t.Context(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +122,11 @@ func compacted(t *testing.T, newPeer NewPeer, ns string, items ...Item) *Replica
 // holds of ns.
 func checkPeer(t testing.TB, ns string, r, peer *Replica) {
 	t.Helper()
-	ps, err := r.DB.Peers(context.Background(), ns)
+	ps, err := r.DB.Admin().Peers(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := peer.DB.Vector(context.Background(), ns)
+	want, err := peer.DB.Admin().Vector(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +146,12 @@ func checkPeer(t testing.TB, ns string, r, peer *Replica) {
 // vector from its requests, sent before it applies the answers.
 func checkKnows(t testing.TB, ns string, r, peer *Replica) {
 	t.Helper()
-	ps, err := r.DB.Peers(context.Background(), ns)
+	ps, err := r.DB.Admin().Peers(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := peer.DB.ReplicaID()
-	want, err := peer.DB.Vector(context.Background(), ns)
+	want, err := peer.DB.Admin().Vector(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func checkServedStoreRecordsPeers(t *testing.T, newPeer NewPeer) {
 	CheckConverged(t, "ns", a, b)
 	checkPeer(t, "ns", b, a)
 	checkPeer(t, "ns", a, b)
-	st, err := b.DB.Compact(t.Context(), "ns")
+	st, err := b.DB.Admin().Compact(t.Context(), "ns")
 	if err != nil {
 		t.Fatalf("compact the served store: %v", err)
 	}
@@ -374,7 +374,7 @@ func checkRelay(t *testing.T, newPeer NewPeer) {
 func checkMalformedOpsRefused(t *testing.T, newPeer NewPeer) {
 	b := OpenReplica(t)
 	put(t, b, "ns", Item{ID: "keep", Name: "b"})
-	before, err := b.DB.StateHash(t.Context(), "ns")
+	before, err := b.DB.Admin().StateHash(t.Context(), "ns")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func checkMalformedOpsRefused(t *testing.T, newPeer NewPeer) {
 	if resp.Applied.Reason == "" {
 		t.Error("no reason given for the refusal")
 	}
-	after, _ := b.DB.StateHash(t.Context(), "ns")
+	after, _ := b.DB.Admin().StateHash(t.Context(), "ns")
 	if after != before {
 		t.Error("state changed after malformed ops")
 	}
