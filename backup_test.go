@@ -33,10 +33,10 @@ func TestBackupRestore(t *testing.T) {
 		put(a, fmt.Sprintf("before %d", i))
 	}
 	backup := filepath.Join(t.TempDir(), "backup")
-	if err := a.Backup(ctx, backup); err != nil {
+	if err := a.Admin().Backup(ctx, backup); err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
-	if err := a.Backup(ctx, backup); err == nil {
+	if err := a.Admin().Backup(ctx, backup); err == nil {
 		t.Error("Backup into an existing directory succeeded")
 	}
 	for i := range 3 {

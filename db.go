@@ -75,12 +75,12 @@ type DB struct {
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
-	// syncs is what the DB knows of its namespaces' syncs since it opened
-	// (DB.Synced), for the watches.
-	syncs syncTracker
 	// policies maps a collection name to the ConflictPolicy set for it
 	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
 	policies sync.Map
+	// syncs is what the DB knows of its namespaces' syncs since it opened
+	// (DB.Synced), for the watches.
+	syncs syncTracker
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
@@ -274,16 +274,4 @@ func (db *DB) SyncWith(ctx context.Context, peer transport.Peer, ns string) (tra
 		return res, storeErr(fmt.Errorf("converge: sync %q: %w", ns, err))
 	}
 	return res, nil
-}
-
-// Backup writes a consistent copy of the replica's store to dest, a
-// directory that must not exist, while the DB keeps serving (see
-// [oplog.Log.Checkpoint]). A replica restored from the copy continues
-// under a new replica id, so it never reuses an op identity it handed
-// out after the copy was taken; peers send back the ops it lacks.
-func (db *DB) Backup(ctx context.Context, dest string) error {
-	if err := db.log.Checkpoint(ctx, dest); err != nil {
-		return fmt.Errorf("converge: backup: %w", err)
-	}
-	return nil
 }

@@ -16,7 +16,7 @@ const backupUsage = `usage: converge backup DIR DEST
 Writes a consistent copy of the store in DIR to DEST, a directory that must
 not exist (a Pebble checkpoint: hard links where it can). DIR must not be
 open in another process: a running hub backs up through the library call
-(converge.DB.Backup) while it serves.
+(converge.Admin.Backup) while it serves.
 
 To restore, stop the replica, move its store away, move DEST to DIR and
 start it. The restored replica continues under a new replica id, so it
@@ -46,7 +46,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case err != nil:
 		// Pebble's lock error differs by platform and by whether this
 		// process holds the lock: name the likely cause for any.
-		return fmt.Errorf("backup: %w (if a running hub or app holds the store, it is in use: back it up through that process, converge.DB.Backup)", err)
+		return fmt.Errorf("backup: %w (if a running hub or app holds the store, it is in use: back it up through that process, converge.Admin.Backup)", err)
 	}
 	defer l.Close()
 	if err := l.Checkpoint(ctx, dest); err != nil {
