@@ -1,8 +1,6 @@
 package httptransport
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -451,12 +449,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	case "", "identity":
 		return raw, true
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
-			return nil, false
-		}
-		body, err := io.ReadAll(io.LimitReader(zr, s.maxBody+1))
+		body, err := gunzip(raw, s.maxBody+1)
 		if err != nil {
 			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
 			return nil, false
@@ -642,23 +635,6 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-// gzipped compresses b, and reports whether that paid.
-func gzipped(b []byte) ([]byte, bool) {
-	var buf bytes.Buffer
-	buf.Grow(len(b) / 2)
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // the level is valid
-	if _, err := zw.Write(b); err != nil {
-		return nil, false
-	}
-	if err := zw.Close(); err != nil {
-		return nil, false
-	}
-	if buf.Len() >= len(b) {
-		return nil, false
-	}
-	return buf.Bytes(), true
 }
 
 // serveStream pushes pages of the ops of ns the client lacks, as they
