@@ -72,6 +72,7 @@ type Options struct {
 // for concurrent use.
 type DB struct {
 	log       *oplog.Log
+	self      string // the replica's id as a string, made once
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
@@ -127,6 +128,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, storeErr(fmt.Errorf("converge: %w", err))
 	}
 	db.log = l
+	db.self = l.ReplicaID().String()
 	db.logger = db.logger.With("replica", l.ReplicaID())
 	if !opts.Compaction.Disabled {
 		db.compactor = db.startCompactor(opts.Compaction.withDefaults())
@@ -169,7 +171,16 @@ func (db *DB) Close() error {
 }
 
 // ReplicaID returns the replica's id (a ULID).
-func (db *DB) ReplicaID() string { return db.log.ReplicaID().String() }
+func (db *DB) ReplicaID() string { return db.self }
+
+// replicaString returns r as a string, without building this replica's
+// own id again.
+func (db *DB) replicaString(r crdt.ReplicaID) string {
+	if r == db.log.ReplicaID() {
+		return db.self
+	}
+	return r.String()
+}
 
 // Tx is a transaction on one namespace, open for the duration of the
 // function given to [DB.Update]. Use [Collection.Tx] to write through it.
@@ -181,7 +192,8 @@ type Tx struct {
 	// undo restores what the transaction's writes changed in the
 	// caller's values (a struct Put refreshed), run in reverse order if
 	// the transaction does not commit.
-	undo []func()
+	undo    []func()
+	undoBuf [1]func() // undo's first, in the Tx's allocation
 }
 
 // Namespace returns the transaction's namespace.
@@ -216,6 +228,7 @@ func (db *DB) Update(ctx context.Context, ns string, fn func(tx *Tx) error) erro
 		return err
 	}
 	tx := &Tx{}
+	tx.undo = tx.undoBuf[:0]
 	_, err := db.log.Write(ctx, ns, func(t *oplog.Tx) error {
 		tx.tx = t
 		if err := fn(tx); err != nil {
