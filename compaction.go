@@ -36,17 +36,17 @@ type CompactionOptions struct {
 	// namespace's change feed compaction keeps. Zero means 10,000;
 	// negative keeps every change.
 	FeedRetention int
+	// OnCompact, if set, is called after each background compaction of a
+	// namespace (not after [DB.Compact]), with what it did and its error,
+	// nil on success: the hook for metrics. It runs on the compactor's
+	// goroutine and must not block for long.
+	OnCompact func(st CompactStats, err error)
 	// PeerLease is how long a peer that does not sync a namespace stays
 	// known: past it the peer is forgotten (see [Admin.ForgetPeer]) and no
 	// longer holds compaction back. A device that comes back later
 	// bootstraps from a snapshot if it lacks compacted ops; the writes it
 	// made meanwhile still go up. Zero means peers never expire.
 	PeerLease time.Duration
-	// OnCompact, if set, is called after each background compaction of a
-	// namespace (not after [DB.Compact]), with what it did and its error,
-	// nil on success: the hook for metrics. It runs on the compactor's
-	// goroutine and must not block for long.
-	OnCompact func(st CompactStats, err error)
 }
 
 func (o CompactionOptions) withDefaults() CompactionOptions {
