@@ -261,6 +261,8 @@ func scenarios() []*Scenario {
 		compactionScenario(),
 		partitionScenario(),
 		jetstreamScenario(),
+		scaleWatchesScenario(),
+		scalePeersScenario(),
 	}
 }
 

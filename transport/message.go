@@ -52,8 +52,9 @@ const (
 // Limits on decoded messages.
 const (
 	MaxMessageSize = 64 << 20 // bytes
-	maxVectorLen   = 1 << 16  // origins in one vector
+	maxVectorLen   = 1 << 20  // origins in one vector: 1,048,576 (about 20 MB)
 	maxOpsPerMsg   = 1 << 17
+	minVectorEntry = 19 // bytes: a bin(16) origin and a one-byte seq
 	maxReasonLen   = 4096
 	// MaxSnapshotRecords bounds the records of one snapshot page.
 	MaxSnapshotRecords = 1 << 17
@@ -296,7 +297,9 @@ func (m *msgReader) vector() crdt.VersionVector {
 		m.fail(fmt.Errorf("vector of %d items: %v", n, err))
 		return nil
 	}
-	v := make(crdt.VersionVector, n/2)
+	// An entry takes at least minVectorEntry bytes: the header's count
+	// sizes the map only as far as the bytes left can back it.
+	v := make(crdt.VersionVector, min(n/2, m.Len()/minVectorEntry))
 	for range n / 2 {
 		id, err := m.Bytes()
 		if err != nil || len(id) != 16 {

@@ -26,7 +26,7 @@ const (
 const RequestIDHeader = "X-Converge-Request-Id"
 
 // maxVectorOrigins bounds a decoded vector, as the transport decoders do.
-const maxVectorOrigins = 1 << 16
+const maxVectorOrigins = 1 << 20
 
 // appendVector appends the vector encoding of the transport messages:
 // [origin bin(16), seq uint, ...] sorted by origin.
@@ -49,7 +49,7 @@ func decodeVector(b []byte) (crdt.VersionVector, error) {
 	if n%2 != 0 || n/2 > maxVectorOrigins {
 		return nil, fmt.Errorf("%w: vector of %d items", transport.ErrBadMessage, n)
 	}
-	v := make(crdt.VersionVector, n/2)
+	v := make(crdt.VersionVector, min(n/2, r.Len()/19)) // 19: an entry's least size
 	for range n / 2 {
 		id, err := r.Bytes()
 		if err != nil || len(id) != len(crdt.ReplicaID{}) {
