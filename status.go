@@ -243,6 +243,7 @@ func (db *DB) disown(r *Replicator) {
 // what their statuses of ns read changed. It runs with the store's lock
 // held.
 func (db *DB) changed(ns string) {
+	db.markDirty(ns)
 	db.subs.Lock()
 	defer db.subs.Unlock()
 	for r := range db.subs.replicators {
