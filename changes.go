@@ -76,7 +76,11 @@ func (db *DB) publish(c *oplog.Commit) {
 	defer db.subs.Unlock()
 	if len(c.Ops) > 0 {
 		for _, h := range db.subs.commitHooks {
-			h.fn(c.Namespace)
+			if h.ops != nil {
+				h.ops(c.Namespace, len(c.Ops), c.Local)
+			} else {
+				h.fn(c.Namespace)
+			}
 		}
 	}
 	if len(c.Changes) == 0 {
@@ -193,7 +197,11 @@ func (db *DB) unsubscribe(s *subscription) {
 	}
 }
 
-type commitHook struct{ fn func(ns string) }
+// commitHook is a hook of OnCommit (fn) or OnOps (ops).
+type commitHook struct {
+	fn  func(ns string)
+	ops func(ns string, n int, local bool)
+}
 
 // OnCommit calls fn with the namespace after every commit that adds ops to
 // the log, local or remote, including commits that change nothing visible
@@ -204,7 +212,20 @@ type commitHook struct{ fn func(ns string) }
 // with a lock held: it must return at once and must not call the DB. The
 // returned func unregisters it.
 func (db *DB) OnCommit(fn func(ns string)) (stop func()) {
-	h := &commitHook{fn: fn}
+	return db.addCommitHook(&commitHook{fn: fn})
+}
+
+// OnOps calls fn after every commit that adds ops to the log, with the
+// namespace, the number of ops and whether this DB wrote them (local) or
+// applied them from a peer: the hook for counting ops applied. It runs as
+// OnCommit's hooks do (on the committing goroutine, with a lock held: it
+// must return at once and must not call the DB). The returned func
+// unregisters it.
+func (db *DB) OnOps(fn func(ns string, n int, local bool)) (stop func()) {
+	return db.addCommitHook(&commitHook{ops: fn})
+}
+
+func (db *DB) addCommitHook(h *commitHook) (stop func()) {
 	db.subs.Lock()
 	db.subs.commitHooks = append(db.subs.commitHooks, h)
 	db.subs.Unlock()

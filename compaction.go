@@ -34,6 +34,11 @@ type CompactionOptions struct {
 	// namespace's change feed compaction keeps. Zero means 10,000;
 	// negative keeps every change.
 	FeedRetention int
+	// OnCompact, if set, is called after each background compaction of a
+	// namespace (not after [DB.Compact]), with what it did and its error,
+	// nil on success: the hook for metrics. It runs on the compactor's
+	// goroutine and must not block for long.
+	OnCompact func(st CompactStats, err error)
 }
 
 func (o CompactionOptions) withDefaults() CompactionOptions {
@@ -137,9 +142,13 @@ func (db *DB) compactAll(ctx context.Context, rate int) {
 	pace := newPacer(rate)
 	for _, ns := range nss {
 		st, err := db.log.Compact(ctx, ns, oplog.CompactOptions{Wait: pace.wait, Reclaim: true})
-		switch {
-		case errors.Is(err, context.Canceled) || errors.Is(err, oplog.ErrClosed):
+		if errors.Is(err, context.Canceled) || errors.Is(err, oplog.ErrClosed) {
 			return
+		}
+		if hook := db.opts.Compaction.OnCompact; hook != nil {
+			hook(compactStats(st), err)
+		}
+		switch {
 		case err != nil:
 			db.logger.Warn("background compaction failed", "namespace", ns, "err", err)
 		case st.Ops > 0:

@@ -58,6 +58,10 @@ var (
 	// ErrNotQuarantined: [Admin.DiscardQuarantined] was given an op that is
 	// not in the quarantine.
 	ErrNotQuarantined = errors.New("converge: op not in quarantine")
+	// ErrField is wrapped by the errors of a field name a collection does
+	// not have, in a query, an update, an index or a relation (see
+	// [FieldError]).
+	ErrField = errors.New("converge: unknown field")
 )
 
 // storeSentinels pairs each sentinel of the layers below with the root

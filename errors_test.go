@@ -32,6 +32,7 @@ var rootSentinels = map[string]error{
 	"ErrPaused":         converge.ErrPaused,
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,
+	"ErrField":          converge.ErrField,
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable

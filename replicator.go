@@ -10,6 +10,7 @@ import (
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/internal/backoff"
+	"github.com/convergedb/converge/internal/ratelog"
 	"github.com/convergedb/converge/transport"
 )
 
@@ -38,6 +39,12 @@ type ReplicatorOptions struct {
 	Limits transport.Limits
 	// Logger receives sync events. Nil means the DB's logger.
 	Logger *slog.Logger
+	// FailureLogInterval bounds how often repeated failures of a
+	// namespace's background syncs are logged (being offline is normal
+	// for an edge device): the first failure at once, then one line per
+	// interval with the count, and the recovery (internal/ratelog). Zero
+	// means 5 minutes.
+	FailureLogInterval time.Duration
 }
 
 // SyncResult reports one sync of one namespace.
@@ -148,9 +155,11 @@ type Replicator struct {
 	retries *backoff.Jitter
 	opts    ReplicatorOptions
 	logger  *slog.Logger
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// failures logs runs of failed background syncs at a bounded rate.
+	failures *ratelog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 	// namespaces are the replicated namespaces' wake-ups and sync locks.
 	// The map is fixed once open.
 	namespaces map[string]*replicatedNamespace
@@ -231,6 +240,7 @@ func newReplicator(db *DB, peer transport.Peer, opts ReplicatorOptions) *Replica
 	opts = opts.withDefaults(publishes, db.logger)
 	r := &Replicator{db: db, peer: peer, live: live, opts: opts, logger: opts.Logger.With("component", "replicator"),
 		namespaces: make(map[string]*replicatedNamespace)}
+	r.failures = ratelog.New(r.logger, opts.FailureLogInterval)
 	r.retries = backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff}, nil)
 	r.timing = &syncTiming{debounce: opts.Debounce, interval: opts.Interval, publishes: publishes,
 		retryWait: func(failures int) time.Duration { return r.retries.Wait(failures - 1) }}
@@ -365,8 +375,11 @@ func (r *Replicator) backgroundSync(ns string) {
 	live := r.mu.live
 	r.mu.Unlock()
 	res := r.syncNamespace(live, ns, true)
-	if res.Err != nil && !errors.Is(res.Err, ErrPaused) && live.Err() == nil {
-		r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
+	switch {
+	case res.Err == nil:
+		r.failures.Success(ns, "sync recovered", "namespace", ns)
+	case !errors.Is(res.Err, ErrPaused) && live.Err() == nil:
+		r.failures.Failure(ns, "sync failed", res.Err, "namespace", ns)
 	}
 }
 
