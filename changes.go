@@ -37,6 +37,7 @@ type Change struct {
 type subscription struct {
 	ns     string
 	max    int
+	from   uint64 // the notifier's commits published before it was made
 	notify chan struct{}
 
 	mu      sync.Mutex
@@ -59,6 +60,17 @@ func (s *subscription) push(c Change) {
 	}
 }
 
+// drop records that k changes were lost to the notifier's overflow.
+func (s *subscription) drop(k int) {
+	s.mu.Lock()
+	s.dropped += k
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
 func (s *subscription) close() {
 	s.mu.Lock()
 	s.closed = true
@@ -70,11 +82,12 @@ func (s *subscription) close() {
 }
 
 // publish is the store's commit hook: it runs under the store's write lock,
-// in commit order, and never blocks.
+// in commit order, and never blocks. It calls the commit hooks and queues
+// the commit for the notifier, which delivers it to subscriptions and
+// watches outside the lock.
 func (db *DB) publish(c *oplog.Commit) {
-	db.subs.Lock()
-	defer db.subs.Unlock()
 	if len(c.Ops) > 0 {
+		db.subs.Lock()
 		for _, h := range db.subs.commitHooks {
 			if h.ops != nil {
 				h.ops(c.Namespace, len(c.Ops), c.Local)
@@ -82,18 +95,9 @@ func (db *DB) publish(c *oplog.Commit) {
 				h.fn(c.Namespace)
 			}
 		}
+		db.subs.Unlock()
 	}
-	if len(c.Changes) == 0 {
-		return
-	}
-	for _, s := range db.subs.list {
-		if s.ns != "" && s.ns != c.Namespace {
-			continue
-		}
-		for i := range c.Changes {
-			s.push(changeOf(&c.Changes[i]))
-		}
-	}
+	db.notify.publish(c)
 }
 
 // Subscription is a feed of committed changes, from the moment it was
@@ -110,12 +114,12 @@ type Subscription struct {
 func (db *DB) Subscribe(ns string) *Subscription {
 	s := &subscription{ns: ns, max: db.opts.ChangeBuffer, notify: make(chan struct{}, 1)}
 	db.subs.Lock()
+	defer db.subs.Unlock() // held so that Close closes s if it does not see it closed
 	if db.subs.closed {
 		s.closed = true
-	} else {
-		db.subs.list = append(db.subs.list, s)
+		return &Subscription{db: db, s: s}
 	}
-	db.subs.Unlock()
+	db.notify.subscribe(s)
 	return &Subscription{db: db, s: s}
 }
 
@@ -186,16 +190,7 @@ func (db *DB) Changes(ctx context.Context, ns string) iter.Seq2[Change, error] {
 	}
 }
 
-func (db *DB) unsubscribe(s *subscription) {
-	db.subs.Lock()
-	defer db.subs.Unlock()
-	for i, x := range db.subs.list {
-		if x == s {
-			db.subs.list = append(db.subs.list[:i], db.subs.list[i+1:]...)
-			return
-		}
-	}
-}
+func (db *DB) unsubscribe(s *subscription) { db.notify.unsubscribe(s) }
 
 // commitHook is a hook of OnCommit (fn) or OnOps (ops).
 type commitHook struct {

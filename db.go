@@ -76,6 +76,9 @@ type DB struct {
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	notify    *notifier
+	dirty     dirtySet      // namespaces the background compaction has to visit
+	done      chan struct{} // closed by Close: watches end
 	// policies maps a collection name to the ConflictPolicy set for it
 	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
 	policies sync.Map
@@ -87,7 +90,6 @@ type DB struct {
 	subs struct {
 		sync.Mutex
 		closed      bool
-		list        []*subscription
 		commitHooks []*commitHook
 		replicators map[*Replicator]struct{}
 	}
@@ -102,7 +104,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge")}
+	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge"), done: make(chan struct{})}
+	// The notifier queues at most a few subscription buffers of changes;
+	// beyond, listeners are told they lagged.
+	db.notify = newNotifier(4 * opts.ChangeBuffer)
 	l, err := oplog.Open(dir, oplog.Options{
 		Durability:      opts.Durability,
 		MaxClockDrift:   opts.MaxClockDrift,
@@ -114,10 +119,12 @@ func Open(dir string, opts Options) (*DB, error) {
 		FS:              opts.FS,
 		Logger:          opts.Logger,
 		FeedRetention:   opts.Compaction.FeedRetention,
+		PeerLease:       opts.Compaction.PeerLease,
 		OnCommit:        db.publish,
 		OnChange:        db.changed,
 	})
 	if err != nil {
+		db.notify.close()
 		return nil, storeErr(fmt.Errorf("converge: %w", err))
 	}
 	db.log = l
@@ -138,22 +145,25 @@ func Open(dir string, opts Options) (*DB, error) {
 // or a subscription on a closed DB gives ErrClosed (a closed subscription).
 func (db *DB) Close() error {
 	db.subs.Lock()
+	if !db.subs.closed {
+		close(db.done)
+	}
 	db.subs.closed = true
 	reps := db.subs.replicators
 	db.subs.replicators = nil
-	subs := db.subs.list
-	db.subs.list = nil
 	db.subs.Unlock()
 	for r := range reps {
 		r.stop()
 	}
-	for _, s := range subs {
+	for _, s := range db.notify.subscriptions() {
+		db.notify.unsubscribe(s)
 		s.close()
 	}
 	if db.compactor != nil {
 		db.compactor.stop()
 	}
 	err := db.log.Close()
+	db.notify.close()
 	if err != nil {
 		return storeErr(fmt.Errorf("converge: %w", err))
 	}

@@ -491,6 +491,7 @@ func (b *batch) apply(op *crdt.Op) error {
 	b.commit.Ops = append(b.commit.Ops, *op)
 	if eff.Change.Kind != materialize.Unchanged {
 		b.commit.Changes = append(b.commit.Changes, eff.Change)
+		b.commit.States = append(b.commit.States, eff.State)
 	}
 	b.commit.Conflicts = append(b.commit.Conflicts, eff.Conflicts...)
 	return nil

@@ -1,8 +1,6 @@
 package httptransport
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -353,6 +351,9 @@ type nsHandler func(w http.ResponseWriter, r *http.Request, ns string, grant Gra
 // then serves.
 func (s *Server) namespaced(serve nsHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get(RequestIDHeader); transport.ValidRequestID(id) {
+			r = r.WithContext(transport.WithRequestID(r.Context(), id))
+		}
 		ns := r.PathValue("ns")
 		if len(ns) > crdt.MaxNameLen {
 			s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("namespace of %d bytes, limit %d", len(ns), crdt.MaxNameLen))
@@ -388,12 +389,13 @@ func (s *Server) holdingSlot(serve nsHandler) nsHandler {
 
 // refuse answers an error status with a text body saying why.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	log := s.log.With(transport.LogAttrs(r.Context())...)
 	if code >= 500 && code != http.StatusServiceUnavailable {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", msg)
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", msg)
 	} else if code == http.StatusTooManyRequests {
-		s.log.Info("request over a limit", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
+		log.Info("request over a limit", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
 	} else {
-		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
+		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
 	}
 	http.Error(w, msg, code)
 }
@@ -451,12 +453,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	case "", "identity":
 		return raw, true
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
-			return nil, false
-		}
-		body, err := io.ReadAll(io.LimitReader(zr, s.maxBody+1))
+		body, err := gunzip(raw, s.maxBody+1)
 		if err != nil {
 			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
 			return nil, false
@@ -522,6 +519,8 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, gr
 			s.onApply(ns, resp.Applied)
 		}
 	}
+	s.log.Debug("sync served", append([]any{"ns", ns, "pushed", pushed, "applied", resp.Applied.Applied, "sent", len(resp.Ops)},
+		transport.LogAttrs(r.Context())...)...)
 	s.reply(w, r, transport.AppendResponse(nil, resp))
 }
 
@@ -642,23 +641,6 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-// gzipped compresses b, and reports whether that paid.
-func gzipped(b []byte) ([]byte, bool) {
-	var buf bytes.Buffer
-	buf.Grow(len(b) / 2)
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // the level is valid
-	if _, err := zw.Write(b); err != nil {
-		return nil, false
-	}
-	if err := zw.Close(); err != nil {
-		return nil, false
-	}
-	if buf.Len() >= len(b) {
-		return nil, false
-	}
-	return buf.Bytes(), true
 }
 
 // serveStream pushes pages of the ops of ns the client lacks, as they
