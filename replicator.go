@@ -177,9 +177,9 @@ type Replicator struct {
 	logger  *slog.Logger
 	// failures logs runs of failed background syncs at a bounded rate.
 	failures *ratelog.Logger
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 	// set holds the replicated namespaces' wake-ups, sync locks and
 	// contexts. RemoveNamespace takes one out; Close marks it closed, and
 	// nothing is added after that.
