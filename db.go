@@ -186,9 +186,10 @@ func (db *DB) Close() error {
 func (db *DB) ReplicaID() string { return db.self }
 
 // replicaString returns r as a string, without building this replica's
-// own id again.
+// own id again. db may be nil (a collection value made to decode, not
+// opened on a DB).
 func (db *DB) replicaString(r crdt.ReplicaID) string {
-	if r == db.log.ReplicaID() {
+	if db != nil && r == db.log.ReplicaID() {
 		return db.self
 	}
 	return r.String()

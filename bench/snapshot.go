@@ -47,7 +47,11 @@ func snapshotScenario() *Scenario {
 			blobs := make([][]byte, len(ops))
 			size := 0
 			for i := range ops {
-				blobs[i] = append(rawStateKey(nil, benchNS, ops[i].Coll, ops[i].Key), ops[i].State...)
+				// The store keeps each state behind the count of ops
+				// applied to it (oplog's stored form: 0xcf and a
+				// big-endian uint64; each record here was put once).
+				blobs[i] = append(rawStateKey(nil, benchNS, ops[i].Coll, ops[i].Key), 0xcf, 0, 0, 0, 0, 0, 0, 0, 1)
+				blobs[i] = append(blobs[i], ops[i].State...)
 				size += len(blobs[i])
 			}
 			var closers []func() error

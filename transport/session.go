@@ -64,6 +64,9 @@ type snapshotPaging struct {
 	after *SnapshotCursor
 	vv    crdt.VersionVector // pointwise minimum of the pages' vectors; nil before the first
 	resp  *SnapshotResponse  // the page being installed
+	// prefetched is the next page, fetched while resp was installed
+	// (nil: none came).
+	prefetched *SnapshotResponse
 }
 
 // ActionKind says what a [Session] asks its driver to do.
@@ -129,6 +132,11 @@ type Action struct {
 	SnapshotRequest *SnapshotRequest
 	// Records are what InstallSnapshotPage installs.
 	Records []SnapshotRecord
+	// PrefetchPage is, for InstallSnapshotPage, the request of the next
+	// snapshot page, which the driver may send while it installs Records,
+	// its answer going in [Outcome.PrefetchedPage]: a bootstrap fetches
+	// page n+1 while it installs page n. A driver may ignore it.
+	PrefetchPage *SnapshotRequest
 	// Result and Err are SessionDone's: what the sync moved, and why it
 	// failed (nil if it did not). Result.Duration is the driver's to set.
 	Result Result
@@ -147,6 +155,9 @@ type Outcome struct {
 	// Prefetched is the answer to ApplyOps's Prefetch, if the driver sent
 	// it and it came (nil otherwise: the session then asks again).
 	Prefetched *Response
+	// PrefetchedPage is the answer to InstallSnapshotPage's PrefetchPage,
+	// likewise.
+	PrefetchedPage *SnapshotResponse
 }
 
 // Do carries out a against store and peer and returns what came of it;
@@ -170,6 +181,9 @@ func (a Action) Do(ctx context.Context, store Store, peer Peer) Outcome {
 	case FetchSnapshotPage:
 		o.Page, o.Err = peer.Snapshot(ctx, a.SnapshotRequest)
 	case InstallSnapshotPage:
+		if a.PrefetchPage != nil {
+			return a.installPrefetching(ctx, store, peer)
+		}
 		o.Err = store.InstallSnapshot(ctx, a.Namespace, a.Records)
 	case FinishSnapshot:
 		o.Err = store.FinishSnapshot(ctx, a.Namespace, a.Vector)
@@ -199,6 +213,28 @@ func (a Action) applyPrefetching(ctx context.Context, store Store, peer Peer) Ou
 	}
 	wg.Wait()
 	o.Prefetched = prefetched
+	return o
+}
+
+// installPrefetching carries out InstallSnapshotPage with its
+// PrefetchPage, as applyPrefetching does ApplyOps with its Prefetch.
+func (a Action) installPrefetching(ctx context.Context, store Store, peer Peer) Outcome {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var o Outcome
+	var wg sync.WaitGroup
+	var page *SnapshotResponse
+	wg.Go(func() {
+		p, err := peer.Snapshot(ctx, a.PrefetchPage)
+		if err == nil {
+			page = p
+		}
+	})
+	if o.Err = store.InstallSnapshot(ctx, a.Namespace, a.Records); o.Err != nil {
+		cancel()
+	}
+	wg.Wait()
+	o.PrefetchedPage = page
 	return o
 }
 
@@ -504,15 +540,25 @@ func (s *Session) startBootstrap() {
 	s.fetchPage()
 }
 
-// fetchPage asks the peer for the next page of its snapshot.
+// fetchPage asks the peer for the next page of its snapshot, unless it
+// came while the page before was installed.
 func (s *Session) fetchPage() {
 	p := &s.paging
 	if p.page >= s.maxRounds {
 		s.bootstrapFailed(fmt.Errorf("snapshot of more than %d pages", s.maxRounds))
 		return
 	}
-	req := &SnapshotRequest{Namespace: s.ns, After: p.after, Limits: s.lim, From: s.self}
-	s.ask(Action{Kind: FetchSnapshotPage, SnapshotRequest: req}, s.pageFetched)
+	if page := p.prefetched; page != nil {
+		p.prefetched = nil
+		s.pageFetched(Outcome{Page: page})
+		return
+	}
+	s.ask(Action{Kind: FetchSnapshotPage, SnapshotRequest: s.pageRequest(p.after)}, s.pageFetched)
+}
+
+// pageRequest asks for the snapshot page after the cursor after.
+func (s *Session) pageRequest(after *SnapshotCursor) *SnapshotRequest {
+	return &SnapshotRequest{Namespace: s.ns, After: after, Limits: s.lim, From: s.self}
 }
 
 // pageFetched checks that the page follows the cursor, and records what
@@ -534,13 +580,25 @@ func (s *Session) pageFetched(o Outcome) {
 	s.acknowledge(o.Page.From, o.Page.Vector, s.bootstrapFailed, s.installPage)
 }
 
-// installPage merges the page's records into our store.
+// installPage merges the page's records into our store; if more pages
+// follow, the driver may fetch the next meanwhile.
 func (s *Session) installPage() {
-	if len(s.paging.resp.Records) == 0 {
+	resp := s.paging.resp
+	if len(resp.Records) == 0 {
 		s.pageInstalled(Outcome{})
 		return
 	}
-	s.ask(Action{Kind: InstallSnapshotPage, Records: s.paging.resp.Records}, s.pageInstalled)
+	var next *SnapshotRequest
+	if resp.More && s.paging.page+1 < s.maxRounds {
+		next = s.pageRequest(nextCursor(resp.Records))
+	}
+	s.ask(Action{Kind: InstallSnapshotPage, Records: resp.Records, PrefetchPage: next}, s.pageInstalled)
+}
+
+// nextCursor is the cursor after the last of recs (not empty).
+func nextCursor(recs []SnapshotRecord) *SnapshotCursor {
+	last := recs[len(recs)-1]
+	return &SnapshotCursor{Collection: last.Collection, Key: last.Key}
 }
 
 // pageInstalled counts the page, and fetches the next one, or, after the
@@ -553,6 +611,7 @@ func (s *Session) pageInstalled(o Outcome) {
 		s.bootstrapFailed(fmt.Errorf("install snapshot page %d: %w", p.page+1, o.Err))
 		return
 	}
+	p.prefetched = o.PrefetchedPage
 	recs := p.resp.Records
 	s.res.SnapshotRecords += len(recs)
 	for i := range recs {
@@ -560,8 +619,7 @@ func (s *Session) pageInstalled(o Outcome) {
 	}
 	p.vv = minVector(p.vv, p.resp.Vector)
 	if p.resp.More {
-		last := recs[len(recs)-1]
-		p.after = &SnapshotCursor{Collection: last.Collection, Key: last.Key}
+		p.after = nextCursor(recs)
 		p.page++
 		s.fetchPage()
 		return

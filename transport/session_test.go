@@ -250,21 +250,20 @@ func (w *world) describe(a Action, o Outcome) []string {
 			return append(out, "    no answer")
 		}
 	case FetchSnapshotPage:
-		what = fmt.Sprintf("fetch a snapshot page from %s, at most %d records, ", r.name, a.SnapshotRequest.Limits.MaxOps)
-		if after := a.SnapshotRequest.After; after == nil {
-			what += "from the first"
-		} else {
-			what += "after " + string(keyOp(after.Key))
-		}
+		what = w.pageFetch(a.SnapshotRequest)
 		if o.Err == nil {
-			p := o.Page
-			got = fmt.Sprintf("records %s, vector %s", formatRecords(p.Records), w.vec(p.Vector))
-			if p.More {
-				got += ", more"
-			}
+			got = w.page(o.Page)
 		}
 	case InstallSnapshotPage:
 		what = "install " + formatRecords(a.Records)
+		if a.PrefetchPage != nil && o.Err == nil {
+			// Fetched while the records were installed.
+			out := []string{what, "  meanwhile " + w.pageFetch(a.PrefetchPage)}
+			if p := o.PrefetchedPage; p != nil {
+				return append(out, "    got "+w.page(p))
+			}
+			return append(out, "    no answer")
+		}
 	case FinishSnapshot:
 		what = "finish the snapshot: raise our vector to cover " + w.vec(a.Vector)
 	}
@@ -275,6 +274,24 @@ func (w *world) describe(a Action, o Outcome) []string {
 		return []string{what}
 	}
 	return []string{what + ": " + got}
+}
+
+// pageFetch tells a snapshot page request.
+func (w *world) pageFetch(req *SnapshotRequest) string {
+	what := fmt.Sprintf("fetch a snapshot page from %s, at most %d records, ", w.sync.name, req.Limits.MaxOps)
+	if req.After == nil {
+		return what + "from the first"
+	}
+	return what + "after " + string(keyOp(req.After.Key))
+}
+
+// page tells a snapshot page.
+func (w *world) page(p *SnapshotResponse) string {
+	got := fmt.Sprintf("records %s, vector %s", formatRecords(p.Records), w.vec(p.Vector))
+	if p.More {
+		got += ", more"
+	}
+	return got
 }
 
 func (w *world) response(resp *Response) string {
