@@ -33,6 +33,9 @@ var rootSentinels = map[string]error{
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,
 	"ErrField":          converge.ErrField,
+	"ErrStale":          converge.ErrStale,
+	"ErrPending":        converge.ErrPending,
+	"ErrResyncing":      converge.ErrResyncing,
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable
