@@ -36,6 +36,7 @@ var rootSentinels = map[string]error{
 	"ErrStale":          converge.ErrStale,
 	"ErrPending":        converge.ErrPending,
 	"ErrResyncing":      converge.ErrResyncing,
+	"ErrDiskFault":      converge.ErrDiskFault,
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable
