@@ -1,4 +1,4 @@
-package converge_test
+package longtest_test
 
 import (
 	"bytes"
