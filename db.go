@@ -82,6 +82,7 @@ type DB struct {
 		closed      bool
 		list        []*subscription
 		commitHooks []*commitHook
+		changeHooks []*commitHook // Admin.OnChange
 		replicators map[*Replicator]struct{}
 	}
 }
