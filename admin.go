@@ -78,3 +78,15 @@ func (a *Admin) OnChange(fn func(ns string)) (stop func()) {
 		db.subs.changeHooks = slices.DeleteFunc(db.subs.changeHooks, func(x *commitHook) bool { return x == h })
 	}
 }
+
+// Backup writes a consistent copy of the replica's store to dest, a
+// directory that must not exist, while the DB keeps serving (see
+// [oplog.Log.Checkpoint]). A replica restored from the copy continues
+// under a new replica id, so it never reuses an op identity it handed
+// out after the copy was taken; peers send back the ops it lacks.
+func (a *Admin) Backup(ctx context.Context, dest string) error {
+	if err := a.db.log.Checkpoint(ctx, dest); err != nil {
+		return storeErr(fmt.Errorf("converge: backup: %w", err))
+	}
+	return nil
+}

@@ -8,10 +8,11 @@ import (
 	"iter"
 	"reflect"
 	"slices"
+	"strings"
+	"sync/atomic"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
-	"github.com/convergedb/converge/internal/mp"
 	"github.com/oklog/ulid/v2"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -32,6 +33,11 @@ type Meta struct {
 	// Origin is the replica that created the record; UpdatedBy the one
 	// that wrote it last.
 	Origin, UpdatedBy string
+	// Version counts the changes this replica has applied to the record
+	// (its own writes and those sync brought), so it grows with every
+	// change. It is local to the replica: another replica holding the
+	// same record may count differently.
+	Version uint64
 
 	// base is the record's state as read: what the struct's fields show.
 	// It is shared between copies of the struct and never modified.
@@ -44,6 +50,8 @@ type Collection[T any] struct {
 	db     *DB
 	name   string
 	schema *schema
+	// migrations are the collection's migrations (see migrate.go).
+	migrations atomic.Pointer[[]Migration]
 }
 
 // NewCollection declares the collection name of struct type T on db. It
@@ -57,6 +65,7 @@ func NewCollection[T any](db *DB, name string) (*Collection[T], error) {
 	if err != nil {
 		return nil, err
 	}
+	s.coll = name
 	return &Collection[T]{db: db, name: name, schema: s}, nil
 }
 
@@ -105,6 +114,7 @@ func (c *Collection[T]) Put(ctx context.Context, ns string, v *T) (string, error
 // record does not exist, and ErrSchema if the stored fields do not fit T.
 func (c *Collection[T]) Get(ctx context.Context, ns, id string) (T, error) {
 	var zero T
+	trackRecord(ctx, ns, c.name, id) // for WatchFunc
 	st, err := c.db.log.Get(ctx, ns, c.name, id)
 	if err != nil {
 		return zero, storeErr(fmt.Errorf("converge: get %s/%s/%s: %w", ns, c.name, id, err))
@@ -137,10 +147,13 @@ func (c *Collection[T]) Delete(ctx context.Context, ns, id string) error {
 }
 
 // All yields the existing records of the collection in namespace ns, in id
-// order. It stops at the first error, which it yields with a zero T.
+// order. A record that does not fit T (ErrSchema) is yielded as its
+// error, with a zero T, and the iteration goes on if the loop does; any
+// other error ends it.
 func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
+		trackCollection(ctx, ns, c.name) // for WatchFunc
 		for e, err := range c.db.log.Records(ctx, ns, c.name) {
 			if err != nil {
 				yield(zero, storeErr(fmt.Errorf("converge: list %s/%s: %w", ns, c.name, err)))
@@ -150,7 +163,7 @@ func (c *Collection[T]) All(ctx context.Context, ns string) iter.Seq2[T, error] 
 				continue
 			}
 			v, err := c.decode(ns, e.Key, e.State)
-			if !yield(v, err) || err != nil {
+			if !yield(v, err) {
 				return
 			}
 		}
@@ -212,6 +225,7 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 		}
 		changes = append(changes, ch...)
 	}
+	changes = append(changes, t.c.dropChanges(st)...)
 	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
 		return "", storeErr(err)
 	}
@@ -481,11 +495,9 @@ func (c *Collection[T]) decode(ns, id string, st *crdt.Record) (T, error) {
 	if !st.Exists() {
 		return v, errorf("converge: %s/%s/%s: %w", ns, c.name, id, ErrNotFound)
 	}
-	fields := st.Visible()
-	b := mp.AppendMapHeader(nil, len(fields))
-	for _, f := range fields {
-		b = mp.AppendString(b, f.Name)
-		b = append(b, f.Value...)
+	b, err := c.migratedFields(st)
+	if err != nil {
+		return v, fmt.Errorf("converge: %s/%s/%s: migration: %w: %w", ns, c.name, id, ErrSchema, err)
 	}
 	if err := msgpack.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("converge: %s/%s/%s does not fit %v: %w: %w", ns, c.name, id, c.schema.typ, ErrSchema, err)
@@ -502,17 +514,20 @@ func (c *Collection[T]) meta(ns, id string, st *crdt.Record) Meta {
 		Namespace: ns, Collection: c.name, ID: id,
 		Created: st.Created.HLC, Updated: st.Updated.HLC,
 		Origin: st.Created.Replica.String(), UpdatedBy: st.Updated.Replica.String(),
-		base: st,
+		Version: st.Applied,
+		base:    st,
 	}
 }
 
 // FieldUpdate is one field operation for [Collection.Update]. Build it
 // with [Set], [Unset], [AddToSet], [RemoveFromSet] or [Increment].
 type FieldUpdate struct {
-	field  string
-	op     updateOp
-	values []any
-	delta  int64
+	err        error // a Field that FieldOf could not resolve
+	undeclared bool  // see Undeclared
+	field      string
+	op         updateOp
+	values     []any
+	delta      int64
 }
 
 type updateOp uint8
@@ -554,51 +569,91 @@ func Increment(field string, delta int64) FieldUpdate {
 
 var errFieldKind = errors.New("operation does not fit the field's kind")
 
-// updateChanges turns a FieldUpdate into changes against state st. A field
-// not declared in T is treated as a register, or as the kind the operation
-// implies.
-func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Change, error) {
-	if u.field == "" || len(u.field) > crdt.MaxNameLen {
-		return nil, fmt.Errorf("%w: field name %q", ErrInvalid, u.field)
-	}
-	i, known := c.schema.byName[u.field]
-	sf := schemaField{name: u.field, kind: crdt.KindRegister}
-	if known {
-		sf = c.schema.fields[i]
-	}
-	wrongKind := func(want crdt.Kind) error {
-		return fmt.Errorf("%w: field %q is a %v: %w", ErrSchema, u.field, sf.kind, errFieldKind)
-	}
+// Undeclared marks u as an update of a field the collection's struct does
+// not declare, on purpose: a field another version of the app declares.
+// [Collection.Update] writes it as the kind the operation implies (Set and
+// Unset a register, AddToSet and RemoveFromSet a set, Increment a
+// counter) instead of refusing an unknown field. On a declared field it
+// changes nothing.
+func Undeclared(u FieldUpdate) FieldUpdate {
+	u.undeclared = true
+	return u
+}
+
+// undeclaredChanges returns the changes of update u of a field T does not
+// declare, as the kind its operation implies.
+func undeclaredChanges(u FieldUpdate) ([]crdt.Change, error) {
+	var out []crdt.Change
 	switch u.op {
 	case opSet:
-		if known {
-			ft := c.schema.typ.FieldByIndex(sf.index).Type
-			v := reflect.New(ft).Elem()
-			if u.values[0] != nil {
-				rv := reflect.ValueOf(u.values[0])
-				if !rv.Type().AssignableTo(ft) {
-					if !rv.Type().ConvertibleTo(ft) {
-						return nil, fmt.Errorf("%w: field %q is %v, not %T", ErrSchema, u.field, ft, u.values[0])
-					}
-					rv = rv.Convert(ft)
-				}
-				v.Set(rv)
-			}
-			return fieldChanges(sf, st, false, v)
-		}
 		enc, err := encodeValue(u.values[0])
 		if err != nil {
 			return nil, err
 		}
-		return []crdt.Change{{Name: u.field, Type: crdt.Set, Value: enc}}, nil
+		out = append(out, crdt.Change{Name: u.field, Type: crdt.Set, Value: enc})
 	case opUnset:
-		if known && sf.kind != crdt.KindRegister {
-			return nil, wrongKind(crdt.KindRegister)
+		out = append(out, crdt.Change{Name: u.field, Type: crdt.Unset})
+	case opAdd, opRemove:
+		typ := crdt.AddElem
+		if u.op == opRemove {
+			typ = crdt.RemoveElem
+		}
+		for _, x := range u.values {
+			enc, err := encodeValue(x)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, crdt.Change{Name: u.field, Type: typ, Value: enc})
+		}
+	case opIncrement:
+		out = append(out, crdt.Change{Name: u.field, Type: crdt.Increment, Delta: u.delta})
+	default:
+		return nil, fmt.Errorf("%w: empty FieldUpdate", ErrInvalid)
+	}
+	return out, nil
+}
+
+// updateChanges turns a FieldUpdate into changes against state st. The
+// field must be one T declares (else a *FieldError wrapping ErrField),
+// and the operation must fit its kind.
+func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Change, error) {
+	if u.err != nil {
+		return nil, u.err
+	}
+	i, known := c.schema.byName[u.field]
+	if !known && u.undeclared && u.field != "" && len(u.field) <= crdt.MaxNameLen && !strings.HasPrefix(u.field, crdt.MetaPrefix) {
+		return undeclaredChanges(u)
+	}
+	if !known {
+		return nil, c.schema.fieldError(u.field)
+	}
+	sf := c.schema.fields[i]
+	wrongKind := func() error {
+		return fmt.Errorf("%w: field %q is a %v: %w", ErrSchema, u.field, sf.kind, errFieldKind)
+	}
+	switch u.op {
+	case opSet:
+		ft := c.schema.typ.FieldByIndex(sf.index).Type
+		v := reflect.New(ft).Elem()
+		if u.values[0] != nil {
+			rv := reflect.ValueOf(u.values[0])
+			if !rv.Type().AssignableTo(ft) {
+				if !rv.Type().ConvertibleTo(ft) {
+					return nil, fmt.Errorf("%w: field %q is %v, not %T", ErrSchema, u.field, ft, u.values[0])
+				}
+				rv = rv.Convert(ft)
+			}
+			v.Set(rv)
+		}
+		return fieldChanges(sf, st, false, v)
+	case opUnset:
+		if sf.kind != crdt.KindRegister {
+			return nil, wrongKind()
 		}
 		return []crdt.Change{{Name: u.field, Type: crdt.Unset}}, nil
 	case opAdd, opRemove:
-		if known && sf.kind != crdt.KindSet {
-			return nil, wrongKind(crdt.KindSet)
+		if sf.kind != crdt.KindSet {
+			return nil, wrongKind()
 		}
 		typ := crdt.AddElem
 		if u.op == opRemove {
@@ -614,8 +669,8 @@ func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Ch
 		}
 		return out, nil
 	case opIncrement:
-		if known && sf.kind != crdt.KindCounter {
-			return nil, wrongKind(crdt.KindCounter)
+		if sf.kind != crdt.KindCounter {
+			return nil, wrongKind()
 		}
 		return []crdt.Change{{Name: u.field, Type: crdt.Increment, Delta: u.delta}}, nil
 	}

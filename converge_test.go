@@ -453,7 +453,13 @@ func TestUpdateSameFieldTwice(t *testing.T) {
 	if err := tasks.Update(ctx, "ns", id, converge.Set("votes", int64(1)), converge.Increment("votes", 1)); err != nil {
 		t.Errorf("Set and Increment of a counter are one kind: %v", err)
 	}
-	if err := tasks.Update(ctx, "ns", id, converge.Set("extra", "x"), converge.Increment("extra", 1)); !errors.Is(err, converge.ErrInvalid) {
+	if err := tasks.Update(ctx, "ns", id, converge.Set("votes", int64(1)), converge.AddToSet("votes", 1)); err == nil {
+		t.Errorf("a counter as counter and set in one update: no error")
+	}
+	if err := tasks.Update(ctx, "ns", id, converge.Set("extra", "x")); !errors.Is(err, converge.ErrField) {
+		t.Errorf("an update of an undeclared field: %v, want ErrField", err)
+	}
+	if err := tasks.Update(ctx, "ns", id, converge.Undeclared(converge.Set("extra", "x")), converge.Undeclared(converge.Increment("extra", 1))); !errors.Is(err, converge.ErrInvalid) {
 		t.Errorf("an undeclared field as register and counter in one update: %v, want ErrInvalid", err)
 	}
 }

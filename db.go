@@ -75,6 +75,12 @@ type DB struct {
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	// policies maps a collection name to the ConflictPolicy set for it
+	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
+	policies sync.Map
+	// syncs is what the DB knows of its namespaces' syncs since it opened
+	// (DB.Synced), for the watches.
+	syncs syncTracker
 
 	// subs holds what is opened on the DB, which Close closes first.
 	subs struct {
@@ -257,12 +263,14 @@ func (db *DB) ConflictCount(ctx context.Context, ns string) (uint64, error) {
 }
 
 // SyncWith runs anti-entropy with peer for namespace ns until both hold
-// the ops each held when the sync began.
+// the ops each held when the sync began. Its outcome counts in
+// [DB.Synced].
 func (db *DB) SyncWith(ctx context.Context, peer transport.Peer, ns string) (transport.Result, error) {
 	if err := checkNamespace(ns); err != nil {
 		return transport.Result{}, err
 	}
 	res, err := transport.Sync(ctx, db.SyncStore(), peer, ns, transport.Options{})
+	db.syncs.done(ns, err)
 	if err != nil {
 		return res, storeErr(fmt.Errorf("converge: sync %q: %w", ns, err))
 	}

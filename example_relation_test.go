@@ -84,7 +84,7 @@ func ExampleBelongsTo() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("%s (%d): %v\n", v.Record.Title, v.Record.Year, titles(v.Related))
+		fmt.Printf("%s (%d): %v\n", v.Value.Record.Title, v.Value.Record.Year, titles(v.Value.Related))
 		switch n++; n {
 		case 1:
 			_, err = songs.Put(ctx, "me", &Song{ID: "s4", Title: "A Case of You", Album: "a1"})

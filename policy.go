@@ -27,8 +27,10 @@ import (
 //
 // The zero value is [LastWriteWins].
 type ConflictPolicy struct {
-	kind    policyKind
-	resolve func(c Conflict, local, remote []byte) ([]byte, bool)
+	kind policyKind
+	// resolve is a custom policy's resolver: st is the record's state as
+	// this replica holds it (the winner's value current).
+	resolve func(c Conflict, st *crdt.Record, local, remote []byte) ([]byte, bool)
 }
 
 type policyKind uint8
@@ -60,7 +62,9 @@ func Resolve(f func(c Conflict, local, remote []byte) ([]byte, bool)) ConflictPo
 	if f == nil {
 		return LastWriteWins
 	}
-	return ConflictPolicy{kind: policyCustom, resolve: f}
+	return ConflictPolicy{kind: policyCustom, resolve: func(c Conflict, _ *crdt.Record, local, remote []byte) ([]byte, bool) {
+		return f(c, local, remote)
+	}}
 }
 
 func (p ConflictPolicy) String() string {
@@ -77,73 +81,103 @@ func (p ConflictPolicy) String() string {
 
 // resolution is a field write a policy decided on.
 type resolution struct {
-	c     Conflict
-	value []byte // empty: unset
+	c             Conflict
+	policy        ConflictPolicy
+	local, remote []byte
+	value         []byte // empty: unset
 }
 
-// decide returns the resolutions policy p makes of conflicts detected by
-// replica self.
-func (p ConflictPolicy) decide(self crdt.ReplicaID, conflicts []materialize.Conflict) []resolution {
-	if p.kind == policyLWW {
-		return nil
+// candidate returns the resolution policy p makes of conflict c detected
+// by replica self, its value still to compute for a custom policy; ok is
+// false if p leaves c alone.
+func (p ConflictPolicy) candidate(self crdt.ReplicaID, c Conflict) (r resolution, ok bool) {
+	if p.kind == policyLWW || c.Resolution {
+		return r, false
 	}
+	winLocal := c.Winner.Version.Replica == self
+	loseLocal := c.Loser.Version.Replica == self
+	if winLocal == loseLocal {
+		return r, false // two remote writes (or, impossibly, two of ours)
+	}
+	r = resolution{c: c, policy: p, local: c.Winner.Value, remote: c.Loser.Value}
+	if loseLocal {
+		r.local, r.remote = r.remote, r.local
+	}
+	switch p.kind {
+	case policyLocal:
+		r.value = r.local
+		return r, !winLocal
+	case policyRemote:
+		r.value = r.remote
+		return r, !loseLocal
+	}
+	return r, true
+}
+
+// decideCustom computes the value of a custom policy's resolution r from
+// the record's state st; ok is false if the resolver declines, or picks
+// the winner's value.
+func (r *resolution) decideCustom(st *crdt.Record) (ok bool) {
+	v, ok := r.policy.resolve(r.c, st, bytes.Clone(r.local), bytes.Clone(r.remote))
+	if !ok {
+		return false
+	}
+	if len(v) == 1 && v[0] == 0xc0 { // msgpack nil: an unset
+		v = nil
+	}
+	r.value = v
+	return !bytes.Equal(v, r.c.Winner.Value)
+}
+
+// policyFor returns the conflict policy of collection coll: the one set
+// for it, else the DB's.
+func (db *DB) policyFor(coll string) ConflictPolicy {
+	if p, ok := db.policies.Load(coll); ok {
+		return p.(ConflictPolicy)
+	}
+	return db.opts.ConflictPolicy
+}
+
+// decide returns the resolutions the conflict policies make of conflicts
+// detected in ns. A custom policy's resolver runs here, on the record's
+// state as read now, without locks held; resolveConflicts checks that the
+// winner is still current when it writes.
+func (db *DB) decide(ctx context.Context, ns string, conflicts []materialize.Conflict) ([]resolution, error) {
 	var out []resolution
+	self := db.log.ReplicaID()
 	for _, c := range conflicts {
-		if c.Resolution {
+		r, ok := db.policyFor(c.Collection).candidate(self, c)
+		if !ok {
 			continue
 		}
-		winLocal := c.Winner.Version.Replica == self
-		loseLocal := c.Loser.Version.Replica == self
-		if winLocal == loseLocal {
-			continue // two remote writes (or, impossibly, two of ours)
-		}
-		local, remote := c.Winner.Value, c.Loser.Value
-		if loseLocal {
-			local, remote = remote, local
-		}
-		var v []byte
-		switch p.kind {
-		case policyLocal:
-			if winLocal {
-				continue
+		if r.policy.kind == policyCustom {
+			st, err := db.log.Get(ctx, ns, c.Collection, c.Key)
+			if err != nil {
+				return nil, err
 			}
-			v = local
-		case policyRemote:
-			if loseLocal {
-				continue
-			}
-			v = remote
-		case policyCustom:
-			var ok bool
-			if v, ok = p.resolve(c, bytes.Clone(local), bytes.Clone(remote)); !ok {
-				continue
-			}
-			if len(v) == 1 && v[0] == 0xc0 { // msgpack nil: an unset
-				v = nil
-			}
-			if bytes.Equal(v, c.Winner.Value) {
+			if !st.Exists() || !winnerCurrent(st, c) || !r.decideCustom(st) {
 				continue
 			}
 		}
-		out = append(out, resolution{c: c, value: v})
+		out = append(out, r)
 	}
-	return out
+	return out, nil
 }
 
-// resolveConflicts applies the DB's conflict policy to conflicts detected
-// in ns while ingesting remote ops: it writes the resolutions in one local
-// transaction, their ops marked as resolutions. A conflict whose winner is
-// no longer the field's current value (a later write, or a resolution
-// earlier in the transaction, replaced it) or whose record no longer exists
-// is skipped. It returns how many conflicts it resolved (wrote a
-// resolution for).
+// resolveConflicts applies the conflict policies (the collection's, else
+// the DB's) to conflicts detected in ns while ingesting remote ops: it
+// writes the resolutions in one local transaction, their ops marked as
+// resolutions. A conflict whose winner is no longer the field's current
+// value (a later write, or a resolution earlier in the transaction,
+// replaced it) or whose record no longer exists is skipped. It returns
+// how many conflicts it resolved (wrote a resolution for).
 func (db *DB) resolveConflicts(ctx context.Context, ns string, conflicts []materialize.Conflict) (int, error) {
-	res := db.opts.ConflictPolicy.decide(db.log.ReplicaID(), conflicts)
-	if len(res) == 0 {
-		return 0, nil
+	res, err := db.decide(ctx, ns, conflicts)
+	if err != nil || len(res) == 0 {
+		return 0, err
 	}
 	resolved := 0
-	_, err := db.log.Write(ctx, ns, func(tx *oplog.Tx) error {
+	_, err = db.log.Write(ctx, ns, func(tx *oplog.Tx) error {
 		tx.MarkResolution()
 		for _, r := range res {
 			st, err := tx.Get(r.c.Collection, r.c.Key)

@@ -31,6 +31,9 @@ type Filter struct {
 	// from other records of its namespace (a relation's WhereParent or
 	// WhereRelated; see relation.go).
 	late *lateFilter
+	// err, when set, is returned by the query using the filter (a
+	// [Field] that FieldOf could not resolve).
+	err error
 }
 
 // Eq matches records whose field equals v (numbers compare by value, so 1
@@ -148,6 +151,8 @@ func (s *schema) compile(q Query, cursor string, late func(*lateFilter) (Filter,
 
 func (s *schema) compileFilter(f Filter, late func(*lateFilter) (Filter, error)) (query.Pred, error) {
 	switch {
+	case f.err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrQuery, f.err)
 	case f.late != nil:
 		g, err := late(f.late)
 		if err != nil {
@@ -197,14 +202,18 @@ func (s *schema) compileFilter(f Filter, late func(*lateFilter) (Filter, error))
 }
 
 // fieldType returns the Go type of a field, the element type for a set
-// field, or string for the id. Unknown fields are ErrQuery.
+// field, or string for the id; the type of a metadata field's values.
+// An unknown field is ErrQuery wrapping a *FieldError (ErrField).
 func (s *schema) fieldType(name string) (reflect.Type, error) {
 	if name == IDField {
 		return reflect.TypeFor[string](), nil
 	}
+	if t, ok := metaFieldTypes[name]; ok {
+		return t, nil
+	}
 	i, ok := s.byName[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown field %q of %v", ErrQuery, name, s.typ)
+		return nil, fmt.Errorf("%w: %w", ErrQuery, s.fieldError(name))
 	}
 	return s.typ.FieldByIndex(s.fields[i].index).Type, nil
 }
@@ -236,6 +245,7 @@ func (c *Collection[T]) indexes() []query.Index {
 // run executes q (with cursor) in ns and returns the page of items and the
 // next cursor.
 func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor string) ([]query.Item, string, error) {
+	trackCollection(ctx, ns, c.name) // for WatchFunc
 	qq, err := c.schema.compile(q, cursor, func(l *lateFilter) (Filter, error) { return l.resolve(ctx, ns) })
 	if err != nil {
 		return nil, "", err
@@ -325,21 +335,30 @@ func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor stri
 	return page, next, nil
 }
 
+// decodeItems decodes items into Ts. The records that do not decode are
+// left out and reported by a *RecordErrors, returned with the others.
 func (c *Collection[T]) decodeItems(ns string, items []query.Item) ([]T, error) {
 	out := make([]T, 0, len(items))
+	var bad *RecordErrors
 	for _, it := range items {
 		v, err := c.decode(ns, it.ID, it.Rec)
 		if err != nil {
-			return nil, err
+			if bad == nil {
+				bad = &RecordErrors{Namespace: ns, Collection: c.name}
+			}
+			bad.add(it.ID, err)
+			continue
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out, bad.orNil()
 }
 
 // Find returns the records of namespace ns that q selects, in q's order.
 // It returns an error wrapping ErrQuery for an unknown field or a value
-// that cannot be compared with its field.
+// that cannot be compared with its field. Records that do not fit T (nor
+// its migrations) are left out and reported by a *[RecordErrors], which
+// Find returns with the records that do.
 func (c *Collection[T]) Find(ctx context.Context, ns string, q Query) ([]T, error) {
 	items, _, err := c.run(ctx, ns, q, "")
 	if err != nil {
@@ -414,8 +433,8 @@ func (c *Collection[T]) indexDef(fields []string) (materialize.Index, error) {
 		return materialize.Index{}, fmt.Errorf("%w: an index needs fields", ErrInvalid)
 	}
 	for _, f := range fields {
-		if _, ok := c.schema.byName[f]; !ok {
-			return materialize.Index{}, fmt.Errorf("%w: index on unknown field %q of %v", ErrQuery, f, c.schema.typ)
+		if _, ok := c.schema.byName[f]; !ok && !crdt.IsMetaField(f) {
+			return materialize.Index{}, fmt.Errorf("%w: index: %w", ErrQuery, c.schema.fieldError(f))
 		}
 	}
 	return materialize.Index{Name: strings.Join(fields, ","), Fields: fields}, nil

@@ -272,11 +272,11 @@ func BenchmarkWatchLatencyRemote(b *testing.B) {
 					return
 				}
 				for v, err := range ca.Watch(wctx, qbNS, converge.Where(converge.Eq("kind", "w"))) {
-					if err != nil || len(v) != 1 {
+					if err != nil || len(v.Value) != 1 {
 						return
 					}
 					select {
-					case seen <- v[0].N:
+					case seen <- v.Value[0].N:
 					case <-wctx.Done():
 						return
 					}

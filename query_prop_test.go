@@ -997,14 +997,14 @@ func TestWatchFinalState(t *testing.T) {
 			}
 			if paged {
 				for p, err := range c.ca.WatchPage(ctx, c.ns, cq, "", opts...) {
-					if !send(result{p.Items, p.Next, err}) {
+					if !send(result{p.Value.Items, p.Value.Next, err}) {
 						return
 					}
 				}
 				return
 			}
 			for v, err := range c.ca.Watch(ctx, c.ns, cq, opts...) {
-				if !send(result{recs: v, err: err}) {
+				if !send(result{recs: v.Value, err: err}) {
 					return
 				}
 			}

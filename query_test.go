@@ -253,7 +253,7 @@ func TestWatchFinalStateEqualsFreshQuery(t *testing.T) {
 				done <- err
 				return
 			}
-			results <- res
+			results <- res.Value
 		}
 		done <- nil
 	}()
@@ -299,7 +299,7 @@ func TestWatchRecord(t *testing.T) {
 	events := make(chan ev, 100)
 	go func() {
 		for v, err := range c.WatchRecord(ctx, "ns", "x") {
-			events <- ev{v.Title, err}
+			events <- ev{v.Value.Title, err}
 		}
 		close(events)
 	}()

@@ -353,7 +353,7 @@ func TestReadPathsCarryTheBase(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return v
+				return v.Value
 			}
 			t.Fatal("WatchRecord yielded nothing")
 			return Task{}

@@ -2,7 +2,6 @@ package converge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -130,11 +129,13 @@ func (r *BelongsTo[F, T]) none() Filter { return Lt(r.field, "") }
 // the children still pointing at toID, and goes on watching. It has the
 // guarantees of [Collection.Watch]: changes that arrive while the consumer
 // is busy fold into one result, writers never wait for it, and the last
-// result it yields is the current state. Cancelling ctx ends the watch.
-func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string, q Query, opts ...WatchOption) iter.Seq2[WithRelated[T, F], error] {
+// result it yields is the current state; each result carries the
+// namespace's sync state ([Watched]); errors are yielded and the watch goes
+// on until ctx ends or the DB closes.
+func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string, q Query, opts ...WatchOption) iter.Seq2[Watched[WithRelated[T, F]], error] {
 	cq := r.ChildrenQuery(toID, q)
 	children := r.from.queryRelevant(cq)
-	return func(yield func(WithRelated[T, F], error) bool) {
+	return func(yield func(Watched[WithRelated[T, F]], error) bool) {
 		r.to.watch(ctx, ns,
 			func(coll, id string) bool { return coll == r.to.name && id == toID || children(coll, id) },
 			opts,
@@ -149,8 +150,8 @@ func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string
 				}
 				return append([]query.Item{{ID: toID, Rec: st}}, items...), next, nil
 			},
-			func(items []query.Item, _ string, err error) bool {
-				return emitWithRelated(yield, err, func() (WithRelated[T, F], error) {
+			func(items []query.Item, _ string, err error, m syncMark) bool {
+				return emitWithRelated(yield, err, m, func() (WithRelated[T, F], error) {
 					v, err := r.to.decode(ns, toID, items[0].Rec)
 					rel, derr := r.from.decodeItems(ns, items[1:])
 					if derr != nil {
@@ -222,6 +223,7 @@ func (r *ManyToMany[F, T]) Related(ctx context.Context, ns, fromID string) ([]T,
 // ids its set holds (distinct and sorted), and the states of the To
 // records of those ids that exist.
 func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.Record, []string, []query.Item, error) {
+	trackRecord(ctx, ns, r.from.name, fromID) // for WatchFunc
 	st, err := r.from.db.log.Get(ctx, ns, r.from.name, fromID)
 	if err != nil || !st.Exists() {
 		return st, nil, nil, storeErr(err)
@@ -241,6 +243,7 @@ func (r *ManyToMany[F, T]) read(ctx context.Context, ns, fromID string) (*crdt.R
 	ids = slices.Compact(ids)
 	var items []query.Item
 	for _, id := range ids {
+		trackRecord(ctx, ns, r.to.name, id)
 		rst, err := r.to.db.log.Get(ctx, ns, r.to.name, id)
 		if err != nil {
 			return nil, nil, nil, storeErr(err)
@@ -298,9 +301,9 @@ func (r *ManyToMany[F, T]) none() Filter { return And(Contains(r.field, ""), Lt(
 // including the creation of one it named while it did not exist. While
 // record fromID does not exist it yields ErrNotFound with a zero Record
 // and no related records, and goes on watching. It has the guarantees of
-// [Collection.Watch]. Cancelling ctx ends the watch.
-func (r *ManyToMany[F, T]) WatchWithRelated(ctx context.Context, ns, fromID string, opts ...WatchOption) iter.Seq2[WithRelated[F, T], error] {
-	return func(yield func(WithRelated[F, T], error) bool) {
+// [Collection.Watch], and ends when ctx ends or the DB closes.
+func (r *ManyToMany[F, T]) WatchWithRelated(ctx context.Context, ns, fromID string, opts ...WatchOption) iter.Seq2[Watched[WithRelated[F, T]], error] {
+	return func(yield func(Watched[WithRelated[F, T]], error) bool) {
 		var named map[string]bool // the ids the set held at the last read
 		r.from.watch(ctx, ns,
 			func(coll, id string) bool {
@@ -318,8 +321,8 @@ func (r *ManyToMany[F, T]) WatchWithRelated(ctx context.Context, ns, fromID stri
 				}
 				return append([]query.Item{{ID: fromID, Rec: st}}, items...), "", nil
 			},
-			func(items []query.Item, _ string, err error) bool {
-				return emitWithRelated(yield, err, func() (WithRelated[F, T], error) {
+			func(items []query.Item, _ string, err error, m syncMark) bool {
+				return emitWithRelated(yield, err, m, func() (WithRelated[F, T], error) {
 					v, err := r.from.decode(ns, fromID, items[0].Rec)
 					rel, derr := r.to.decodeItems(ns, items[1:])
 					if derr != nil {
@@ -339,17 +342,15 @@ type WithRelated[A, B any] struct {
 	Related []B
 }
 
-// emitWithRelated is the emit of the relation watches: a read error, or a
-// decoding error other than ErrNotFound, is yielded and ends the watch.
-func emitWithRelated[A, B any](yield func(WithRelated[A, B], error) bool, err error, decode func() (WithRelated[A, B], error)) bool {
-	if err != nil {
-		return yield(WithRelated[A, B]{}, err) && false
+// emitWithRelated is the emit of the relation watches: it yields the
+// read's error, or the decoded result (with ErrNotFound when the record
+// does not exist) with the sync mark m.
+func emitWithRelated[A, B any](yield func(Watched[WithRelated[A, B]], error) bool, err error, m syncMark, decode func() (WithRelated[A, B], error)) bool {
+	var v WithRelated[A, B]
+	if err == nil {
+		v, err = decode()
 	}
-	v, err := decode()
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return yield(v, err) && false
-	}
-	return yield(v, err)
+	return yield(Watched[WithRelated[A, B]]{Value: v, Synced: m.synced, SyncErr: m.err}, err)
 }
 
 // relationField returns the declared field a relation goes through.
@@ -359,7 +360,7 @@ func relationField(s *schema, field string) (schemaField, error) {
 	}
 	i, ok := s.byName[field]
 	if !ok {
-		return schemaField{}, fmt.Errorf("%w: %v has no field %q", ErrSchema, s.typ, field)
+		return schemaField{}, fmt.Errorf("%w: relation: %w", ErrSchema, s.fieldError(field))
 	}
 	return s.fields[i], nil
 }

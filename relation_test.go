@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -338,12 +340,21 @@ type event[T any] struct {
 
 // collect runs the iterator in a goroutine and sends what it yields; the
 // channel closes when it returns.
-func collect[T any](seq func(yield func(T, error) bool)) <-chan event[T] {
+// collect runs a watch and hands over its results' values, skipping the
+// results that only say the sync state changed (these tests are about
+// the data).
+func collect[T any](seq iter.Seq2[converge.Watched[T], error]) <-chan event[T] {
 	ch := make(chan event[T], 100)
 	go func() {
 		defer close(ch)
+		var last *event[T]
 		for v, err := range seq {
-			ch <- event[T]{v, err}
+			e := event[T]{v.Value, err}
+			if last != nil && fmt.Sprint(err) == fmt.Sprint(last.err) && reflect.DeepEqual(e.v, last.v) {
+				continue
+			}
+			last = &e
+			ch <- e
 		}
 	}()
 	return ch

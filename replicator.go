@@ -463,6 +463,9 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 	r.notePeer(ns, res.Peer)
 	out := syncOutcome{peerVV: res.PeerVector, peer: res.Peer, err: err, cancelled: background && ctx.Err() != nil}
 	r.step(ns, func(s *namespaceSync, now time.Time) { s.Done(now, background, out) })
+	if !out.cancelled {
+		r.db.syncs.done(ns, err) // for DB.Synced and the watches
+	}
 	if err == nil {
 		r.logger.Debug("synced", "namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds)
 	}

@@ -14,6 +14,7 @@ import (
 
 // schema is what a collection knows of its struct type.
 type schema struct {
+	coll   string // the collection's name, for errors
 	typ    reflect.Type
 	id     []int // index of the id field
 	meta   []int // index of the Meta field
@@ -61,6 +62,9 @@ func newSchema(t reflect.Type) (*schema, error) {
 		}
 		if name == "" {
 			name = f.Name
+		}
+		if strings.HasPrefix(name, crdt.MetaPrefix) {
+			return nil, fmt.Errorf("%w: %v: field %s: names starting with %q are reserved for metadata fields", ErrSchema, t, f.Name, crdt.MetaPrefix)
 		}
 		if f.Anonymous {
 			return nil, fmt.Errorf("%w: %v: embedded field %s is not supported", ErrSchema, t, f.Name)

@@ -33,6 +33,12 @@ type Record struct {
 	// at the current CL.
 	Created, Updated Stamp
 	Fields           []Field
+	// Applied counts the ops (and snapshot states) this replica has
+	// applied to the record, so it grows with every change. It is local
+	// to the replica: not part of the state's encoding or hash, not
+	// merged (Merge and Apply leave it as it was), and two replicas
+	// holding the same state may differ in it. The store keeps it.
+	Applied uint64
 }
 
 // Field is the state of one component of a field: the writes of one kind to

@@ -12,7 +12,8 @@ import (
 // ([crdt.AppendValueKey]) of its fields: a missing field contributes the
 // missing key, and a set field one entry per element (a compound index over
 // set fields holds the cross product of their elements: keep such indexes to
-// small sets). A record that does not exist has no
+// small sets). A metadata field ([crdt.FieldUpdated] …) indexes the
+// record's metadata. A record that does not exist has no
 // entries, so deleted records leave none behind.
 type Index struct {
 	Name   string
@@ -27,7 +28,9 @@ func IndexKeys(idx Index, r *crdt.Record) [][]byte {
 	keys := [][]byte{nil}
 	for _, name := range idx.Fields {
 		var vals [][]byte
-		if v, ok := r.Get(name); ok && v.Kind == crdt.KindSet {
+		if m, ok := crdt.MetaFieldValue(r, name); ok {
+			vals = [][]byte{m}
+		} else if v, ok := r.Get(name); ok && v.Kind == crdt.KindSet {
 			vals = r.SetElems(name)
 			if len(vals) == 0 {
 				vals = [][]byte{nil} // an empty set indexes as missing

@@ -260,7 +260,7 @@ func (l *Log) writeIndexNamespace(ctx context.Context, ns, coll string, idx mate
 		_, key, err := splitStateKey(it.Key(), len(nsKey(tagState, ns)))
 		if err == nil {
 			var r *crdt.Record
-			if r, err = crdt.DecodeRecord(it.Value()); err == nil {
+			if r, err = decodeStored(it.Value()); err == nil {
 				for _, e := range materialize.IndexKeys(idx, r) {
 					err = b.Set(indexEntryKey(prefix, e, key), nil, nil)
 				}

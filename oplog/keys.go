@@ -21,7 +21,8 @@ import (
 //	'N' ns                                namespace registry → empty
 //	'L' ns origin(16) seq(8)              op log → op encoding (crdt.AppendOp)
 //	'V' ns origin(16)                     version vector entry → seq (8 bytes)
-//	'S' ns collection key                 record state → crdt.Record encoding
+//	'S' ns collection key                 record state → applied count (0xcf, 8 bytes) and
+//	                                      crdt.Record encoding (see stored.go)
 //	'C' ns n(8)                           conflict log, a ring of the last N → conflict encoding
 //	'F' ns n(8)                           change feed, every visible change in commit order → change encoding
 //	'I' ns collection index values key    secondary index entry → empty

@@ -118,6 +118,12 @@ type Options struct {
 	// lock is held: it must return quickly and must not call the Log's
 	// methods.
 	OnChange func(ns string)
+	// AcceptDataLoss makes Open accept a cleanly closed store that no
+	// longer holds all it held when it was closed (a damaged WAL or
+	// MANIFEST): it opens, and if the lost ops include the replica's own
+	// it continues under a new replica id ([Log.IdentityChange]). Without
+	// it, such a store is refused with ErrCorrupt.
+	AcceptDataLoss bool
 	// ExistingOnly makes Open refuse to create a store: a missing
 	// directory is an error wrapping fs.ErrNotExist, and one that holds no
 	// store (no Pebble files, or no replica id) an error wrapping
@@ -168,6 +174,8 @@ type Log struct {
 		upstreams  map[string]map[crdt.ReplicaID]struct{}           // peers this replica's syncs asked, loaded lazily
 		horizons   map[string]crdt.VersionVector                    // compaction horizons, loaded lazily
 	}
+	// dots is what the replica has handed out (DotsFile); guarded by mu.
+	dots dots
 	// compactMu serializes what rewrites base states and the log below
 	// the vector: compaction and snapshot installation.
 	compactMu sync.Mutex
@@ -248,6 +256,13 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.mu.upstreams = make(map[string]map[crdt.ReplicaID]struct{})
 	l.mu.horizons = make(map[string]crdt.VersionVector)
 	err = l.loadMeta()
+	var seqs *storeSeqs
+	if err == nil {
+		seqs, err = l.checkIntegrity()
+	}
+	if err == nil {
+		err = l.openDots(dir, seqs.vectors)
+	}
 	if err == nil {
 		err = l.loadIndexes()
 	}
@@ -356,9 +371,20 @@ func (l *Log) Close() error {
 		l.readers.cond.Wait()
 	}
 	l.readers.Unlock()
+	// The vectors, for the clean DotsFile; without them the file stays
+	// as it was (not clean), which costs at most a new id at next open.
+	vectors, verr := l.readAllSeqs(tagVector)
 	err := l.db.Close()
 	l.cache.Unref()
 	if err != nil {
+		return fmt.Errorf("oplog: close: %w", err)
+	}
+	if verr != nil {
+		return fmt.Errorf("oplog: close: read vectors: %w", verr)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.closeDots(vectors); err != nil {
 		return fmt.Errorf("oplog: close: %w", err)
 	}
 	return nil
@@ -503,7 +529,7 @@ func (l *Log) readState(k []byte) (*crdt.Record, error) {
 		return nil, fmt.Errorf("oplog: read state %q: %w", k, pebbleErr(err))
 	}
 	defer closer.Close()
-	r, err := crdt.DecodeRecord(v)
+	r, err := decodeStored(v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: state %q: %w", ErrCorrupt, k, err)
 	}

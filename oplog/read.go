@@ -200,7 +200,7 @@ func (l *Log) Records(ctx context.Context, ns, coll string) iter.Seq2[RecordEntr
 				yield(RecordEntry{}, fmt.Errorf("%w: %w", ErrCorrupt, err))
 				return
 			}
-			r, err := crdt.DecodeRecord(it.Value())
+			r, err := decodeStored(it.Value())
 			if err != nil {
 				yield(RecordEntry{}, fmt.Errorf("%w: state %s/%s/%s: %w", ErrCorrupt, ns, c, k, err))
 				return
@@ -243,7 +243,8 @@ func hashStored(ctx context.Context, r iterReader, ns string) (string, int, erro
 		if err != nil {
 			return "", 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
-		h.Add(c, k, it.Value())
+		_, state := splitStored(it.Value()) // the applied count is local
+		h.Add(c, k, state)
 	}
 	if err := it.Error(); err != nil {
 		return "", 0, fmt.Errorf("oplog: state hash %q: %w", ns, pebbleErr(err))
@@ -360,6 +361,26 @@ func (l *Log) Verify(ctx context.Context, ns string) (Verification, error) {
 	return v, nil
 }
 
+// keepApplied carries the applied counts of the stored states of ns to
+// the rebuilt states, counting one more where the rebuild changes one, so
+// that a record's count never goes back.
+func keepApplied(l *Log, ns string, states map[stateID]*crdt.Record) error {
+	for id, r := range states {
+		old, err := l.readState(stateKey(ns, id.coll, id.key))
+		if err != nil {
+			// A stored state that does not decode is what a rebuild
+			// repairs: its count is lost, and restarts above the log's.
+			r.Applied = 1
+			continue
+		}
+		r.Applied = old.Applied
+		if !bytes.Equal(old.Encode(), r.Encode()) {
+			r.Applied++
+		}
+	}
+	return nil
+}
+
 // Rebuild replaces the stored state of ns with the state rebuilt from its
 // base states and log, in one batch, holding the write lock.
 func (l *Log) Rebuild(ctx context.Context, ns string) error {
@@ -380,12 +401,15 @@ func (l *Log) Rebuild(ctx context.Context, ns string) error {
 	b := l.db.NewBatch()
 	defer b.Close()
 	prefix := nsKey(tagState, ns)
+	if err := keepApplied(l, ns, states); err != nil {
+		return err
+	}
 	if err := b.DeleteRange(prefix, prefixEnd(prefix), nil); err != nil {
 		return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
 	}
 	var buf []byte
 	for id, r := range states {
-		buf = r.AppendBinary(buf[:0])
+		buf = appendStored(buf[:0], r)
 		if err := b.Set(stateKey(ns, id.coll, id.key), buf, nil); err != nil {
 			return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
 		}

@@ -81,7 +81,8 @@ func (l *Log) Snapshot(ctx context.Context, ns string, after *SnapshotCursor, li
 	defer it.Close()
 	p := &SnapshotPage{Vector: mine}
 	for it.First(); it.Valid(); it.Next() {
-		if len(p.Records) >= lim.MaxOps || (len(p.Records) > 0 && p.Bytes+len(it.Value()) > lim.MaxBytes) {
+		_, state := splitStored(it.Value()) // the applied count is local
+		if len(p.Records) >= lim.MaxOps || (len(p.Records) > 0 && p.Bytes+len(state) > lim.MaxBytes) {
 			p.More = true
 			break
 		}
@@ -89,8 +90,8 @@ func (l *Log) Snapshot(ctx context.Context, ns string, after *SnapshotCursor, li
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
-		p.Records = append(p.Records, SnapshotRecord{Collection: c, Key: k, State: bytes.Clone(it.Value())})
-		p.Bytes += len(it.Value())
+		p.Records = append(p.Records, SnapshotRecord{Collection: c, Key: k, State: bytes.Clone(state)})
+		p.Bytes += len(state)
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("oplog: snapshot %q: %w", ns, pebbleErr(err))
@@ -177,6 +178,9 @@ func (b *batch) applyState(id stateID, delta *crdt.Record) error {
 		return err
 	}
 	eff := materialize.FoldState(prev, delta, b.ns, id.coll, id.key)
+	if !bytes.Equal(prev.Encode(), eff.State.Encode()) {
+		eff.State.Applied = prev.Applied + 1
+	}
 	if idx := b.l.mu.indexes[id.coll]; len(idx) > 0 {
 		if err := b.writeIndexes(idx, id.coll, id.key, prev, eff.State); err != nil {
 			return fmt.Errorf("oplog: index %s/%s: %w", id.coll, id.key, err)

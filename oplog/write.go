@@ -76,6 +76,10 @@ func (tx *Tx) MutateFrom(coll, key string, base *crdt.Record, intent crdt.Intent
 	if cl == prev.CL && len(fields) == 0 {
 		return nil, nil
 	}
+	if err := tx.l.reserveLocked(tx.ns, tx.next); err != nil {
+		tx.failed = err
+		return nil, err
+	}
 	op := crdt.Op{
 		Namespace:  tx.ns,
 		Collection: coll,
@@ -398,7 +402,7 @@ func (b *batch) prefetchIDs(ids []stateID) error {
 			return fmt.Errorf("oplog: read state %q: %w", w.key, pebbleErr(err))
 		}
 		if found && bytes.Equal(it.Key(), w.key) {
-			if r, err = crdt.DecodeRecord(it.Value()); err != nil {
+			if r, err = decodeStored(it.Value()); err != nil {
 				it.Close()
 				return fmt.Errorf("%w: state %q: %w", ErrCorrupt, w.key, err)
 			}
@@ -419,6 +423,7 @@ func (b *batch) apply(op *crdt.Op) error {
 		return err
 	}
 	eff := materialize.Fold(prev, op)
+	eff.State.Applied = prev.Applied + 1
 	if idx := b.l.mu.indexes[op.Collection]; len(idx) > 0 {
 		if err := b.writeIndexes(idx, op.Collection, op.Key, prev, eff.State); err != nil {
 			return fmt.Errorf("oplog: index %s/%s: %w", op.Collection, op.Key, err)
@@ -445,7 +450,7 @@ func (l *Log) commitLocked(b *batch) error {
 	ns := b.ns
 	for _, id := range b.dirty {
 		r := b.states[id]
-		b.scratch = r.AppendBinary(b.scratch[:0])
+		b.scratch = appendStored(b.scratch[:0], r)
 		if err := b.pb.Set(stateKey(ns, id.coll, id.key), b.scratch, nil); err != nil {
 			return fmt.Errorf("oplog: commit: %w", err)
 		}

@@ -16,8 +16,8 @@ import (
 
 // drawUpdates draws 1 to 3 field updates, on distinct fields (one op may
 // write a register or a counter only once). "extra" is not a field of
-// Item: it is written as a register, a set or a counter, whichever the
-// update implies, so its kind changes over time (as in a schema change).
+// Item: it is written (converge.Undeclared) as a register, a set or a
+// counter, whichever the update implies, so its kind changes over time (as in a schema change).
 func drawUpdates(t *rapid.T) []converge.FieldUpdate {
 	fields := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"title", "rank", "tags", "hits", "peak", "extra"}), 1, 3, rapid.ID[string]).Draw(t, "fields")
 	var out []converge.FieldUpdate
@@ -64,13 +64,13 @@ func drawUpdates(t *rapid.T) []converge.FieldUpdate {
 		case "extra":
 			switch rapid.IntRange(0, 3).Draw(t, "extra op") {
 			case 0:
-				out = append(out, converge.Set("extra", genTitle.Draw(t, "extra")))
+				out = append(out, converge.Undeclared(converge.Set("extra", genTitle.Draw(t, "extra"))))
 			case 1:
-				out = append(out, converge.Unset("extra"))
+				out = append(out, converge.Undeclared(converge.Unset("extra")))
 			case 2:
-				out = append(out, converge.AddToSet("extra", genTag.Draw(t, "extra")))
+				out = append(out, converge.Undeclared(converge.AddToSet("extra", genTag.Draw(t, "extra"))))
 			default:
-				out = append(out, converge.Increment("extra", genHits.Draw(t, "extra")))
+				out = append(out, converge.Undeclared(converge.Increment("extra", genHits.Draw(t, "extra"))))
 			}
 		}
 	}

@@ -8,10 +8,14 @@ import (
 )
 
 // fieldValue returns the visible value of field name in it (empty when
-// missing) and its kind. IDField is the id as a msgpack string.
+// missing) and its kind. IDField is the id as a msgpack string, and a
+// metadata field ([crdt.MetaFieldValue]) the record's metadata.
 func fieldValue(it Item, name string) ([]byte, crdt.Kind) {
 	if name == IDField {
 		return mp.AppendString(nil, it.ID), crdt.KindRegister
+	}
+	if v, ok := crdt.MetaFieldValue(it.Rec, name); ok {
+		return v, crdt.KindRegister
 	}
 	if it.Rec == nil {
 		return nil, 0

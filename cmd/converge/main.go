@@ -3,6 +3,7 @@
 //	converge demo      replicas, a partition, conflicting writes, the heal
 //	converge serve     a hub: HTTP sync endpoint and/or NATS replication, health, metrics
 //	converge inspect   namespaces, vectors, record counts and a log check of a store
+//	converge backup    a consistent copy of a store
 package main
 
 import (
@@ -33,6 +34,7 @@ commands:
   demo      run replicas in one process through a partition and a heal
   serve     run a hub: HTTP sync endpoint and/or NATS replication, /healthz, /metrics
   inspect   show what a store holds and check its state against its log
+  backup    write a consistent copy of a store (restore: see docs/OPERATIONS.md)
 
 Run 'converge <command> -h' for a command's flags.
 `
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = runServe(ctx, args[1:], stdout, stderr)
 	case "inspect":
 		err = runInspect(ctx, args[1:], stdout, stderr)
+	case "backup":
+		err = runBackup(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

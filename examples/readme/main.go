@@ -77,11 +77,13 @@ func run(ctx context.Context, dir, hubURL, token string) error {
 	// A live query: the result now, then a new one after every change that
 	// alters it, until ctx ends or the loop breaks.
 	q := converge.Where(converge.Contains("tags", "q4")).OrderByDesc("votes").Limit(20)
-	for page, err := range tasks.Watch(ctx, "team-1", q) {
+	for res, err := range tasks.Watch(ctx, "team-1", q) {
 		if err != nil {
 			return err
 		}
-		fmt.Println(len(page), "tasks tagged q4")
+		// res.Synced is false until a sync with a peer completes (show
+		// "loading"); res.SyncErr is the last sync's error while it retries.
+		fmt.Println(len(res.Value), "tasks tagged q4")
 		break // a UI keeps ranging: each result replaces the last
 	}
 

@@ -51,6 +51,10 @@ type Todo struct {
 	Meta  converge.Meta
 }
 
+// todoDone names Todo's Done field in updates: a selector the compiler
+// checks, rather than its msgpack name in a string.
+var todoDone = converge.FieldOf(func(t *Todo) *bool { return &t.Done })
+
 // shortID is how many characters of the end of an id the list shows: the
 // random part of the ULID, so it tells items apart.
 const shortID = 6
@@ -132,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		a.pull(ctx, stdout)
 		return a.print(ctx, stdout)
 	default:
-		return a.watch(ctx, stdout, stderr)
+		return a.watch(ctx, stdout)
 	}
 }
 
@@ -259,7 +263,7 @@ func (a *app) done(ctx context.Context, stdout io.Writer, ref string) error {
 		fmt.Fprintf(stdout, "%s %q was done already\n", t.ID, t.Title)
 		return nil
 	}
-	if err := a.todos.Update(ctx, a.cfg.ns, t.ID, converge.Set("done", true)); err != nil {
+	if err := a.todos.Update(ctx, a.cfg.ns, t.ID, todoDone.Set(true)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "done %s %q\n", t.ID, t.Title)
@@ -300,19 +304,20 @@ func (a *app) print(ctx context.Context, stdout io.Writer) error {
 		}
 		list = append(list, t)
 	}
-	printList(stdout, a.cfg.ns, list)
+	printList(stdout, a.cfg.ns, list, "")
 	return nil
 }
 
-// printList prints a list: a header line, then a line per todo.
-func printList(w io.Writer, ns string, list []Todo) {
+// printList prints a list: a header line (ending with note), then a line
+// per todo.
+func printList(w io.Writer, ns string, list []Todo, note string) {
 	done := 0
 	for _, t := range list {
 		if t.Done {
 			done++
 		}
 	}
-	fmt.Fprintf(w, "== %s: %d todos, %d done\n", ns, len(list), done)
+	fmt.Fprintf(w, "== %s: %d todos, %d done%s\n", ns, len(list), done, note)
 	for _, t := range list {
 		mark := " "
 		if t.Done {
@@ -323,27 +328,22 @@ func printList(w io.Writer, ns string, list []Todo) {
 }
 
 // watch prints the list, then again after every change, local or synced,
-// until ctx ends. It reports on stderr when the hub is out of reach and
-// when it is back.
-func (a *app) watch(ctx context.Context, stdout, stderr io.Writer) error {
-	go func() {
-		offline := false
-		for st := range a.rep.Statuses(ctx) {
-			switch {
-			case st.State == converge.StateError && !offline:
-				offline = true
-				fmt.Fprintf(stderr, "(hub out of reach: %v; retrying)\n", innermost(st.LastError))
-			case st.State == converge.StateIdle && offline:
-				offline = false
-				fmt.Fprintln(stderr, "(hub reached again)")
-			}
-		}
-	}()
-	for list, err := range a.todos.Watch(ctx, a.cfg.ns, converge.Query{}) {
+// and whenever its sync state changes, until ctx ends. The header says
+// when this copy has not synced with the hub yet (the list may be
+// incomplete) and when the hub is out of reach.
+func (a *app) watch(ctx context.Context, stdout io.Writer) error {
+	for res, err := range a.todos.Watch(ctx, a.cfg.ns, converge.Query{}) {
 		if err != nil {
 			return err
 		}
-		printList(stdout, a.cfg.ns, list)
+		note := ""
+		switch {
+		case res.SyncErr != nil:
+			note = fmt.Sprintf(" (hub out of reach: %v; retrying)", innermost(res.SyncErr))
+		case !res.Synced:
+			note = " (not synced with the hub yet)"
+		}
+		printList(stdout, a.cfg.ns, res.Value, note)
 	}
 	return nil // interrupted
 }

@@ -1061,10 +1061,11 @@ func TestCrashWriterSIGKILL(t *testing.T) {
 // found there after the kill) the compaction is durable too: the horizon
 // the store shows after the kill is at least the durable one.
 type crashModel struct {
-	live    []map[string]crashRec
-	pending []*crashLine
-	ops     uint64 // ops of the writes known to be in the store
-	replica string
+	live       []map[string]crashRec
+	pending    []*crashLine
+	ops        uint64          // ops of the writes known to be in the store
+	replicas   map[string]bool // the ids the replica had
+	identities int             // new ids taken after a kill
 
 	compacting bool                // a "compact" line without its "compacted"
 	compacted  map[string]uint64   // the horizon the last compaction reached
@@ -1234,12 +1235,25 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A store that may have lost ops it handed out (a kill in GroupCommit
+	// or NoSync mode) continues under a new replica id: the vector sums
+	// the ops of every id the replica had.
+	if m.replicas == nil {
+		m.replicas = map[string]bool{}
+	}
+	m.replicas[db.ReplicaID()] = true
+	if c := db.Admin().Log().IdentityChange(); c != nil {
+		m.replicas[c.Old.String()] = true
+		m.identities++
+	}
 	if m.ops > 0 {
-		if m.replica == "" {
-			m.replica = db.ReplicaID()
+		if got := crashSum(vv); got != m.ops {
+			t.Fatalf("%s: vector %v sums to %d, want %d (the ops of the writes in the store)", when, vv, got, m.ops)
 		}
-		if want := map[string]uint64{m.replica: m.ops}; !maps.Equal(vv, want) {
-			t.Fatalf("%s: vector %v, want %v (the ops of the writes in the store)", when, vv, want)
+		for origin := range vv {
+			if !m.replicas[origin] {
+				t.Fatalf("%s: vector %v has origin %s, never this replica's id", when, vv, origin)
+			}
 		}
 	} else if len(vv) != 0 {
 		t.Fatalf("%s: vector %v, want empty", when, vv)
@@ -1322,9 +1336,9 @@ func crashWriterScenario(t *testing.T, seed uint64, iters int, durability conver
 	t.Logf("%v, %d writers: %d SIGKILLs (%d while opening the store, %d during a compaction), %d acknowledged writes (%d write checks after kills), "+
 		"writes in flight at the kill: %d made it, %d did not; %d ops written, %d of them compacted at the end; "+
 		"%d lives compacting: %d compactions returned (%d ops); after %d kills the store was compacted, its horizon risen after %d, "+
-		"a horizon made durable to check after %d; %d sstables; %v",
+		"a horizon made durable to check after %d; %d sstables; %d new replica ids; %v",
 		durability, writers, iters, killsBeforeReady, killsCompacting, m.acked, m.verified, m.inflightKept, m.inflightLost, m.ops, m.horizon,
-		compacting, m.compactions, m.opsCompacted, m.checksCompacted, m.horizonRose, m.durableRose, len(ssts), time.Since(start).Round(time.Millisecond))
+		compacting, m.compactions, m.opsCompacted, m.checksCompacted, m.horizonRose, m.durableRose, len(ssts), m.identities, time.Since(start).Round(time.Millisecond))
 }
 
 // ---- the ingest scenario ----
