@@ -49,6 +49,10 @@ var (
 	// field, a value that cannot be compared with the field, a malformed
 	// cursor.
 	ErrQuery = errors.New("converge: bad query")
+	// ErrField is wrapped by the errors of a field name a collection does
+	// not have, in a query, an update, an index or a relation (see
+	// [FieldError]).
+	ErrField = errors.New("converge: unknown field")
 	// ErrPaused is returned by [Replicator.SyncNow] while the replicator
 	// is paused.
 	ErrPaused = errors.New("converge: replication paused")

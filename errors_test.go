@@ -29,6 +29,7 @@ var rootSentinels = map[string]error{
 	"ErrFeedTrimmed":    converge.ErrFeedTrimmed,
 	"ErrLagged":         converge.ErrLagged,
 	"ErrQuery":          converge.ErrQuery,
+	"ErrField":          converge.ErrField,
 	"ErrPaused":         converge.ErrPaused,
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,

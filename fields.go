@@ -1,7 +1,6 @@
 package converge
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -10,10 +9,6 @@ import (
 
 	"github.com/convergedb/converge/crdt"
 )
-
-// ErrField is wrapped by the errors of a field name a collection does not
-// have, in a query, an update, an index or a relation (see [FieldError]).
-var ErrField = errors.New("converge: unknown field")
 
 // Metadata fields name a record's metadata in filters, orderings and
 // indexes as if they were fields (their values are the record's [Meta]).
