@@ -37,6 +37,7 @@ type Change struct {
 type subscription struct {
 	ns     string
 	max    int
+	from   uint64 // the notifier's commits published before it was made
 	notify chan struct{}
 
 	mu      sync.Mutex
@@ -59,6 +60,17 @@ func (s *subscription) push(c Change) {
 	}
 }
 
+// drop records that k changes were lost to the notifier's overflow.
+func (s *subscription) drop(k int) {
+	s.mu.Lock()
+	s.dropped += k
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
 func (s *subscription) close() {
 	s.mu.Lock()
 	s.closed = true
@@ -70,26 +82,22 @@ func (s *subscription) close() {
 }
 
 // publish is the store's commit hook: it runs under the store's write lock,
-// in commit order, and never blocks.
+// in commit order, and never blocks. It calls the commit hooks and queues
+// the commit for the notifier, which delivers it to subscriptions and
+// watches outside the lock.
 func (db *DB) publish(c *oplog.Commit) {
-	db.subs.Lock()
-	defer db.subs.Unlock()
 	if len(c.Ops) > 0 {
+		db.subs.Lock()
 		for _, h := range db.subs.commitHooks {
-			h.fn(c.Namespace)
+			if h.ops != nil {
+				h.ops(c.Namespace, len(c.Ops), c.Local)
+			} else {
+				h.fn(c.Namespace)
+			}
 		}
+		db.subs.Unlock()
 	}
-	if len(c.Changes) == 0 {
-		return
-	}
-	for _, s := range db.subs.list {
-		if s.ns != "" && s.ns != c.Namespace {
-			continue
-		}
-		for i := range c.Changes {
-			s.push(changeOf(&c.Changes[i]))
-		}
-	}
+	db.notify.publish(c)
 }
 
 // Subscription is a feed of committed changes, from the moment it was
@@ -106,12 +114,12 @@ type Subscription struct {
 func (db *DB) Subscribe(ns string) *Subscription {
 	s := &subscription{ns: ns, max: db.opts.ChangeBuffer, notify: make(chan struct{}, 1)}
 	db.subs.Lock()
+	defer db.subs.Unlock() // held so that Close closes s if it does not see it closed
 	if db.subs.closed {
 		s.closed = true
-	} else {
-		db.subs.list = append(db.subs.list, s)
+		return &Subscription{db: db, s: s}
 	}
-	db.subs.Unlock()
+	db.notify.subscribe(s)
 	return &Subscription{db: db, s: s}
 }
 
@@ -182,18 +190,13 @@ func (db *DB) Changes(ctx context.Context, ns string) iter.Seq2[Change, error] {
 	}
 }
 
-func (db *DB) unsubscribe(s *subscription) {
-	db.subs.Lock()
-	defer db.subs.Unlock()
-	for i, x := range db.subs.list {
-		if x == s {
-			db.subs.list = append(db.subs.list[:i], db.subs.list[i+1:]...)
-			return
-		}
-	}
-}
+func (db *DB) unsubscribe(s *subscription) { db.notify.unsubscribe(s) }
 
-type commitHook struct{ fn func(ns string) }
+// commitHook is a hook of OnCommit (fn) or OnOps (ops).
+type commitHook struct {
+	fn  func(ns string)
+	ops func(ns string, n int, local bool)
+}
 
 // OnCommit calls fn with the namespace after every commit that adds ops to
 // the log, local or remote, including commits that change nothing visible
@@ -204,7 +207,20 @@ type commitHook struct{ fn func(ns string) }
 // with a lock held: it must return at once and must not call the DB. The
 // returned func unregisters it.
 func (db *DB) OnCommit(fn func(ns string)) (stop func()) {
-	h := &commitHook{fn: fn}
+	return db.addCommitHook(&commitHook{fn: fn})
+}
+
+// OnOps calls fn after every commit that adds ops to the log, with the
+// namespace, the number of ops and whether this DB wrote them (local) or
+// applied them from a peer: the hook for counting ops applied. It runs as
+// OnCommit's hooks do (on the committing goroutine, with a lock held: it
+// must return at once and must not call the DB). The returned func
+// unregisters it.
+func (db *DB) OnOps(fn func(ns string, n int, local bool)) (stop func()) {
+	return db.addCommitHook(&commitHook{ops: fn})
+}
+
+func (db *DB) addCommitHook(h *commitHook) (stop func()) {
 	db.subs.Lock()
 	db.subs.commitHooks = append(db.subs.commitHooks, h)
 	db.subs.Unlock()

@@ -212,18 +212,9 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 		return "", storeErr(err)
 	}
 	base := t.c.baseOf(rv, t.tx.Namespace(), id, st)
-	var changes []crdt.Change
-	for _, sf := range s.fields {
-		var ch []crdt.Change
-		if base != nil {
-			ch, err = editChanges(sf, base, rv.FieldByIndex(sf.index))
-		} else {
-			ch, err = fieldChanges(sf, st, !st.Exists(), rv.FieldByIndex(sf.index))
-		}
-		if err != nil {
-			return "", err
-		}
-		changes = append(changes, ch...)
+	changes, err := t.c.putChanges(rv, st, base)
+	if err != nil {
+		return "", err
 	}
 	changes = append(changes, t.c.dropChanges(st)...)
 	if _, err := t.tx.tx.MutateFrom(t.c.name, id, base, crdt.IntentPut, changes); err != nil {
@@ -234,6 +225,27 @@ func (t *CollectionTx[T]) Put(v *T) (string, error) {
 		return "", err
 	}
 	return id, nil
+}
+
+// putChanges returns the changes a Put of the struct rv makes to record
+// st: the three-way diff from base if v was read at a version of it, the
+// diff from st otherwise. Their values share one allocation.
+func (c *Collection[T]) putChanges(rv reflect.Value, st, base *crdt.Record) ([]crdt.Change, error) {
+	s := c.schema
+	changes := make([]crdt.Change, 0, len(s.fields))
+	arena := make([]byte, 0, 16*len(s.fields))
+	var err error
+	for _, sf := range s.fields {
+		if base != nil {
+			changes, err = editChanges(changes, &arena, sf, base, rv.FieldByIndex(sf.index))
+		} else {
+			changes, err = fieldChanges(changes, &arena, sf, st, !st.Exists(), rv.FieldByIndex(sf.index))
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return changes, nil
 }
 
 // baseOf returns the version v (the struct rv) was read at, if it is a
@@ -259,22 +271,23 @@ func (t *CollectionTx[T]) refresh(rv reflect.Value, id string, created bool) err
 		return storeErr(err)
 	}
 	s := t.c.schema
-	fresh := reflect.New(s.typ).Elem()
 	if created {
-		s.copyRecord(fresh, rv)
-		fresh.FieldByIndex(s.id).SetString(id)
-		fresh.FieldByIndex(s.meta).Set(reflect.ValueOf(t.c.meta(t.tx.Namespace(), id, st)))
-	} else {
-		v, err := t.c.decode(t.tx.Namespace(), id, st)
-		if err != nil {
-			return fmt.Errorf("converge: put %s/%s: the record as written: %w", t.c.name, id, err)
-		}
-		fresh.Set(reflect.ValueOf(v))
+		// Only the id and Meta change: keep those for the undo.
+		idv, metav := rv.FieldByIndex(s.id), rv.FieldByIndex(s.meta).Addr().Interface().(*Meta)
+		oldID, oldMeta := idv.String(), *metav
+		t.tx.onAbort(func() { idv.SetString(oldID); *metav = oldMeta })
+		idv.SetString(id)
+		*metav = t.c.meta(t.tx.Namespace(), id, st)
+		return nil
+	}
+	v, err := t.c.decode(t.tx.Namespace(), id, st)
+	if err != nil {
+		return fmt.Errorf("converge: put %s/%s: the record as written: %w", t.c.name, id, err)
 	}
 	old := reflect.New(s.typ).Elem()
 	s.copyRecord(old, rv)
 	t.tx.onAbort(func() { s.copyRecord(rv, old) })
-	s.copyRecord(rv, fresh)
+	s.copyRecord(rv, reflect.ValueOf(&v).Elem())
 	return nil
 }
 
@@ -325,8 +338,9 @@ func (t *CollectionTx[T]) Delete(id string) error {
 	return storeErr(err)
 }
 
-// fieldChanges returns the changes that make field sf of record st hold v.
-func fieldChanges(sf schemaField, st *crdt.Record, creating bool, v reflect.Value) ([]crdt.Change, error) {
+// fieldChanges appends to dst the changes that make field sf of record st
+// hold v; the values it encodes go to *arena.
+func fieldChanges(dst []crdt.Change, arena *[]byte, sf schemaField, st *crdt.Record, creating bool, v reflect.Value) ([]crdt.Change, error) {
 	var cur crdt.FieldValue
 	var have bool
 	if !creating {
@@ -343,14 +357,13 @@ func fieldChanges(sf schemaField, st *crdt.Record, creating bool, v reflect.Valu
 		if have {
 			old = st.SetElems(sf.name)
 		}
-		var out []crdt.Change
 		for _, e := range diffSorted(elems, old) {
-			out = append(out, crdt.Change{Name: sf.name, Type: crdt.AddElem, Value: e})
+			dst = append(dst, crdt.Change{Name: sf.name, Type: crdt.AddElem, Value: e})
 		}
 		for _, e := range diffSorted(old, elems) {
-			out = append(out, crdt.Change{Name: sf.name, Type: crdt.RemoveElem, Value: e})
+			dst = append(dst, crdt.Change{Name: sf.name, Type: crdt.RemoveElem, Value: e})
 		}
-		return out, nil
+		return dst, nil
 	case crdt.KindCounter:
 		var total int64
 		if have {
@@ -359,21 +372,21 @@ func fieldChanges(sf schemaField, st *crdt.Record, creating bool, v reflect.Valu
 			}
 		}
 		if d := v.Int() - total; d != 0 {
-			return []crdt.Change{{Name: sf.name, Type: crdt.Increment, Delta: d}}, nil
+			return append(dst, crdt.Change{Name: sf.name, Type: crdt.Increment, Delta: d}), nil
 		}
-		return nil, nil
+		return dst, nil
 	}
-	enc, err := encodeValue(v.Interface())
+	mark := len(*arena)
+	enc, err := encodeField(arena, sf, v)
 	if err != nil {
 		return nil, err
 	}
-	if have && bytes.Equal(cur.Value, enc) {
-		return nil, nil
+	if (have && bytes.Equal(cur.Value, enc)) || (!have && !creating && v.IsZero()) {
+		// Unchanged, or reads as the zero value already.
+		*arena = (*arena)[:mark] // unused: the next value may take its place
+		return dst, nil
 	}
-	if !have && !creating && v.IsZero() {
-		return nil, nil // reads as the zero value already
-	}
-	return []crdt.Change{{Name: sf.name, Type: offerType(sf.kind), Value: enc}}, nil
+	return append(dst, crdt.Change{Name: sf.name, Type: offerType(sf.kind), Value: enc}), nil
 }
 
 // editChanges returns the changes that carry to field sf what the app
@@ -381,12 +394,13 @@ func fieldChanges(sf schemaField, st *crdt.Record, creating bool, v reflect.Valu
 // A value counts as unchanged if it is the one read, byte for byte or once
 // decoded into the field's type and encoded again (a value stored in
 // another encoding, by another version of the app, is not a change).
-func editChanges(sf schemaField, base *crdt.Record, v reflect.Value) ([]crdt.Change, error) {
+func editChanges(dst []crdt.Change, arena *[]byte, sf schemaField, base *crdt.Record, v reflect.Value) ([]crdt.Change, error) {
 	was, have := base.Get(sf.name)
 	have = have && was.Kind == sf.kind
 	switch sf.kind {
 	case crdt.KindSet:
-		return editSetChanges(sf, base, have, v)
+		ch, err := editSetChanges(sf, base, have, v)
+		return append(dst, ch...), err
 	case crdt.KindCounter:
 		var read int64
 		if have {
@@ -395,21 +409,21 @@ func editChanges(sf schemaField, base *crdt.Record, v reflect.Value) ([]crdt.Cha
 			}
 		}
 		if d := v.Int() - read; d != 0 {
-			return []crdt.Change{{Name: sf.name, Type: crdt.Increment, Delta: d}}, nil
+			return append(dst, crdt.Change{Name: sf.name, Type: crdt.Increment, Delta: d}), nil
 		}
-		return nil, nil
+		return dst, nil
 	}
-	enc, err := encodeValue(v.Interface())
+	mark := len(*arena)
+	enc, err := encodeField(arena, sf, v)
 	if err != nil {
 		return nil, err
 	}
-	if !have && v.IsZero() {
-		return nil, nil // read as the zero value
+	if (!have && v.IsZero()) || // read as the zero value
+		(have && (bytes.Equal(was.Value, enc) || bytes.Equal(reencode(was.Value, v.Type()), enc))) {
+		*arena = (*arena)[:mark] // unused: the next value may take its place
+		return dst, nil
 	}
-	if have && (bytes.Equal(was.Value, enc) || bytes.Equal(reencode(was.Value, v.Type()), enc)) {
-		return nil, nil
-	}
-	return []crdt.Change{{Name: sf.name, Type: offerType(sf.kind), Value: enc}}, nil
+	return append(dst, crdt.Change{Name: sf.name, Type: offerType(sf.kind), Value: enc}), nil
 }
 
 // editSetChanges is editChanges for a set field: adds of the elements v
@@ -513,7 +527,7 @@ func (c *Collection[T]) meta(ns, id string, st *crdt.Record) Meta {
 	return Meta{
 		Namespace: ns, Collection: c.name, ID: id,
 		Created: st.Created.HLC, Updated: st.Updated.HLC,
-		Origin: st.Created.Replica.String(), UpdatedBy: st.Updated.Replica.String(),
+		Origin: c.db.replicaString(st.Created.Replica), UpdatedBy: c.db.replicaString(st.Updated.Replica),
 		Version: st.Applied,
 		base:    st,
 	}
@@ -645,7 +659,8 @@ func (c *Collection[T]) updateChanges(u FieldUpdate, st *crdt.Record) ([]crdt.Ch
 			}
 			v.Set(rv)
 		}
-		return fieldChanges(sf, st, false, v)
+		var arena []byte
+		return fieldChanges(nil, &arena, sf, st, false, v)
 	case opUnset:
 		if sf.kind != crdt.KindRegister {
 			return nil, wrongKind()

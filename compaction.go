@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +37,17 @@ type CompactionOptions struct {
 	// namespace's change feed compaction keeps. Zero means 10,000;
 	// negative keeps every change.
 	FeedRetention int
+	// OnCompact, if set, is called after each background compaction of a
+	// namespace (not after [DB.Compact]), with what it did and its error,
+	// nil on success: the hook for metrics. It runs on the compactor's
+	// goroutine and must not block for long.
+	OnCompact func(st CompactStats, err error)
+	// PeerLease is how long a peer that does not sync a namespace stays
+	// known: past it the peer is forgotten (see [Admin.ForgetPeer]) and no
+	// longer holds compaction back. A device that comes back later
+	// bootstraps from a snapshot if it lacks compacted ops; the writes it
+	// made meanwhile still go up. Zero means peers never expire.
+	PeerLease time.Duration
 }
 
 func (o CompactionOptions) withDefaults() CompactionOptions {
@@ -126,9 +139,14 @@ func (c *compactor) stop() {
 	c.done.Wait()
 }
 
-// compactAll compacts every namespace once, paced to rate ops a second.
+// compactAll compacts once, paced to rate ops a second, the namespaces
+// that changed (a commit, a peer's acknowledgement) since the last pass:
+// a pass costs in proportion to them, not to the namespaces held. The
+// first pass, and one every lease period when peers expire (an expiry
+// may free ops of a namespace that did not change), take every
+// namespace.
 func (db *DB) compactAll(ctx context.Context, rate int) {
-	nss, err := db.log.Namespaces(ctx)
+	nss, err := db.compactionDue(ctx)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) && !errors.Is(err, oplog.ErrClosed) {
 			db.logger.Warn("background compaction: list namespaces", "err", err)
@@ -138,15 +156,54 @@ func (db *DB) compactAll(ctx context.Context, rate int) {
 	pace := newPacer(rate)
 	for _, ns := range nss {
 		st, err := db.log.Compact(ctx, ns, oplog.CompactOptions{Wait: pace.wait, Reclaim: true})
-		switch {
-		case errors.Is(err, context.Canceled) || errors.Is(err, oplog.ErrClosed):
+		if errors.Is(err, context.Canceled) || errors.Is(err, oplog.ErrClosed) {
 			return
+		}
+		if hook := db.opts.Compaction.OnCompact; hook != nil {
+			hook(compactStats(st), err)
+		}
+		switch {
 		case err != nil:
+			db.markDirty(ns) // try again next pass
 			db.logger.Warn("background compaction failed", "namespace", ns, "err", err)
 		case st.Ops > 0:
 			db.logger.Info("compacted", "namespace", ns, "ops", st.Ops, "records", st.Records, "feed_trimmed", st.FeedTrimmed)
 		}
 	}
+}
+
+// dirtySet is the namespaces changed since the last background pass.
+type dirtySet struct {
+	sync.Mutex
+	primed   bool // a full pass ran
+	lastFull time.Time
+	set      map[string]struct{}
+}
+
+func (db *DB) markDirty(ns string) {
+	db.dirty.Lock()
+	if db.dirty.set == nil {
+		db.dirty.set = make(map[string]struct{})
+	}
+	db.dirty.set[ns] = struct{}{}
+	db.dirty.Unlock()
+}
+
+// compactionDue takes the namespaces a background pass compacts.
+func (db *DB) compactionDue(ctx context.Context) ([]string, error) {
+	db.dirty.Lock()
+	lease := db.opts.Compaction.PeerLease
+	full := !db.dirty.primed || lease > 0 && time.Since(db.dirty.lastFull) >= lease
+	set := db.dirty.set
+	db.dirty.set = nil
+	if full {
+		db.dirty.primed, db.dirty.lastFull = true, time.Now()
+	}
+	db.dirty.Unlock()
+	if full {
+		return db.log.Namespaces(ctx)
+	}
+	return slices.Sorted(maps.Keys(set)), nil
 }
 
 // pacer spaces out work to a rate in units a second, with a token bucket

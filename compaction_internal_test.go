@@ -88,3 +88,43 @@ func TestCompactAll(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactionVisitsChangedNamespaces: the first background pass takes
+// every namespace; the next ones only those that changed meanwhile.
+func TestCompactionVisitsChangedNamespaces(t *testing.T) {
+	ctx := t.Context()
+	db, err := Open(t.TempDir(), Options{Compaction: CompactionOptions{Disabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := NewCollection[notifyRec](db, "recs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"a", "b", "c"} {
+		if _, err := c.Put(ctx, ns, &notifyRec{ID: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	due := func() []string {
+		t.Helper()
+		nss, err := db.compactionDue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nss
+	}
+	if got := due(); len(got) != 3 {
+		t.Fatalf("first pass visits %v, want every namespace", got)
+	}
+	if got := due(); len(got) != 0 {
+		t.Fatalf("pass with nothing changed visits %v", got)
+	}
+	if _, err := c.Put(ctx, "b", &notifyRec{ID: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("pass after a write to b visits %v, want [b]", got)
+	}
+}

@@ -72,9 +72,13 @@ type Options struct {
 // for concurrent use.
 type DB struct {
 	log       *oplog.Log
+	self      string // the replica's id as a string, made once
 	opts      Options
 	logger    *slog.Logger
 	compactor *compactor // nil when background compaction is off
+	notify    *notifier
+	dirty     dirtySet      // namespaces the background compaction has to visit
+	done      chan struct{} // closed by Close: watches end
 	// policies maps a collection name to the ConflictPolicy set for it
 	// (Collection.SetConflictPolicy), in place of opts.ConflictPolicy.
 	policies sync.Map
@@ -86,7 +90,6 @@ type DB struct {
 	subs struct {
 		sync.Mutex
 		closed      bool
-		list        []*subscription
 		commitHooks []*commitHook
 		changeHooks []*commitHook // Admin.OnChange
 		replicators map[*Replicator]struct{}
@@ -102,7 +105,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge")}
+	db := &DB{opts: opts, logger: opts.Logger.With("component", "converge"), done: make(chan struct{})}
+	// The notifier queues at most a few subscription buffers of changes;
+	// beyond, listeners are told they lagged.
+	db.notify = newNotifier(4 * opts.ChangeBuffer)
 	l, err := oplog.Open(dir, oplog.Options{
 		Durability:      opts.Durability,
 		MaxClockDrift:   opts.MaxClockDrift,
@@ -114,13 +120,16 @@ func Open(dir string, opts Options) (*DB, error) {
 		FS:              opts.FS,
 		Logger:          opts.Logger,
 		FeedRetention:   opts.Compaction.FeedRetention,
+		PeerLease:       opts.Compaction.PeerLease,
 		OnCommit:        db.publish,
 		OnChange:        db.changed,
 	})
 	if err != nil {
+		db.notify.close()
 		return nil, storeErr(fmt.Errorf("converge: %w", err))
 	}
 	db.log = l
+	db.self = l.ReplicaID().String()
 	db.logger = db.logger.With("replica", l.ReplicaID())
 	if !opts.Compaction.Disabled {
 		db.compactor = db.startCompactor(opts.Compaction.withDefaults())
@@ -137,22 +146,25 @@ func Open(dir string, opts Options) (*DB, error) {
 // or a subscription on a closed DB gives ErrClosed (a closed subscription).
 func (db *DB) Close() error {
 	db.subs.Lock()
+	if !db.subs.closed {
+		close(db.done)
+	}
 	db.subs.closed = true
 	reps := db.subs.replicators
 	db.subs.replicators = nil
-	subs := db.subs.list
-	db.subs.list = nil
 	db.subs.Unlock()
 	for r := range reps {
 		r.stop()
 	}
-	for _, s := range subs {
+	for _, s := range db.notify.subscriptions() {
+		db.notify.unsubscribe(s)
 		s.close()
 	}
 	if db.compactor != nil {
 		db.compactor.stop()
 	}
 	err := db.log.Close()
+	db.notify.close()
 	if err != nil {
 		return storeErr(fmt.Errorf("converge: %w", err))
 	}
@@ -160,7 +172,16 @@ func (db *DB) Close() error {
 }
 
 // ReplicaID returns the replica's id (a ULID).
-func (db *DB) ReplicaID() string { return db.log.ReplicaID().String() }
+func (db *DB) ReplicaID() string { return db.self }
+
+// replicaString returns r as a string, without building this replica's
+// own id again.
+func (db *DB) replicaString(r crdt.ReplicaID) string {
+	if r == db.log.ReplicaID() {
+		return db.self
+	}
+	return r.String()
+}
 
 // Tx is a transaction on one namespace, open for the duration of the
 // function given to [DB.Update]. Use [Collection.Tx] to write through it.
@@ -172,7 +193,8 @@ type Tx struct {
 	// undo restores what the transaction's writes changed in the
 	// caller's values (a struct Put refreshed), run in reverse order if
 	// the transaction does not commit.
-	undo []func()
+	undo    []func()
+	undoBuf [1]func() // undo's first, in the Tx's allocation
 }
 
 // Namespace returns the transaction's namespace.
@@ -207,6 +229,7 @@ func (db *DB) Update(ctx context.Context, ns string, fn func(tx *Tx) error) erro
 		return err
 	}
 	tx := &Tx{}
+	tx.undo = tx.undoBuf[:0]
 	_, err := db.log.Write(ctx, ns, func(t *oplog.Tx) error {
 		tx.tx = t
 		if err := fn(tx); err != nil {

@@ -34,7 +34,10 @@ type syncTiming struct {
 //     of the live path, a gap in what the live stream delivered, changes
 //     dropped by the replicator's subscription), debounce after the first
 //     kick since the last background sync began, or, for a kick that came
-//     while a background sync ran, debounce after that sync ends;
+//     while a background sync ran, debounce after that sync ends. With
+//     no debounce (the default) a kick is due at once when idle, and the
+//     kicks that come while a sync is in flight are batched into the one
+//     sync that begins when it ends;
 //   - the periodic tick, every interval from the start (ticks missed while
 //     busy or paused are dropped, as a time.Ticker drops them);
 //   - a retry after a failed background sync: after the n-th consecutive

@@ -11,13 +11,14 @@ import (
 	"github.com/convergedb/converge/internal/backoff"
 )
 
-// testTiming is a replicator's timing with ReplicatorOptions' defaults,
-// for a peer that does not publish its commits, and retry waits at their
-// longest (the ceiling of the jitter: min(1m, 500ms·2ⁿ⁻¹)), so that a
-// transcript can say when a retry is due.
-func testTiming(publishes bool) *syncTiming {
+// testTiming is a replicator's timing with ReplicatorOptions' defaults
+// but for debounce (0 is the default), for a peer that publishes its
+// commits or not, and retry waits at their longest (the ceiling of the
+// jitter: min(1m, 500ms·2ⁿ⁻¹)), so that a transcript can say when a retry
+// is due.
+func testTiming(publishes bool, debounce time.Duration) *syncTiming {
 	p := backoff.Policy{Min: 500 * time.Millisecond, Max: time.Minute}
-	return &syncTiming{debounce: 20 * time.Millisecond, interval: 30 * time.Second, publishes: publishes,
+	return &syncTiming{debounce: debounce, interval: 30 * time.Second, publishes: publishes,
 		retryWait: func(failures int) time.Duration { return p.Ceiling(failures - 1) }}
 }
 
@@ -106,9 +107,52 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		publishes bool
+		debounce  time.Duration // ReplicatorOptions.Debounce; 0: none, the default
 		script    string
 	}{
-		{name: "opening kicks a debounced sync, then ticks every interval", script: `
+		// The defaults: no debounce. A kick is due at once when idle; the
+		// kicks made while a sync is in flight join the next one, due when
+		// it ends.
+		{name: "opening syncs at once, then ticks every interval", script: `
+			0s     next         => due
+			0s     begin bg     => exchange syncing
+			0s     next         => idle
+			5ms    done bg ok   => idle f=0
+			5ms    next         => wait 30s`},
+		{name: "an idle replicator syncs a kick at once", script: `
+			0s     begin bg
+			1ms    done bg ok   => idle f=0
+			1s     next         => wait 30s
+			1s     kick         => idle f=0
+			1s     next         => due
+			1s     begin bg     => push syncing
+			1.001s done bg ok   => idle f=0
+			1.001s next         => wait 30s`},
+		{name: "kicks while a sync is in flight go out together when it ends", script: `
+			0s     begin bg
+			1ms    done bg ok
+			1s     kick
+			1s     begin bg     => push syncing
+			1.001s kick         => syncing f=0
+			1.002s kick
+			1.003s kick
+			1.003s next         => idle
+			1.005s done bg ok   => idle f=0
+			1.005s next         => due
+			1.005s begin bg     => push syncing
+			1.006s next         => idle
+			1.007s done bg ok   => idle f=0
+			1.007s next         => wait 30s`},
+		{name: "no debounce: a failed sync's retry still backs off, a kick does not wait for it", script: `
+			0s     begin bg     => exchange syncing
+			1ms    done bg fail => error f=1
+			1ms    next         => wait 501ms
+			100ms  kick
+			100ms  next         => due
+			100ms  begin bg     => exchange syncing
+			101ms  done bg ok   => idle f=0`},
+		// With a Debounce of 20ms.
+		{name: "opening kicks a debounced sync, then ticks every interval", debounce: 20 * time.Millisecond, script: `
 			0s     next         => wait 20ms
 			19ms   next         => wait 20ms
 			20ms   next         => due
@@ -121,7 +165,7 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			30s    begin bg     => push syncing
 			30.1s  done bg ok   => idle f=0
 			30.1s  next         => wait 1m0s`},
-		{name: "kicks within the debounce join the first", script: `
+		{name: "kicks within the debounce join the first", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok   => idle f=0
 			1s     kick         => idle f=0
@@ -132,21 +176,21 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			1.02s  begin bg     => push syncing
 			1.03s  done bg ok
 			1.03s  next         => wait 30s`},
-		{name: "a kick while a sync runs is debounced from its end", script: `
+		{name: "a kick while a sync runs is debounced from its end", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			25ms   kick         => syncing f=0
 			25ms   next         => idle
 			100ms  done bg ok   => idle f=0
 			100ms  next         => wait 120ms
 			120ms  next         => due`},
-		{name: "ticks missed while busy are dropped", script: `
+		{name: "ticks missed while busy are dropped", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg
 			21ms   done bg ok
 			95s    next         => due
 			95s    begin bg     => push syncing
 			95.5s  done bg ok
 			95.5s  next         => wait 2m0s`},
-		{name: "a sync carries the kick whose debounce it began in", script: `
+		{name: "a sync carries the kick whose debounce it began in", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg
 			21ms   done bg ok
 			29.99s kick
@@ -155,7 +199,7 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			30s    begin bg     => push syncing
 			30.01s done bg ok
 			30.01s next         => wait 1m0s`},
-		{name: "failures back off exponentially, kicks do not wait for the retry, success resets", script: `
+		{name: "failures back off exponentially, kicks do not wait for the retry, success resets", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg fail => error f=1
 			21ms   next         => wait 521ms
@@ -171,7 +215,7 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			2.02s  begin bg     => exchange syncing
 			2.03s  done bg ok   => idle f=0
 			2.03s  next         => wait 30s`},
-		{name: "after a success, a failed sync's retry exchanges vectors", script: `
+		{name: "after a success, a failed sync's retry exchanges vectors", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok   => idle f=0
 			1s     kick
@@ -181,7 +225,7 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			1.54s  done bg ok   => idle f=0
 			2s     kick
 			2.02s  begin bg     => push syncing`},
-		{name: "a SyncNow counts, but schedules no retry and carries no reason", script: `
+		{name: "a SyncNow counts, but schedules no retry and carries no reason", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok
 			1s     kick
@@ -192,7 +236,7 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			1.03s  done bg fail => error f=2
 			# the second consecutive failure: up to 1s
 			1.03s  next         => wait 2.03s`},
-		{name: "a cancelled background sync is no failure and is not retried", script: `
+		{name: "a cancelled background sync is no failure and is not retried", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok
 			1s     kick
@@ -200,7 +244,7 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			1.03s  done bg cancelled => idle f=0
 			1.03s  next         => wait 30s
 			2s     begin now    => exchange syncing`},
-		{name: "paused: nothing is due; Resume syncs what came due at once", script: `
+		{name: "paused: nothing is due; Resume syncs what came due at once", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   pause        => paused f=0
 			22ms   done bg cancelled => paused f=0
@@ -212,21 +256,21 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			40s    begin bg     => exchange syncing
 			40.1s  done bg ok   => idle f=0
 			40.1s  next         => wait 1m0s`},
-		{name: "Resume with nothing due kicks a debounced sync", script: `
+		{name: "Resume with nothing due kicks a debounced sync", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg
 			21ms   done bg ok
 			1s     pause        => paused f=0
 			1s     next         => idle
 			2s     resume       => idle f=0
 			2s     next         => wait 2.02s`},
-		{name: "a SyncNow ending while paused leaves the state paused", script: `
+		{name: "a SyncNow ending while paused leaves the state paused", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg
 			21ms   done bg ok
 			1s     begin now    => push syncing
 			1.001s pause        => paused f=0
 			1.002s done now fail => paused f=1
 			1.003s begin bg     => refused paused`},
-		{name: "a live delivery makes the next sync exchange vectors", script: `
+		{name: "a live delivery makes the next sync exchange vectors", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok
 			1s     begin now    => push syncing
@@ -235,21 +279,21 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			2s     begin now    => exchange syncing
 			2.001s done now ok
 			3s     begin now    => push syncing`},
-		{name: "a live path that publishes commits: every sync exchanges vectors", publishes: true, script: `
+		{name: "a live path that publishes commits: every sync exchanges vectors", publishes: true, debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok
 			1s     begin now    => exchange syncing
 			1.001s done now ok
 			2s     begin now    => exchange syncing`},
 	} {
-		t.Run(tc.name, func(t *testing.T) { runTranscript(t, testTiming(tc.publishes), tc.script) })
+		t.Run(tc.name, func(t *testing.T) { runTranscript(t, testTiming(tc.publishes, tc.debounce), tc.script) })
 	}
 }
 
 // TestNamespaceSyncRetryWaits: the retry after the n-th consecutive
 // background failure waits what retryWait says for n.
 func TestNamespaceSyncRetryWaits(t *testing.T) {
-	timing := testTiming(false)
+	timing := testTiming(false, 0)
 	timing.interval = 1000 * time.Hour // no tick comes due
 	var asked []int
 	timing.retryWait = func(n int) time.Duration { asked = append(asked, n); return time.Duration(n) * time.Second }
@@ -276,7 +320,7 @@ func TestNamespaceSyncRetryWaits(t *testing.T) {
 // ops against them).
 func TestNamespaceSyncKeepsWhatThePeerSaid(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := newNamespaceSync("ns", testTiming(false), now)
+	s := newNamespaceSync("ns", testTiming(false, 0), now)
 	id := crdt.ReplicaID{7}
 	vv := crdt.VersionVector{id: 3}
 	s.Begin(now, false)

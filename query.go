@@ -246,10 +246,22 @@ func (c *Collection[T]) indexes() []query.Index {
 // next cursor.
 func (c *Collection[T]) run(ctx context.Context, ns string, q Query, cursor string) ([]query.Item, string, error) {
 	trackCollection(ctx, ns, c.name) // for WatchFunc
-	qq, err := c.schema.compile(q, cursor, func(l *lateFilter) (Filter, error) { return l.resolve(ctx, ns) })
+	qq, err := c.compileIn(ctx, ns, q, cursor)
 	if err != nil {
 		return nil, "", err
 	}
+	return c.runCompiled(ctx, ns, qq, cursor)
+}
+
+// compileIn compiles q (with cursor) for ns, resolving its filters on
+// related records there.
+func (c *Collection[T]) compileIn(ctx context.Context, ns string, q Query, cursor string) (*query.Query, error) {
+	return c.schema.compile(q, cursor, func(l *lateFilter) (Filter, error) { return l.resolve(ctx, ns) })
+}
+
+// runCompiled executes the compiled query qq (with cursor) in ns and
+// returns the page of items and the next cursor.
+func (c *Collection[T]) runCompiled(ctx context.Context, ns string, qq *query.Query, cursor string) ([]query.Item, string, error) {
 	if _, err := qq.AfterCursor(query.Item{}); err != nil && cursor != "" {
 		return nil, "", fmt.Errorf("%w: %w", ErrQuery, err)
 	}

@@ -134,21 +134,21 @@ func (r *BelongsTo[F, T]) none() Filter { return Lt(r.field, "") }
 // on until ctx ends or the DB closes.
 func (r *BelongsTo[F, T]) WatchWithChildren(ctx context.Context, ns, toID string, q Query, opts ...WatchOption) iter.Seq2[Watched[WithRelated[T, F]], error] {
 	cq := r.ChildrenQuery(toID, q)
-	children := r.from.queryRelevant(cq)
+	reads := map[string]bool{r.from.name: true}
+	filterReads(cq.where, reads)
+	relevant := func(coll, id string) bool { return coll == r.to.name && id == toID || reads[coll] }
 	return func(yield func(Watched[WithRelated[T, F]], error) bool) {
-		r.to.watch(ctx, ns,
-			func(coll, id string) bool { return coll == r.to.name && id == toID || children(coll, id) },
-			opts,
-			func() ([]query.Item, string, error) {
+		r.to.watch(ctx, ns, nil, "", opts,
+			func() ([]query.Item, string, watchSpec, error) {
 				st, err := r.to.db.log.Get(ctx, ns, r.to.name, toID)
 				if err != nil {
-					return nil, "", storeErr(err)
+					return nil, "", watchSpec{}, storeErr(err)
 				}
 				items, next, err := r.from.run(ctx, ns, cq, "")
 				if err != nil {
-					return nil, "", err
+					return nil, "", watchSpec{}, err
 				}
-				return append([]query.Item{{ID: toID, Rec: st}}, items...), next, nil
+				return append([]query.Item{{ID: toID, Rec: st}}, items...), next, watchSpec{match: relevant}, nil
 			},
 			func(items []query.Item, _ string, err error, m syncMark) bool {
 				return emitWithRelated(yield, err, m, func() (WithRelated[T, F], error) {
@@ -304,22 +304,20 @@ func (r *ManyToMany[F, T]) none() Filter { return And(Contains(r.field, ""), Lt(
 // [Collection.Watch], and ends when ctx ends or the DB closes.
 func (r *ManyToMany[F, T]) WatchWithRelated(ctx context.Context, ns, fromID string, opts ...WatchOption) iter.Seq2[Watched[WithRelated[F, T]], error] {
 	return func(yield func(Watched[WithRelated[F, T]], error) bool) {
-		var named map[string]bool // the ids the set held at the last read
-		r.from.watch(ctx, ns,
-			func(coll, id string) bool {
-				return coll == r.from.name && id == fromID || coll == r.to.name && named[id]
-			},
-			opts,
-			func() ([]query.Item, string, error) {
+		r.from.watch(ctx, ns, nil, "", opts,
+			func() ([]query.Item, string, watchSpec, error) {
 				st, ids, items, err := r.read(ctx, ns, fromID)
 				if err != nil {
-					return nil, "", err
+					return nil, "", watchSpec{}, err
 				}
-				named = make(map[string]bool, len(ids))
+				named := make(map[string]bool, len(ids)) // the ids the set holds
 				for _, id := range ids {
 					named[id] = true
 				}
-				return append([]query.Item{{ID: fromID, Rec: st}}, items...), "", nil
+				relevant := func(coll, id string) bool {
+					return coll == r.from.name && id == fromID || coll == r.to.name && named[id]
+				}
+				return append([]query.Item{{ID: fromID, Rec: st}}, items...), "", watchSpec{match: relevant}, nil
 			},
 			func(items []query.Item, _ string, err error, m syncMark) bool {
 				return emitWithRelated(yield, err, m, func() (WithRelated[F, T], error) {

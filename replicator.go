@@ -10,6 +10,7 @@ import (
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/internal/backoff"
+	"github.com/convergedb/converge/internal/ratelog"
 	"github.com/convergedb/converge/transport"
 )
 
@@ -20,9 +21,13 @@ type ReplicatorOptions struct {
 	// Interval between periodic syncs of a namespace. Zero means 30s.
 	Interval time.Duration
 	// Debounce is how long a sync waits after a local commit for more
-	// commits to join it. Zero means 20ms, or 1s with a peer whose live
-	// path publishes this replica's commits itself
-	// ([transport.Live].PublishesCommits: the sync confirms them).
+	// commits to join it. Zero means none: an idle replicator syncs a
+	// commit at once, and the commits made while a sync is in flight go
+	// out together in the next, as soon as it ends (batching comes from
+	// the peer's own latency, never from a fixed wait). With a peer whose
+	// live path publishes this replica's commits itself
+	// ([transport.Live].PublishesCommits: the sync only confirms them),
+	// zero means 1s.
 	Debounce time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed background
 	// sync, which doubles with each consecutive failure, with full jitter:
@@ -34,6 +39,12 @@ type ReplicatorOptions struct {
 	Limits transport.Limits
 	// Logger receives sync events. Nil means the DB's logger.
 	Logger *slog.Logger
+	// FailureLogInterval bounds how often repeated failures of a
+	// namespace's background syncs are logged (being offline is normal
+	// for an edge device): the first failure at once, then one line per
+	// interval with the count, and the recovery (internal/ratelog). Zero
+	// means 5 minutes.
+	FailureLogInterval time.Duration
 }
 
 // SyncResult reports one sync of one namespace.
@@ -121,7 +132,7 @@ type Health struct {
 func (h Health) OK() bool { return h.Store == nil && h.Peer == nil }
 
 // Replicator keeps namespaces of a DB in sync with one peer, in the
-// background: after local commits (debounced), periodically, and at once
+// background: after local commits (at once when idle; see Debounce), periodically, and at once
 // when it opens; with live pushes when the peer has a live path
 // ([transport.Peer].Live). It is safe for concurrent use. Open it with
 // [DB.OpenReplicator]. The DB owns it: [DB.Close] closes it first, if
@@ -144,9 +155,11 @@ type Replicator struct {
 	retries *backoff.Jitter
 	opts    ReplicatorOptions
 	logger  *slog.Logger
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// failures logs runs of failed background syncs at a bounded rate.
+	failures *ratelog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 	// namespaces are the replicated namespaces' wake-ups and sync locks.
 	// The map is fixed once open.
 	namespaces map[string]*replicatedNamespace
@@ -202,7 +215,7 @@ func (opts ReplicatorOptions) withDefaults(publishes bool, logger *slog.Logger) 
 		opts.Interval = 30 * time.Second
 	}
 	if opts.Debounce <= 0 {
-		opts.Debounce = 20 * time.Millisecond
+		opts.Debounce = 0
 		if publishes {
 			opts.Debounce = time.Second
 		}
@@ -227,6 +240,7 @@ func newReplicator(db *DB, peer transport.Peer, opts ReplicatorOptions) *Replica
 	opts = opts.withDefaults(publishes, db.logger)
 	r := &Replicator{db: db, peer: peer, live: live, opts: opts, logger: opts.Logger.With("component", "replicator"),
 		namespaces: make(map[string]*replicatedNamespace)}
+	r.failures = ratelog.New(r.logger, opts.FailureLogInterval)
 	r.retries = backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff}, nil)
 	r.timing = &syncTiming{debounce: opts.Debounce, interval: opts.Interval, publishes: publishes,
 		retryWait: func(failures int) time.Duration { return r.retries.Wait(failures - 1) }}
@@ -361,8 +375,11 @@ func (r *Replicator) backgroundSync(ns string) {
 	live := r.mu.live
 	r.mu.Unlock()
 	res := r.syncNamespace(live, ns, true)
-	if res.Err != nil && !errors.Is(res.Err, ErrPaused) && live.Err() == nil {
-		r.logger.Warn("sync failed", "namespace", ns, "err", res.Err)
+	switch {
+	case res.Err == nil:
+		r.failures.Success(ns, "sync recovered", "namespace", ns)
+	case !errors.Is(res.Err, ErrPaused) && live.Err() == nil:
+		r.failures.Failure(ns, "sync failed", res.Err, "namespace", ns)
 	}
 }
 

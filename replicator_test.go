@@ -48,6 +48,9 @@ type tripLog struct {
 	*transport.MemPeer
 	mu    sync.Mutex
 	trips []time.Time
+	// delay is how long each round trip takes (on the bubble's fake
+	// clock): the peer's latency.
+	delay time.Duration
 }
 
 func newTripLog(store transport.Store, limits transport.Limits) *tripLog {
@@ -58,6 +61,13 @@ func (p *tripLog) RoundTrip(ctx context.Context, req *transport.Request) (*trans
 	p.mu.Lock()
 	p.trips = append(p.trips, time.Now())
 	p.mu.Unlock()
+	if p.delay > 0 {
+		select {
+		case <-time.After(p.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return p.MemPeer.RoundTrip(ctx, req)
 }
 
@@ -164,9 +174,9 @@ func TestReplicatorBackgroundPauseResume(t *testing.T) {
 	})
 }
 
-// TestReplicatorResumeKicksADebouncedSync: Resume with nothing due syncs
-// once the debounce has passed.
-func TestReplicatorResumeKicksADebouncedSync(t *testing.T) {
+// TestReplicatorResumeKicksASync: Resume with nothing due syncs at once
+// (no debounce by default).
+func TestReplicatorResumeKicksASync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		quiet := converge.Options{Logger: slog.New(slog.DiscardHandler)}
 		app, hub := open(t, quiet), open(t, quiet)
@@ -182,14 +192,64 @@ func TestReplicatorResumeKicksADebouncedSync(t *testing.T) {
 		t0 := time.Now()
 		r.Resume()
 		settle(time.Second)
-		if got := peer.since(t0); len(got) == 0 || got[0] != 20*time.Millisecond {
-			t.Errorf("round trips after Resume at %v, want the first 20ms after (the default debounce)", got)
+		if got := peer.since(t0.Add(-time.Nanosecond)); len(got) == 0 || got[0] != time.Nanosecond {
+			t.Errorf("round trips after Resume at %v, want the first at once (no default debounce)", got)
 		}
 	})
 }
 
-// TestReplicatorDebouncesCommits: a burst of commits goes out in one sync,
-// the default debounce (20ms) after the first.
+// TestReplicatorSyncsCommitsAtOnce: with the defaults an idle replicator
+// syncs a commit at once, and the commits made while that sync is in
+// flight go out together in one sync when it ends.
+func TestReplicatorSyncsCommitsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		quiet := converge.Options{Logger: slog.New(slog.DiscardHandler)}
+		app, hub := open(t, quiet), open(t, quiet)
+		tasks, hubTasks := coll[Task](t, app, "tasks"), coll[Task](t, hub, "tasks")
+		peer := newTripLog(hub.SyncStore(), transport.Limits{})
+		peer.delay = 10 * time.Millisecond
+		r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"}, Interval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close(ctx)
+		settle(time.Second) // the sync at open
+		t0 := time.Now()
+		if _, err := tasks.Put(ctx, "ns", &Task{ID: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		settle(0)
+		first := peer.since(t0.Add(-time.Nanosecond))
+		if len(first) != 1 || first[0] != time.Nanosecond {
+			t.Fatalf("round trips %v after the first commit, want one at once", first)
+		}
+		for _, id := range []string{"b", "c", "d", "e"} { // while the first sync is in flight
+			settle(time.Millisecond)
+			if _, err := tasks.Put(ctx, "ns", &Task{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		settle(time.Second)
+		trips := peer.since(t0.Add(-time.Nanosecond))
+		// The first sync's round trips, then the second's, which begins
+		// when the first ends: none began while a sync was in flight.
+		for i := 1; i < len(trips); i++ {
+			if trips[i]-trips[i-1] < peer.delay {
+				t.Fatalf("round trips at %v after the first commit: one began while another was in flight", trips)
+			}
+		}
+		if len(trips) > 4 {
+			t.Errorf("round trips at %v after the first commit, want two syncs (the burst batched)", trips)
+		}
+		if n, err := hubTasks.Count(ctx, "ns", converge.Query{}); err != nil || n != 5 {
+			t.Errorf("the hub holds %d tasks (%v), want 5", n, err)
+		}
+	})
+}
+
+// TestReplicatorDebouncesCommits: with a Debounce, a burst of commits goes
+// out in one sync, the debounce after the first.
 func TestReplicatorDebouncesCommits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
@@ -197,7 +257,7 @@ func TestReplicatorDebouncesCommits(t *testing.T) {
 		app, hub := open(t, quiet), open(t, quiet)
 		tasks, hubTasks := coll[Task](t, app, "tasks"), coll[Task](t, hub, "tasks")
 		peer := newTripLog(hub.SyncStore(), transport.Limits{})
-		r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"}})
+		r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"}, Debounce: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,10 @@ type schemaField struct {
 	name  string
 	kind  crdt.Kind
 	index []int
+	// plain: a bool, number or string type without methods, which the
+	// encoder writes from the field itself (no boxing) exactly as it
+	// would a copy.
+	plain bool
 }
 
 var metaType = reflect.TypeFor[Meta]()
@@ -69,7 +73,7 @@ func newSchema(t reflect.Type) (*schema, error) {
 		if f.Anonymous {
 			return nil, fmt.Errorf("%w: %v: embedded field %s is not supported", ErrSchema, t, f.Name)
 		}
-		sf := schemaField{name: name, index: f.Index, kind: crdt.KindRegister}
+		sf := schemaField{name: name, index: f.Index, kind: crdt.KindRegister, plain: isPlain(f.Type)}
 		switch tag {
 		case "":
 		case "set":
@@ -149,6 +153,38 @@ var encoderPool = sync.Pool{New: func() any {
 type valueEncoder struct {
 	buf bytes.Buffer
 	enc *msgpack.Encoder
+}
+
+// isPlain reports whether t is a bool, number or string type with no
+// methods: no custom encoding, so msgpack encodes a field of type t from
+// the field (reflect) exactly as from a copy (an interface).
+func isPlain(t reflect.Type) bool {
+	k := t.Kind()
+	if k != reflect.String && (k < reflect.Bool || k > reflect.Float64) {
+		return false
+	}
+	return reflect.PointerTo(t).NumMethod() == 0
+}
+
+// encodeField appends the canonical msgpack encoding of field value v to
+// *arena and returns it, its capacity capped so that later appends to the
+// arena leave it alone: the values of one write share an allocation.
+func encodeField(arena *[]byte, sf schemaField, v reflect.Value) ([]byte, error) {
+	e := encoderPool.Get().(*valueEncoder)
+	defer encoderPool.Put(e)
+	e.buf.Reset()
+	var err error
+	if sf.plain {
+		err = e.enc.EncodeValue(v)
+	} else {
+		err = e.enc.Encode(v.Interface())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode %v: %w", ErrSchema, v.Type(), err)
+	}
+	start := len(*arena)
+	*arena = append(*arena, e.buf.Bytes()...)
+	return (*arena)[start:len(*arena):len(*arena)], nil
 }
 
 // encodeValue returns the canonical msgpack encoding of v.

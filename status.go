@@ -239,6 +239,7 @@ func (db *DB) disown(r *Replicator) {
 // what their statuses of ns read changed, and calls the Admin.OnChange
 // hooks. It runs with the store's lock held.
 func (db *DB) changed(ns string) {
+	db.markDirty(ns)
 	db.subs.Lock()
 	defer db.subs.Unlock()
 	for r := range db.subs.replicators {

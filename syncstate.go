@@ -122,7 +122,8 @@ func (db *DB) Synced(ns string) (synced bool, lastErr error) {
 // a sync outcome that changed a namespace's mark.
 type syncWaiter struct {
 	t   *syncTracker
-	sub *Subscription
+	sub *Subscription // nil for a syncSignal
+	ch  chan struct{} // 1-buffered, for a syncSignal: a sync mark changed
 
 	mu      sync.Mutex
 	pending bool               // a sync mark changed since the last next
@@ -130,6 +131,13 @@ type syncWaiter struct {
 }
 
 func (w *syncWaiter) wake() {
+	if w.ch != nil {
+		select {
+		case w.ch <- struct{}{}:
+		default:
+		}
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.pending = true
@@ -151,11 +159,26 @@ func (db *DB) watchWaiter(ns string) *syncWaiter {
 	return w
 }
 
+// syncSignal registers a waiter for the changes of sync marks only, on
+// its channel ch. Close it when done.
+func (db *DB) syncSignal() *syncWaiter {
+	w := &syncWaiter{t: &db.syncs, ch: make(chan struct{}, 1)}
+	db.syncs.mu.Lock()
+	if db.syncs.waiters == nil {
+		db.syncs.waiters = make(map[*syncWaiter]struct{})
+	}
+	db.syncs.waiters[w] = struct{}{}
+	db.syncs.mu.Unlock()
+	return w
+}
+
 func (w *syncWaiter) close() {
 	w.t.mu.Lock()
 	delete(w.t.waiters, w)
 	w.t.mu.Unlock()
-	w.sub.Close()
+	if w.sub != nil {
+		w.sub.Close()
+	}
 }
 
 // next waits for the next change (returned as the subscription's Next

@@ -65,7 +65,7 @@ func defaultConfig() config {
 		ReplicateOps:   20_000,
 		Replicas:       2,
 		LatencySamples: 500,
-		Debounce:       time.Millisecond,
+		Debounce:       0,
 
 		CatchupOps: 100_000,
 
@@ -119,7 +119,7 @@ func parseFlags(name string, args []string) (config, error) {
 	fs.IntVar(&c.ReplicateOps, "replicate-ops", c.ReplicateOps, "ops written in the replication throughput phase")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "receiving replicas in replicate-* and jetstream-kv's watchers")
 	fs.IntVar(&c.LatencySamples, "latency-samples", c.LatencySamples, "writes timed one at a time for end-to-end latency")
-	fs.DurationVar(&c.Debounce, "debounce", c.Debounce, "replicator debounce (converge.ReplicatorOptions.Debounce; 0: Converge's default, 20ms)")
+	fs.DurationVar(&c.Debounce, "debounce", c.Debounce, "replicator debounce (converge.ReplicatorOptions.Debounce; 0: Converge's default, none: a commit is sent as soon as the replicator is idle)")
 	fs.IntVar(&c.CatchupOps, "catchup-ops", c.CatchupOps, "ops a replica is behind in catchup-*")
 	fs.IntVar(&c.CompactionUpdates, "compaction-updates", c.CompactionUpdates, "writes of the history compaction folds (the records' puts included)")
 	fs.IntVar(&c.CompactionRecords, "compaction-records", c.CompactionRecords, "records the compaction history writes to")

@@ -259,6 +259,40 @@ func (d *decoder) dots() ([]Dot, error) {
 	return dots, nil
 }
 
+// OpDot returns the dot of the encoded op b, reading only the elements
+// before it and allocating nothing: for a reader that needs the dots of
+// a page of ops without decoding them. It does not validate the op; bytes
+// that do not start like an op are a [*DecodeError].
+func OpDot(b []byte) (Dot, error) {
+	d := decoder{}
+	d.r.Reset(b)
+	dot, err := d.dot()
+	if err != nil {
+		return Dot{}, &DecodeError{What: "op", Offset: d.r.Offset(), Err: fmt.Errorf("%w: %w", ErrInvalidOp, err)}
+	}
+	return dot, nil
+}
+
+// dot reads an op's elements up to its dot, without keeping the strings.
+func (d *decoder) dot() (dot Dot, err error) {
+	if err = d.fixedArray(10); err != nil {
+		return
+	}
+	if err = d.version(); err != nil {
+		return
+	}
+	for range 3 { // namespace, collection, key
+		if _, err = d.r.StringBytes(); err != nil {
+			return
+		}
+	}
+	if dot.Origin, err = d.replica(); err != nil {
+		return
+	}
+	dot.Seq, err = d.r.Uint()
+	return
+}
+
 // DecodeOp decodes and validates one op. The result does not alias b.
 // Malformed bytes, trailing bytes and invalid ops are a [*DecodeError]
 // wrapping [ErrInvalidOp]; an unknown version wraps [ErrUnknownVersion].

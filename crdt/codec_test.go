@@ -741,3 +741,26 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestOpDot: OpDot reads the dot DecodeOp would, and refuses what does not
+// start like an op.
+func TestOpDot(t *testing.T) {
+	op := Op{Namespace: "ns", Collection: "c", Key: "k\x00", Dot: Dot{Origin: ReplicaID{9, 8, 7}, Seq: 70000}, HLC: 5, CL: 1, TxEnd: true,
+		Fields: []FieldOp{{Name: "f", Type: Assign, Value: EncodeString("v")}}}
+	b := EncodeOp(&op)
+	got, err := OpDot(b)
+	if err != nil || got != op.Dot {
+		t.Fatalf("OpDot = %v, %v; want %v", got, err, op.Dot)
+	}
+	// A truncated op gives an error or, once the dot is whole, the dot.
+	for n := range len(b) {
+		if got, err := OpDot(b[:n]); err == nil && got != op.Dot {
+			t.Errorf("OpDot of the first %d bytes = %v, want an error or %v", n, got, op.Dot)
+		} else if err != nil && !errors.Is(err, ErrInvalidOp) {
+			t.Errorf("OpDot of the first %d bytes: %v, want ErrInvalidOp", n, err)
+		}
+	}
+	if _, err := OpDot([]byte{0x91, 0x01}); !errors.Is(err, ErrInvalidOp) {
+		t.Errorf("OpDot of a one-element array: %v, want ErrInvalidOp", err)
+	}
+}

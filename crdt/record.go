@@ -147,6 +147,10 @@ func (r *Record) join(o *Record) {
 	if len(o.Fields) == 0 {
 		return
 	}
+	if len(r.Fields) == 0 {
+		r.Fields = o.Fields // shared, never written into (see Merge)
+		return
+	}
 	r.Fields = sortedmerge.Union(r.Fields, o.Fields,
 		func(x, y Field) int { return compareFieldKey(&x, &y) },
 		func(x, y Field) Field { x.merge(&y); return x })
@@ -373,14 +377,20 @@ func Delta(op *Op) *Record {
 
 // delta is Delta without collecting tombstones.
 func delta(op *Op) *Record {
+	r := &Record{}
+	deltaInto(r, op)
+	return r
+}
+
+// deltaInto sets r to delta(op).
+func deltaInto(r *Record, op *Op) {
 	st := op.Stamp()
 	at := Version{CL: op.CL, Stamp: st}
-	r := &Record{CL: op.CL, Created: st, Updated: st}
+	*r = Record{CL: op.CL, Created: st, Updated: st}
 	if len(op.Fields) == 0 {
-		return r
+		return
 	}
 	fields := make([]Field, 0, len(op.Fields))
-	r.Fields = make([]Field, 0, len(op.Fields))
 	for i := range op.Fields {
 		fo := &op.Fields[i]
 		f := Field{Name: fo.Name, Kind: fo.Type.Kind(), At: at}
@@ -411,6 +421,13 @@ func delta(op *Op) *Record {
 		fields = append(fields, f)
 	}
 	slices.SortStableFunc(fields, func(a, b Field) int { return compareFieldKey(&a, &b) })
+	if distinctPlain(fields) {
+		// One entry per component and no set to normalize (a local
+		// write's usual op): the sorted entries are the delta's fields.
+		r.Fields = fields
+		return
+	}
+	r.Fields = make([]Field, 0, len(fields))
 	// Combine the entries of one component (a set's several adds and
 	// removes), and normalize the elements: the one-field records merged
 	// here are each normalized.
@@ -431,14 +448,26 @@ func delta(op *Op) *Record {
 		}
 		r.Fields = append(r.Fields, f)
 	}
-	return r
+}
+
+// distinctPlain reports whether sorted fields holds one entry per
+// component and no set component.
+func distinctPlain(fields []Field) bool {
+	for i := range fields {
+		if fields[i].Kind == KindSet || (i > 0 && compareFieldKey(&fields[i-1], &fields[i]) == 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Apply applies op to r: r.Merge(Delta(op)).
 func (r *Record) Apply(op *Op) {
 	// r.Merge(delta(op)) is the same: Merge collects the delta's tombstones
 	// with r's.
-	r.Merge(delta(op))
+	var d Record
+	deltaInto(&d, op)
+	r.Merge(&d)
 }
 
 // current returns the component of field name that is visible: the one
@@ -476,6 +505,20 @@ func (r *Record) Get(name string) (v FieldValue, ok bool) {
 		return FieldValue{}, false
 	}
 	return r.visible(f)
+}
+
+// Has reports whether field name has a visible value: whether [Record.Get]
+// would return ok, without building the value.
+func (r *Record) Has(name string) bool {
+	f := r.current(name)
+	if f == nil {
+		return false
+	}
+	switch f.Kind {
+	case KindRegister, KindMax, KindMin:
+		return !isNil(f.Value)
+	}
+	return true // as visible says
 }
 
 func (r *Record) visible(f *Field) (FieldValue, bool) {

@@ -184,6 +184,15 @@ func diff(prev, next *crdt.Record, op *crdt.Op) Change {
 	case !was && !is:
 		return c
 	}
+	if !was || !is {
+		// Created or deleted: every field visible in the state that
+		// exists changed.
+		c.Fields = visibleNames(next)
+		if !is {
+			c.Fields = visibleNames(prev)
+		}
+		return c
+	}
 	if prev.CL == next.CL && op != nil {
 		// Same incarnation: only the fields op wrote can have changed.
 		for i := range op.Fields {
@@ -216,6 +225,25 @@ func diff(prev, next *crdt.Record, op *crdt.Op) Change {
 		c.Kind = Updated
 	}
 	return c
+}
+
+// visibleNames returns the names of r's visible fields, sorted, without
+// building their values (r.Visible does).
+func visibleNames(r *crdt.Record) []string {
+	var out []string
+	for i := 0; i < len(r.Fields); {
+		name := r.Fields[i].Name
+		if r.Has(name) {
+			if out == nil {
+				out = make([]string, 0, len(r.Fields)-i)
+			}
+			out = append(out, name)
+		}
+		for i < len(r.Fields) && r.Fields[i].Name == name {
+			i++
+		}
+	}
+	return out
 }
 
 // normalizeNil maps the msgpack nil to empty, as registers store an unset.

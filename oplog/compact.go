@@ -191,10 +191,13 @@ func (l *Log) targetLocked(ns string, vv, want crdt.VersionVector) (crdt.Version
 		if err != nil {
 			return nil, err
 		}
-		if len(ps) == 0 {
+		if err := l.expireLocked(ns, ps); err != nil {
+			return nil, err
+		}
+		if len(ps.vecs) == 0 {
 			return crdt.VersionVector{}, nil
 		}
-		want = stableOf(vv, ps)
+		want = ps.stable(vv)
 	}
 	target := make(crdt.VersionVector, len(want))
 	for o, seq := range want {

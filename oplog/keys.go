@@ -104,20 +104,41 @@ func readString(b []byte) (string, []byte, error) {
 	return "", nil, errBadKey
 }
 
-func nsKey(tag byte, ns string) []byte { return appendString([]byte{tag}, ns) }
+func nsKey(tag byte, ns string) []byte {
+	return appendNSKey(make([]byte, 0, 3+len(ns)), tag, ns)
+}
+
+// appendNSKey appends the prefix of namespace ns in keyspace tag to dst.
+// The append* forms let a batch build its keys in one reused buffer
+// (Pebble copies what a batch is given).
+func appendNSKey(dst []byte, tag byte, ns string) []byte {
+	return appendString(append(dst, tag), ns)
+}
 
 func logKey(ns string, d crdt.Dot) []byte {
-	k := nsKey(tagLog, ns)
+	return appendLogKey(make([]byte, 0, 3+len(ns)+len(d.Origin)+8), ns, d)
+}
+
+func appendLogKey(dst []byte, ns string, d crdt.Dot) []byte {
+	k := appendNSKey(dst, tagLog, ns)
 	k = append(k, d.Origin[:]...)
 	return binary.BigEndian.AppendUint64(k, d.Seq)
 }
 
 func vectorKey(ns string, origin crdt.ReplicaID) []byte {
-	return append(nsKey(tagVector, ns), origin[:]...)
+	return appendVectorKey(make([]byte, 0, 3+len(ns)+len(origin)), ns, origin)
+}
+
+func appendVectorKey(dst []byte, ns string, origin crdt.ReplicaID) []byte {
+	return append(appendNSKey(dst, tagVector, ns), origin[:]...)
 }
 
 func stateKey(ns, coll, key string) []byte {
-	return appendString(appendString(nsKey(tagState, ns), coll), key)
+	return appendStateKey(make([]byte, 0, 7+len(ns)+len(coll)+len(key)), ns, coll, key)
+}
+
+func appendStateKey(dst []byte, ns, coll, key string) []byte {
+	return appendString(appendString(appendNSKey(dst, tagState, ns), coll), key)
 }
 
 func baseKey(ns, coll, key string) []byte {
@@ -129,7 +150,11 @@ func horizonKey(ns string, origin crdt.ReplicaID) []byte {
 }
 
 func feedKey(ns string, n uint64) []byte {
-	return binary.BigEndian.AppendUint64(nsKey(tagFeed, ns), n)
+	return appendFeedKey(make([]byte, 0, 3+len(ns)+8), ns, n)
+}
+
+func appendFeedKey(dst []byte, ns string, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendNSKey(dst, tagFeed, ns), n)
 }
 
 func conflictKey(ns string, n uint64) []byte {

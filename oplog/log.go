@@ -81,6 +81,12 @@ type Options struct {
 	// MaxClockDrift bounds how far ahead of local physical time a remote
 	// op's HLC may be. Zero means hlc.DefaultMaxDrift.
 	MaxClockDrift time.Duration
+	// PeerLease is how long a peer that is not heard of (no sync naming
+	// it) stays known: past it, the peer is forgotten, as ForgetPeer
+	// does, and no longer holds the stable vector back. Zero means peers
+	// never expire. The lease of the peers loaded from disk runs from the
+	// store's open.
+	PeerLease time.Duration
 	// Clock is the physical time source, Unix milliseconds. Nil means
 	// the system clock.
 	Clock func() int64
@@ -139,6 +145,10 @@ type Commit struct {
 	Local     bool                 // written by this replica through Write
 	Ops       []crdt.Op            // the ops applied, in the order applied
 	Changes   []materialize.Change // visible changes, one per op that made any
+	// States[i] is the record's state after Changes[i] (it may be a
+	// deleted record's). The states are never modified after the commit:
+	// a reader may keep them. They are not stored in the change feed.
+	States    []*crdt.Record
 	Conflicts []materialize.Conflict
 }
 
@@ -164,15 +174,15 @@ type Log struct {
 		sync.Mutex
 		closed     bool
 		clock      *hlc.Clock
-		vectors    map[string]crdt.VersionVector                    // loaded lazily per namespace
-		conflicts  map[string]uint64                                // next conflict number, per namespace
-		feeds      map[string]uint64                                // last change feed number, per namespace
-		known      map[string]bool                                  // namespaces registered
-		indexes    map[string][]materialize.Index                   // registered indexes, per collection
-		quarantine map[string]map[crdt.Dot]struct{}                 // quarantined dots, loaded lazily per namespace
-		peers      map[string]map[crdt.ReplicaID]crdt.VersionVector // what peers hold, loaded lazily
-		upstreams  map[string]map[crdt.ReplicaID]struct{}           // peers this replica's syncs asked, loaded lazily
-		horizons   map[string]crdt.VersionVector                    // compaction horizons, loaded lazily
+		vectors    map[string]crdt.VersionVector          // loaded lazily per namespace
+		conflicts  map[string]uint64                      // next conflict number, per namespace
+		feeds      map[string]uint64                      // last change feed number, per namespace
+		known      map[string]bool                        // namespaces registered
+		indexes    map[string][]materialize.Index         // registered indexes, per collection
+		quarantine map[string]map[crdt.Dot]struct{}       // quarantined dots, loaded lazily per namespace
+		peers      map[string]*peerSet                    // what peers hold, loaded lazily
+		upstreams  map[string]map[crdt.ReplicaID]struct{} // peers this replica's syncs asked, loaded lazily
+		horizons   map[string]crdt.VersionVector          // compaction horizons, loaded lazily
 	}
 	// dots is what the replica has handed out (DotsFile); guarded by mu.
 	dots dots
@@ -252,7 +262,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.mu.known = make(map[string]bool)
 	l.mu.feeds = make(map[string]uint64)
 	l.mu.quarantine = make(map[string]map[crdt.Dot]struct{})
-	l.mu.peers = make(map[string]map[crdt.ReplicaID]crdt.VersionVector)
+	l.mu.peers = make(map[string]*peerSet)
 	l.mu.upstreams = make(map[string]map[crdt.ReplicaID]struct{})
 	l.mu.horizons = make(map[string]crdt.VersionVector)
 	err = l.loadMeta()

@@ -66,7 +66,7 @@ func decodePeerVector(k, v []byte) (crdt.VersionVector, error) {
 
 // peersLocked returns what each known peer holds in ns, loading it on
 // first use.
-func (l *Log) peersLocked(ns string) (map[crdt.ReplicaID]crdt.VersionVector, error) {
+func (l *Log) peersLocked(ns string) (*peerSet, error) {
 	if ps, ok := l.mu.peers[ns]; ok {
 		return ps, nil
 	}
@@ -76,7 +76,8 @@ func (l *Log) peersLocked(ns string) (map[crdt.ReplicaID]crdt.VersionVector, err
 		return nil, fmt.Errorf("oplog: peers %q: %w", ns, pebbleErr(err))
 	}
 	defer it.Close()
-	ps := make(map[crdt.ReplicaID]crdt.VersionVector)
+	ps := newPeerSet()
+	now := l.opts.Clock()
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != len(prefix)+16 {
@@ -86,7 +87,7 @@ func (l *Log) peersLocked(ns string) (map[crdt.ReplicaID]crdt.VersionVector, err
 		if err != nil {
 			return nil, err
 		}
-		ps[crdt.ReplicaID(k[len(prefix):])] = vv
+		ps.set(crdt.ReplicaID(k[len(prefix):]), vv, now)
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("oplog: peers %q: %w", ns, pebbleErr(err))
@@ -120,8 +121,10 @@ func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, v
 	if err != nil {
 		return err
 	}
-	cur, known := ps[peer]
+	now := l.opts.Clock()
+	cur, known := ps.vecs[peer]
 	if known && cur.Covers(vv) {
+		ps.seen[peer] = now // heard of: the lease runs from now
 		return nil
 	}
 	merged := cur.Clone()
@@ -132,7 +135,7 @@ func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, v
 	if err := l.db.Set(peerKey(ns, peer), appendPeerVector(nil, merged), pebble.NoSync); err != nil {
 		return fmt.Errorf("oplog: acknowledge %v: %w", peer, err)
 	}
-	ps[peer] = merged
+	ps.set(peer, merged, now)
 	l.changedLocked(ns)
 	return nil
 }
@@ -151,8 +154,8 @@ func (l *Log) Peers(ctx context.Context, ns string) (map[crdt.ReplicaID]crdt.Ver
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[crdt.ReplicaID]crdt.VersionVector, len(ps))
-	for p, vv := range ps {
+	out := make(map[crdt.ReplicaID]crdt.VersionVector, len(ps.vecs))
+	for p, vv := range ps.vecs {
 		out[p] = maps.Clone(vv)
 	}
 	return out, nil
@@ -173,7 +176,7 @@ func (l *Log) PeerHolds(ctx context.Context, ns string, peer, origin crdt.Replic
 	if err != nil {
 		return 0, false, err
 	}
-	vv, ok := ps[peer]
+	vv, ok := ps.vecs[peer]
 	return vv[origin], ok, nil
 }
 
@@ -197,9 +200,14 @@ func (l *Log) ForgetPeer(ctx context.Context, ns string, peer crdt.ReplicaID) er
 	if err != nil {
 		return err
 	}
-	if _, ok := ps[peer]; !ok {
+	if _, ok := ps.vecs[peer]; !ok {
 		return fmt.Errorf("%w: %v in %q", ErrUnknownPeer, peer, ns)
 	}
+	return l.forgetLocked(ns, ps, peer)
+}
+
+// forgetLocked removes peer from the known peers and upstreams of ns.
+func (l *Log) forgetLocked(ns string, ps *peerSet, peer crdt.ReplicaID) error {
 	ups, err := l.upstreamsLocked(ns)
 	if err != nil {
 		return err
@@ -215,7 +223,7 @@ func (l *Log) ForgetPeer(ctx context.Context, ns string, peer crdt.ReplicaID) er
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
-	delete(ps, peer)
+	ps.remove(peer)
 	delete(ups, peer)
 	l.changedLocked(ns)
 	return nil
@@ -239,22 +247,27 @@ func (l *Log) StableVector(ctx context.Context, ns string) (crdt.VersionVector, 
 	if err != nil {
 		return nil, err
 	}
-	return stableOf(vv, ps), nil
+	if err := l.expireLocked(ns, ps); err != nil {
+		return nil, err
+	}
+	return ps.stable(vv), nil
 }
 
-// stableOf returns, per origin of vv, the least of vv's entry and every
-// peer's.
-func stableOf(vv crdt.VersionVector, ps map[crdt.ReplicaID]crdt.VersionVector) crdt.VersionVector {
-	stable := make(crdt.VersionVector, len(vv))
-	for o, seq := range vv {
-		for _, p := range ps {
-			seq = min(seq, p[o])
-		}
-		if seq > 0 {
-			stable[o] = seq
-		}
+// expireLocked forgets the peers of ns not heard of for the peer lease
+// (Options.PeerLease; none if zero), so that they no longer hold the
+// stable vector back. A peer that comes back is known again; if it lacks
+// ops compacted meanwhile it bootstraps from a snapshot.
+func (l *Log) expireLocked(ns string, ps *peerSet) error {
+	if l.opts.PeerLease <= 0 {
+		return nil
 	}
-	return stable
+	for _, p := range ps.expired(l.opts.Clock() - l.opts.PeerLease.Milliseconds()) {
+		if err := l.forgetLocked(ns, ps, p); err != nil {
+			return err
+		}
+		l.logger.Info("peer lease expired", "namespace", ns, "peer", p, "lease", l.opts.PeerLease)
+	}
+	return nil
 }
 
 // What this replica asked: its upstreams are the peers that answered the

@@ -238,7 +238,7 @@ func (l *Log) Quarantine(ctx context.Context, ns string) ([]Quarantined, error) 
 		return nil, err
 	}
 	for i := range out {
-		out[i].Waiting = waitingBehind(out[i].Dot, ps)
+		out[i].Waiting = waitingBehind(out[i].Dot, ps.vecs)
 	}
 	return out, nil
 }
@@ -350,7 +350,7 @@ func (l *Log) QuarantineStats(ns string) (QuarantineStats, error) {
 	}
 	st := QuarantineStats{Ops: len(set)}
 	for o, seq := range first {
-		st.Waiting += waitingBehind(crdt.Dot{Origin: o, Seq: seq}, ps)
+		st.Waiting += waitingBehind(crdt.Dot{Origin: o, Seq: seq}, ps.vecs)
 	}
 	return st, nil
 }

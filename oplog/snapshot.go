@@ -193,6 +193,7 @@ func (b *batch) applyState(id stateID, delta *crdt.Record) error {
 	b.states[id] = eff.State
 	if eff.Change.Kind != materialize.Unchanged {
 		b.commit.Changes = append(b.commit.Changes, eff.Change)
+		b.commit.States = append(b.commit.States, eff.State)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/convergedb/converge/crdt"
@@ -123,7 +124,8 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 	}
 	b := l.newBatch(ns, true)
 	defer b.close()
-	tx := &Tx{l: l, ns: ns, next: vv[l.replica] + 1, batch: b, ctx: ctx}
+	b.tx = Tx{l: l, ns: ns, next: vv[l.replica] + 1, batch: b, ctx: ctx}
+	tx := &b.tx
 	if err := fn(tx); err != nil {
 		return nil, err
 	}
@@ -141,7 +143,8 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 			return nil, fmt.Errorf("%w: %s/%s/%s: %d bytes, limit %d", ErrTooLarge, ns, ops[i].Collection, ops[i].Key, len(enc), l.opts.MaxOpSize)
 		}
 		b.scratch = enc
-		if err := b.pb.Set(logKey(ns, ops[i].Dot), enc, nil); err != nil {
+		b.key = appendLogKey(b.key[:0], ns, ops[i].Dot)
+		if err := b.pb.Set(b.key, enc, nil); err != nil {
 			return nil, fmt.Errorf("oplog: write: %w", err)
 		}
 	}
@@ -303,7 +306,8 @@ func (l *Log) ingestOriginLocked(b *batch, have uint64, ops []*crdt.Op, res *Ing
 			}
 			enc := crdt.AppendOp(b.scratch[:0], p)
 			b.scratch = enc
-			if err := b.pb.Set(logKey(b.ns, p.Dot), enc, nil); err != nil {
+			b.key = appendLogKey(b.key[:0], b.ns, p.Dot)
+			if err := b.pb.Set(b.key, enc, nil); err != nil {
 				return fmt.Errorf("oplog: ingest: %w", err)
 			}
 			if err := b.apply(p); err != nil {
@@ -317,7 +321,8 @@ func (l *Log) ingestOriginLocked(b *batch, have uint64, ops []*crdt.Op, res *Ing
 }
 
 // batch accumulates one commit: the Pebble batch, the states it touched,
-// and the Commit describing it.
+// and the Commit describing it. Batches are pooled (see newBatch): the
+// maps and buffers are reused, the Commit and the states are not.
 type batch struct {
 	l       *Log
 	ns      string
@@ -326,32 +331,80 @@ type batch struct {
 	written map[stateID]struct{}
 	dirty   []stateID // the written states, in first-write order
 	commit  *Commit
-	scratch []byte
+	scratch []byte     // encodings, reused
+	key     []byte     // keys, reused
+	heads   []crdt.Dot // per origin, the highest seq of the batch's ops
+	tx      Tx         // a local write's transaction
 	// quarantine entries the batch adds and removes
 	quarantined, released []crdt.Dot
 }
 
 type stateID struct{ coll, key string }
 
+// batchPool holds batches between commits: a Put allocates none of the
+// maps and buffers a batch needs.
+var batchPool = sync.Pool{New: func() any {
+	return &batch{states: make(map[stateID]*crdt.Record), written: make(map[stateID]struct{})}
+}}
+
+// maxPooledStates bounds the maps a pooled batch keeps: clearing a map
+// costs its capacity, which an ingest page's batch would make large.
+const maxPooledStates = 256
+
 func (l *Log) newBatch(ns string, local bool) *batch {
-	return &batch{
-		l:       l,
-		ns:      ns,
-		pb:      l.db.NewBatch(),
-		states:  make(map[stateID]*crdt.Record),
-		written: make(map[stateID]struct{}),
-		commit:  &Commit{Namespace: ns, Local: local},
-	}
+	b := batchPool.Get().(*batch)
+	b.l, b.ns, b.pb = l, ns, l.db.NewBatch()
+	cb := &commitBuf{c: Commit{Namespace: ns, Local: local}}
+	cb.c.Ops, cb.c.Changes = cb.op[:0], cb.change[:0]
+	b.commit = &cb.c
+	return b
 }
 
-func (b *batch) close() { _ = b.pb.Close() } // a failed Close of an uncommitted batch loses nothing
+// commitBuf is a Commit allocated with room for one op and one change:
+// a write of one record allocates them once.
+type commitBuf struct {
+	c      Commit
+	op     [1]crdt.Op
+	change [1]materialize.Change
+}
+
+// close releases the Pebble batch and returns b to the pool; b must not be
+// used afterwards (the Commit it made stays valid: it is not reused).
+func (b *batch) close() {
+	_ = b.pb.Close() // a failed Close of an uncommitted batch loses nothing
+	if len(b.states) > maxPooledStates {
+		b.states, b.written = make(map[stateID]*crdt.Record), make(map[stateID]struct{})
+	} else {
+		clear(b.states)
+		clear(b.written)
+	}
+	clear(b.dirty) // drop the strings they point to
+	b.dirty = b.dirty[:0]
+	b.heads = b.heads[:0]
+	b.quarantined, b.released = b.quarantined[:0], b.released[:0]
+	b.l, b.pb, b.commit, b.tx = nil, nil, nil, Tx{}
+	if cap(b.scratch) > 1<<16 {
+		b.scratch = nil
+	}
+	if cap(b.key) > 1<<12 {
+		b.key = nil
+	}
+	batchPool.Put(b)
+}
+
+// stateKey returns the key of record (coll, key)'s state in b's namespace,
+// in b's key buffer: valid until the next call.
+func (b *batch) stateKey(coll, key string) []byte {
+	b.key = appendStateKey(b.key[:0], b.ns, coll, key)
+	return b.key
+}
 
 func (b *batch) state(coll, key string) (*crdt.Record, error) {
 	id := stateID{coll, key}
 	if r, ok := b.states[id]; ok {
 		return r, nil
 	}
-	r, err := b.l.readState(stateKey(b.ns, coll, key))
+	r, err := b.l.readState(b.stateKey(coll, key))
 	if err != nil {
 		return nil, err
 	}
@@ -438,6 +491,7 @@ func (b *batch) apply(op *crdt.Op) error {
 	b.commit.Ops = append(b.commit.Ops, *op)
 	if eff.Change.Kind != materialize.Unchanged {
 		b.commit.Changes = append(b.commit.Changes, eff.Change)
+		b.commit.States = append(b.commit.States, eff.State)
 	}
 	b.commit.Conflicts = append(b.commit.Conflicts, eff.Conflicts...)
 	return nil
@@ -451,7 +505,7 @@ func (l *Log) commitLocked(b *batch) error {
 	for _, id := range b.dirty {
 		r := b.states[id]
 		b.scratch = appendStored(b.scratch[:0], r)
-		if err := b.pb.Set(stateKey(ns, id.coll, id.key), b.scratch, nil); err != nil {
+		if err := b.pb.Set(b.stateKey(id.coll, id.key), b.scratch, nil); err != nil {
 			return fmt.Errorf("oplog: commit: %w", err)
 		}
 	}
@@ -459,15 +513,12 @@ func (l *Log) commitLocked(b *batch) error {
 	if err != nil {
 		return err
 	}
-	heads := make(map[crdt.ReplicaID]uint64)
-	for i := range b.commit.Ops {
-		d := b.commit.Ops[i].Dot
-		heads[d.Origin] = max(heads[d.Origin], d.Seq)
-	}
+	b.collectHeads()
 	var u [8]byte
-	for origin, seq := range heads {
-		binary.BigEndian.PutUint64(u[:], seq)
-		if err := b.pb.Set(vectorKey(ns, origin), u[:], nil); err != nil {
+	for _, h := range b.heads {
+		binary.BigEndian.PutUint64(u[:], h.Seq)
+		b.key = appendVectorKey(b.key[:0], ns, h.Origin)
+		if err := b.pb.Set(b.key, u[:], nil); err != nil {
 			return fmt.Errorf("oplog: commit: %w", err)
 		}
 	}
@@ -488,12 +539,13 @@ func (l *Log) commitLocked(b *batch) error {
 		feed++
 		c.Seq, c.Local = feed, b.commit.Local
 		b.scratch = materialize.AppendChange(b.scratch[:0], c)
-		if err := b.pb.Set(feedKey(ns, feed), b.scratch, nil); err != nil {
+		b.key = appendFeedKey(b.key[:0], ns, feed)
+		if err := b.pb.Set(b.key, b.scratch, nil); err != nil {
 			return fmt.Errorf("oplog: commit: %w", err)
 		}
 	}
-	hw, _ := l.mu.clock.Last().MarshalBinary() // MarshalBinary cannot fail
-	if err := b.pb.Set(metaHLC, hw, nil); err != nil {
+	b.key, _ = l.mu.clock.Last().AppendBinary(b.key[:0]) // AppendBinary cannot fail
+	if err := b.pb.Set(metaHLC, b.key, nil); err != nil {
 		return fmt.Errorf("oplog: commit: %w", err)
 	}
 	wo := pebble.Sync
@@ -504,8 +556,8 @@ func (l *Log) commitLocked(b *batch) error {
 		return fmt.Errorf("oplog: commit %s: %w", ns, err)
 	}
 	// Committed: advance the cache before anything else can fail.
-	for origin, seq := range heads {
-		vv[origin] = seq
+	for _, h := range b.heads {
+		vv[h.Origin] = h.Seq
 	}
 	l.mu.known[ns] = true
 	l.mu.feeds[ns] = feed
@@ -523,6 +575,26 @@ func (l *Log) commitLocked(b *batch) error {
 		}
 	}
 	return nil
+}
+
+// collectHeads sets b.heads to the highest seq of each origin among the
+// batch's ops, in the order origins first appear. Ops come grouped by
+// origin (a local write has one, an ingest sorts them), so the last head
+// is nearly always the one to raise.
+func (b *batch) collectHeads() {
+	b.heads = b.heads[:0]
+	for i := range b.commit.Ops {
+		d := b.commit.Ops[i].Dot
+		j := len(b.heads) - 1
+		for j >= 0 && b.heads[j].Origin != d.Origin {
+			j--
+		}
+		if j < 0 {
+			b.heads = append(b.heads, d)
+		} else {
+			b.heads[j].Seq = max(b.heads[j].Seq, d.Seq)
+		}
+	}
 }
 
 var errStopped = errors.New("oplog: group syncer stopped")

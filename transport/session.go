@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/convergedb/converge/crdt"
 )
@@ -25,6 +26,7 @@ type Session struct {
 	lim       Limits
 	maxRounds int
 	res       Result
+	dotOf     func([]byte) (crdt.Dot, error)
 
 	// What the session knows of the two sides.
 	peerVV crdt.VersionVector // the peer's: from Options, then from its last answer
@@ -50,6 +52,10 @@ type round struct {
 	pushedAgainst crdt.VersionVector // the peer's vector the push was read against
 	resp          *Response
 	got           Applied // what our store did with resp.Ops
+	// prefetch is the next round's request, sent while resp.Ops were
+	// applied (nil: none), and prefetched its answer (nil: none came).
+	prefetch   *Request
+	prefetched *Response
 }
 
 // snapshotPaging is a bootstrap from a snapshot in progress.
@@ -110,6 +116,15 @@ type Action struct {
 	Vector crdt.VersionVector
 	// Ops are what ApplyOps applies.
 	Ops [][]byte
+	// Prefetch is, for ApplyOps, a request the driver may send the peer
+	// while it applies Ops, its answer going in [Outcome.Prefetched]:
+	// the next round's, asking for the page after Ops from the vector
+	// applying them reaches. It pipelines a catch-up (page n+1 travels
+	// while page n is applied). The session uses the answer only if the
+	// apply did reach that vector; a driver may ignore Prefetch. The
+	// request does not name its sender, so the peer records nothing of a
+	// vector this replica may not reach.
+	Prefetch *Request
 	// SnapshotRequest is what FetchSnapshotPage asks the peer for.
 	SnapshotRequest *SnapshotRequest
 	// Records are what InstallSnapshotPage installs.
@@ -129,6 +144,9 @@ type Outcome struct {
 	Applied  Applied            // ApplyOps
 	Page     *SnapshotResponse  // FetchSnapshotPage
 	Err      error
+	// Prefetched is the answer to ApplyOps's Prefetch, if the driver sent
+	// it and it came (nil otherwise: the session then asks again).
+	Prefetched *Response
 }
 
 // Do carries out a against store and peer and returns what came of it;
@@ -145,6 +163,9 @@ func (a Action) Do(ctx context.Context, store Store, peer Peer) Outcome {
 	case Acknowledge:
 		o.Err = store.Acknowledged(ctx, a.Namespace, a.Peer, a.Vector)
 	case ApplyOps:
+		if a.Prefetch != nil {
+			return a.applyPrefetching(ctx, store, peer)
+		}
 		o.Applied, o.Err = store.Apply(ctx, a.Namespace, a.Ops)
 	case FetchSnapshotPage:
 		o.Page, o.Err = peer.Snapshot(ctx, a.SnapshotRequest)
@@ -153,6 +174,31 @@ func (a Action) Do(ctx context.Context, store Store, peer Peer) Outcome {
 	case FinishSnapshot:
 		o.Err = store.FinishSnapshot(ctx, a.Namespace, a.Vector)
 	}
+	return o
+}
+
+// applyPrefetching carries out ApplyOps with its Prefetch: it sends the
+// request on its own goroutine while the store applies the ops, and
+// returns once both are over. A failed apply cancels the round trip; a
+// failed round trip only leaves Prefetched nil.
+func (a Action) applyPrefetching(ctx context.Context, store Store, peer Peer) Outcome {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var o Outcome
+	var wg sync.WaitGroup
+	var prefetched *Response
+	wg.Go(func() {
+		resp, err := peer.RoundTrip(ctx, a.Prefetch)
+		if err == nil {
+			prefetched = resp
+		}
+	})
+	o.Applied, o.Err = store.Apply(ctx, a.Namespace, a.Ops)
+	if o.Err != nil {
+		cancel()
+	}
+	wg.Wait()
+	o.Prefetched = prefetched
 	return o
 }
 
@@ -168,6 +214,10 @@ func NewSession(ns string, self crdt.ReplicaID, peerLimits Limits, opts Options)
 		maxRounds: opts.MaxRounds,
 		res:       Result{Namespace: ns},
 		peerVV:    opts.PeerVector,
+		dotOf:     opts.DotOf,
+	}
+	if s.dotOf == nil {
+		s.dotOf = crdt.OpDot
 	}
 	if s.maxRounds <= 0 {
 		s.maxRounds = 10000
@@ -324,7 +374,30 @@ func (s *Session) tally() {
 		s.applied(Outcome{})
 		return
 	}
-	s.ask(Action{Kind: ApplyOps, Ops: resp.Ops}, s.applied)
+	s.round.prefetch = s.prefetchRequest(resp)
+	s.ask(Action{Kind: ApplyOps, Ops: resp.Ops, Prefetch: s.round.prefetch}, s.applied)
+}
+
+// prefetchRequest returns the request for the page after resp's, from the
+// vector our store reaches once it has applied resp.Ops, if the peer said
+// more follow and the page's dots tell that vector (each origin's ops
+// next in line); nil otherwise. It names no sender (see Action.Prefetch).
+func (s *Session) prefetchRequest(resp *Response) *Request {
+	if !resp.More {
+		return nil
+	}
+	vv := s.round.req.Vector.Clone()
+	if vv == nil {
+		vv = crdt.VersionVector{}
+	}
+	for _, b := range resp.Ops {
+		d, err := s.dotOf(b)
+		if err != nil || d.Seq != vv[d.Origin]+1 {
+			return nil // the apply will say what it is
+		}
+		vv[d.Origin] = d.Seq
+	}
+	return &Request{Namespace: s.ns, Vector: vv, Limits: s.lim}
 }
 
 // applied counts what our store did with the page, and reads our vector
@@ -336,6 +409,7 @@ func (s *Session) applied(o Outcome) {
 	}
 	got := o.Applied
 	s.round.got = got
+	s.round.prefetched = o.Prefetched
 	s.res.Received += got.Applied
 	s.res.Refused += got.Refused
 	s.res.Conflicts += got.Conflicts
@@ -384,8 +458,24 @@ func (s *Session) judge(o Outcome) {
 	case !progress && (offered || s.res.Rounds > 1):
 		s.finish(s.stalled(mine))
 	default:
-		s.startRound(mine)
+		if !s.usePrefetched(mine) {
+			s.startRound(mine)
+		}
 	}
+}
+
+// usePrefetched goes on with the answer to the round's prefetch as the
+// next round's, if it came and was asked from mine (the apply reached the
+// vector the prefetch assumed) and we have nothing to push (a round of
+// our own would push it). It reports whether it did.
+func (s *Session) usePrefetched(mine crdt.VersionVector) bool {
+	r := s.round
+	if r.prefetched == nil || !r.prefetch.Vector.Equal(mine) || !s.peerVV.Covers(mine) || s.res.Rounds >= s.maxRounds {
+		return false
+	}
+	s.round = round{req: r.prefetch, pushedAgainst: s.peerVV}
+	s.responded(Outcome{Response: r.prefetched})
+	return true
 }
 
 // stalled is the error of a round that moved nothing: the peer is behind

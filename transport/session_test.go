@@ -158,6 +158,13 @@ func (w *world) startSync(c command) string {
 	opts := Options{
 		Limits:    Limits{MaxOps: c.int(t, "max-ops", 0)},
 		MaxRounds: c.int(t, "max-rounds", 0),
+		DotOf: func(b []byte) (crdt.Dot, error) {
+			op, ok := decodeModelOp(b)
+			if !ok {
+				return crdt.Dot{}, errors.New("not a model op")
+			}
+			return op.dot, nil
+		},
 	}
 	known := "unknown"
 	if a, ok := c.lookup("peer-vector"); ok {
@@ -232,6 +239,16 @@ func (w *world) describe(a Action, o Outcome) []string {
 		what = fmt.Sprintf("record that %s holds %s", modelName(a.Peer), w.vec(a.Vector))
 	case ApplyOps:
 		what, got = "apply "+formatOps(a.Ops), w.applied(o.Applied)
+		if a.Prefetch != nil {
+			// Sent while the ops were applied: the next page, asked for
+			// from the vector the apply reaches.
+			r.rounds++
+			out := []string{what + ": " + got, fmt.Sprintf("  meanwhile round %d: send vector %s, anonymously", r.rounds, w.vec(a.Prefetch.Vector))}
+			if o.Prefetched != nil {
+				return append(out, "    answer: "+w.response(o.Prefetched))
+			}
+			return append(out, "    no answer")
+		}
 	case FetchSnapshotPage:
 		what = fmt.Sprintf("fetch a snapshot page from %s, at most %d records, ", r.name, a.SnapshotRequest.Limits.MaxOps)
 		if after := a.SnapshotRequest.After; after == nil {

@@ -135,6 +135,12 @@ type Options struct {
 	PeerVector crdt.VersionVector
 	// Now measures the duration. Nil means time.Now.
 	Now func() time.Time
+	// DotOf reads the dot of an encoded op, for pipelining a catch-up
+	// (see [Action].Prefetch): the vector a page reaches comes from its
+	// dots. Nil means [crdt.OpDot], the encoding of every store of this
+	// module; a store with another encoding sets its own (or one that
+	// fails, which turns pipelining off).
+	DotOf func(op []byte) (crdt.Dot, error)
 }
 
 // Sync runs anti-entropy rounds for namespace ns between store and peer

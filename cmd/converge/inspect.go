@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -37,6 +38,11 @@ const inspectUsage = `usage:
   converge inspect DIR quarantine NS retry       offer them to the store again
   converge inspect DIR quarantine NS discard ORIGIN SEQ
                                                  drop one without applying it
+  converge inspect -hub URL [-token T] [NS]      a running hub (its admin endpoint): each
+                                                 namespace's vector, state hash, peers and
+                                                 quarantine; with NS, the namespace's detail
+                                                 as JSON. The token may come from
+                                                 CONVERGE_TOKEN; -ca FILE trusts a private CA
 
 Run it on a store no process has open (stop the replica or converge serve
 first): a Pebble store has one owner. It opens existing stores only: a
@@ -46,12 +52,21 @@ missing directory, or one that holds no Converge store, is an error.
 func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset := newFlagSet("inspect", stderr)
 	verify := fset.Bool("verify", true, "with the overview: rebuild each namespace's state from its log and compare state hashes")
+	hubURL := fset.String("hub", "", "inspect a running hub at `URL` (its admin endpoint) instead of a store directory")
+	token := fset.String("token", "", "bearer `token` for -hub (default $CONVERGE_TOKEN)")
+	caFile := fset.String("ca", "", "CA certificates `file` (PEM) that verify the hub's TLS certificate, for -hub")
 	fset.Usage = func() {
 		fmt.Fprint(stderr, inspectUsage)
 		fset.PrintDefaults()
 	}
 	if err := fset.Parse(args); err != nil {
 		return err
+	}
+	if *hubURL != "" {
+		if *token == "" {
+			*token = os.Getenv("CONVERGE_TOKEN")
+		}
+		return inspectHub(ctx, *hubURL, *token, *caFile, fset.Args(), stdout)
 	}
 	if fset.NArg() < 1 {
 		fset.Usage()

@@ -2,93 +2,80 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
-	"net/http"
 	"os"
-	"slices"
+	"os/signal"
 	"strings"
-	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/convergedb/converge"
-	"github.com/convergedb/converge/crdt"
-	"github.com/convergedb/converge/transport"
+	"github.com/convergedb/converge/hub"
 	httptransport "github.com/convergedb/converge/transport/http"
-	natstransport "github.com/convergedb/converge/transport/nats"
 )
 
-// serveConfig is the configuration of `converge serve`. Every field has a
-// flag and an environment variable (see serveFlags).
+// serveConfig is the configuration of `converge serve`: the hub's
+// (package hub) and what the command adds. Every field has a flag and an
+// environment variable (see parseServeConfig).
 type serveConfig struct {
-	Dir             string
-	Listen          string
-	Tokens          string
-	Durability      string
-	MaxBody         int64
-	ShutdownTimeout time.Duration
-	LogLevel        string
-	LogFormat       string
-
-	NATSURL       string
-	Namespaces    []string
-	NATSCreds     string
-	NATSNKey      string
-	NATSUser      string
-	NATSPassword  string
-	NATSToken     string
-	NATSTLSCA     string
-	NATSTLSCert   string
-	NATSTLSKey    string
-	NATSInbox     string
-	NATSPrefix    string
-	NATSName      string
-	NATSHeartbeat time.Duration
-	SyncInterval  time.Duration
-
-	CompactInterval time.Duration
+	Hub        hub.Config
+	Listen     string
+	Durability string
+	LogLevel   string
+	LogFormat  string
+	// JWTKey is the file of the key that verifies JWTs; JWTIssuer and
+	// JWTAudience are checked when set.
+	JWTKey, JWTIssuer, JWTAudience string
 
 	// listener, when set, is served instead of listening on Listen; serve
 	// closes it. Tests use it to know the address before serve runs.
 	listener net.Listener
 }
 
-const serveUsage = `usage: converge serve -dir DIR [-tokens FILE] [-nats-url URL -namespaces NS,...] [flags]
+const serveUsage = `usage: converge serve -dir DIR [-tokens FILE] [-jwt-key FILE] [-nats-url URL -namespaces NS,...] [flags]
 
-Runs a hub: a replica with its own Pebble store in -dir that
-  - answers the sync protocol over HTTP (POST /v1/sync/{ns}, GET /v1/stream/{ns},
-    GET /v1/health) for the bearer tokens of the -tokens file, and/or
+Runs a hub (package hub): a replica with its own Pebble store in -dir that
+  - answers the sync protocol over HTTP (POST /v1/sync/{ns}, POST /v1/snapshot/{ns},
+    GET /v1/stream/{ns}, GET /v1/health) for the bearer tokens of the -tokens file
+    and/or JSON Web Tokens signed with the -jwt-key, and/or
   - replicates the -namespaces over NATS with the other replicas on the bus.
 With both, it bridges them: what HTTP clients write reaches the NATS replicas,
 and what those write reaches the HTTP clients' live streams.
 
-It also serves, on the same -listen address and without a token:
+It listens on 127.0.0.1:8080 by default (loopback only): give -listen :8080 to
+listen on every interface. With -tls-cert and -tls-key it serves HTTPS; with
+-tls-client-ca too, clients must present a certificate signed by that CA (mTLS).
+
+It also serves, on the same -listen address:
   GET /healthz   200 when the store and every transport answer, else 503 (JSON body)
-  GET /metrics   Prometheus text format: ops, conflicts and replication state per
-                 namespace, sync latency, HTTP requests, NATS transport counters
+  GET /metrics   Prometheus: ops, conflicts, quarantine, peers and replication state
+                 per namespace, sync latency, HTTP requests, NATS counters, Go runtime
+  GET /v1/admin/namespaces, GET /v1/admin/ns/{ns}   (with a token, for the
+                 namespaces it grants) each namespace's vector, state hash, peers
+                 and quarantine as JSON: compare replicas without stopping them
 
 The token file has one token per line: "<token> <ns>[,<ns>...] [origins=<id>,...]",
 where ns is a namespace or a pattern ending in ".>" ("acme.>"), or ">" for every
 namespace, and origins, if given, are the replica ids the token may write as
 (ops of any other origin are refused: one writer cannot forge another's);
-blank lines and lines starting with # are ignored.
+blank lines and lines starting with # are ignored. The file is reloaded when it
+changes (checked every -token-check-interval) and on SIGHUP; the live streams
+of a token removed from it are closed. A JWT carries its grant in the claims
+"ns" (a list of namespaces and patterns) and "origins", and must expire ("exp").
 
 Every flag has an environment variable: the variable sets the default, the flag
 overrides it. Prefer the environment for secrets (-nats-password, -nats-token):
 flags show in the process list.
 
-On SIGINT or SIGTERM it stops accepting connections, finishes the requests in
-progress, ends the live streams, syncs the last HTTP writes over NATS, closes
-the replicator, the NATS connection and the store (with -durability sync or
-group, every write it accepted is on disk already). A second signal exits at once.
+SIGHUP reloads the token file and the TLS certificate. On SIGINT or SIGTERM it
+stops accepting connections, finishes the requests in progress, ends the live
+streams, syncs the last HTTP writes over NATS, closes the replicator, the NATS
+connection and the store (with -durability sync or group, every write it
+accepted is on disk already). A second signal exits at once.
 
 Flags:
 `
@@ -96,12 +83,14 @@ Flags:
 // envFlag ties a flag to its environment variable.
 type envFlag struct{ flag, env string }
 
-// parseServeConfig reads the configuration from the environment (through
-// lookupEnv) and then from args, which override it.
-func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (serveConfig, error) {
-	var cfg serveConfig
-	var namespaces string
-	fs := newFlagSet("serve", stderr)
+// serveFlags declares the flags of serve on fs, writing into cfg; it
+// returns the flags' environment variables and the raw -namespaces.
+func serveFlags(fs interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+	Int64Var(*int64, string, int64, string)
+	IntVar(*int, string, int, string)
+}, cfg *serveConfig, namespaces *string) []envFlag {
 	var envs []envFlag
 	str := func(p *string, name, env, def, usage string) {
 		fs.StringVar(p, name, def, usage+" (env "+env+")")
@@ -111,31 +100,52 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stde
 		fs.DurationVar(p, name, def, usage+" (env "+env+")")
 		envs = append(envs, envFlag{name, env})
 	}
-	str(&cfg.Dir, "dir", "CONVERGE_DIR", "", "the hub's store `directory` (required; created if absent)")
-	str(&cfg.Listen, "listen", "CONVERGE_LISTEN", ":8080", "HTTP listen `address` for the sync endpoint, /healthz and /metrics")
-	str(&cfg.Tokens, "tokens", "CONVERGE_TOKENS", "", "token `file` for the HTTP sync endpoint; without it, HTTP sync is off")
+	h, n := &cfg.Hub, &cfg.Hub.NATS
+	str(&h.Dir, "dir", "CONVERGE_DIR", "", "the hub's store `directory` (required; created if absent)")
+	str(&cfg.Listen, "listen", "CONVERGE_LISTEN", hub.DefaultListen, "HTTP listen `address` for the sync endpoint, /healthz and /metrics (\":8080\": every interface)")
+	str(&h.TokenFile, "tokens", "CONVERGE_TOKENS", "", "token `file` for the HTTP sync endpoint, reloaded when it changes and on SIGHUP")
+	dur(&h.TokenCheckInterval, "token-check-interval", "CONVERGE_TOKEN_CHECK_INTERVAL", 10*time.Second, "how often the token file is checked for changes and open streams' tokens revalidated (negative: only on SIGHUP)")
+	str(&cfg.JWTKey, "jwt-key", "CONVERGE_JWT_KEY", "", "`file` of the key that verifies JSON Web Tokens: a PEM public key (ECDSA, RSA, Ed25519) or an HMAC secret")
+	str(&cfg.JWTIssuer, "jwt-issuer", "CONVERGE_JWT_ISSUER", "", "required \"iss\" `claim` of JWTs")
+	str(&cfg.JWTAudience, "jwt-audience", "CONVERGE_JWT_AUDIENCE", "", "required \"aud\" `claim` of JWTs")
+	str(&h.TLSCertFile, "tls-cert", "CONVERGE_TLS_CERT", "", "TLS certificate `file` (PEM); with -tls-key, serve HTTPS")
+	str(&h.TLSKeyFile, "tls-key", "CONVERGE_TLS_KEY", "", "TLS private key `file` (PEM)")
+	str(&h.TLSClientCAFile, "tls-client-ca", "CONVERGE_TLS_CLIENT_CA", "", "CA certificates `file` (PEM): require client certificates signed by them (mTLS)")
 	str(&cfg.Durability, "durability", "CONVERGE_DURABILITY", "sync", "durability `mode` of writes: sync (fsync each commit), group (one fsync shared by concurrent commits), none (a crash may lose the latest)")
-	fs.Int64Var(&cfg.MaxBody, "max-body", 0, "largest HTTP sync request body in `bytes`, compressed or not; 0 means 8 MiB (env CONVERGE_MAX_BODY)")
+	fs.Int64Var(&h.HTTP.MaxBody, "max-body", 0, "largest HTTP sync request body in `bytes`, compressed or not; 0 means 8 MiB (env CONVERGE_MAX_BODY)")
 	envs = append(envs, envFlag{"max-body", "CONVERGE_MAX_BODY"})
-	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "CONVERGE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful shutdown may take before connections are cut")
+	dur(&h.ShutdownTimeout, "shutdown-timeout", "CONVERGE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful shutdown may take before connections are cut")
 	str(&cfg.LogLevel, "log-level", "CONVERGE_LOG_LEVEL", "info", "log `level`: debug, info, warn or error")
 	str(&cfg.LogFormat, "log-format", "CONVERGE_LOG_FORMAT", "text", "log `format`: text or json")
-	str(&cfg.NATSURL, "nats-url", "CONVERGE_NATS_URL", "", "NATS server `URLs`, comma-separated; without it, NATS replication is off")
-	str(&namespaces, "namespaces", "CONVERGE_NAMESPACES", "", "`namespaces` to replicate over NATS, comma-separated (required with -nats-url)")
-	str(&cfg.NATSCreds, "nats-creds", "CONVERGE_NATS_CREDS", "", "NATS credentials `file` (user JWT and NKey seed)")
-	str(&cfg.NATSNKey, "nats-nkey", "CONVERGE_NATS_NKEY", "", "NATS NKey seed `file`")
-	str(&cfg.NATSUser, "nats-user", "CONVERGE_NATS_USER", "", "NATS `user`")
-	str(&cfg.NATSPassword, "nats-password", "CONVERGE_NATS_PASSWORD", "", "NATS `password` (prefer the environment variable)")
-	str(&cfg.NATSToken, "nats-token", "CONVERGE_NATS_TOKEN", "", "NATS authentication `token` (prefer the environment variable)")
-	str(&cfg.NATSTLSCA, "nats-tls-ca", "CONVERGE_NATS_TLS_CA", "", "`file` of CA certificates to verify the NATS server (enables TLS)")
-	str(&cfg.NATSTLSCert, "nats-tls-cert", "CONVERGE_NATS_TLS_CERT", "", "client certificate `file` for NATS TLS (with -nats-tls-key)")
-	str(&cfg.NATSTLSKey, "nats-tls-key", "CONVERGE_NATS_TLS_KEY", "", "client key `file` for NATS TLS (with -nats-tls-cert)")
-	str(&cfg.NATSInbox, "nats-inbox-prefix", "CONVERGE_NATS_INBOX_PREFIX", "", "inbox `prefix` for NATS replies (give each site its own and permit only that)")
-	str(&cfg.NATSPrefix, "nats-prefix", "CONVERGE_NATS_PREFIX", "converge", "first subject `tokens` of the replication subjects")
-	str(&cfg.NATSName, "nats-name", "CONVERGE_NATS_NAME", "converge-serve", "connection `name` shown by the NATS server")
-	dur(&cfg.NATSHeartbeat, "nats-heartbeat", "CONVERGE_NATS_HEARTBEAT", 5*time.Second, "interval of the hub's vector announcements on NATS: replicas that missed something fetch it")
-	dur(&cfg.SyncInterval, "sync-interval", "CONVERGE_SYNC_INTERVAL", 30*time.Second, "interval of the periodic anti-entropy sync over NATS")
-	dur(&cfg.CompactInterval, "compact-interval", "CONVERGE_COMPACT_INTERVAL", 10*time.Minute, "interval of log compaction: ops every known peer holds are folded into base states (0 turns it off)")
+	dur(&h.FailureLogInterval, "failure-log-interval", "CONVERGE_FAILURE_LOG_INTERVAL", 5*time.Minute, "repeated sync failures are logged once per `interval` with their count (the first at once)")
+	fs.IntVar(&h.MaxPeerSeries, "metrics-max-peers", 20, "per-peer series of converge_peer_behind_ops per namespace, the rest summed as peer=\"other\"; negative: none (env CONVERGE_METRICS_MAX_PEERS)")
+	envs = append(envs, envFlag{"metrics-max-peers", "CONVERGE_METRICS_MAX_PEERS"})
+	str(&n.URL, "nats-url", "CONVERGE_NATS_URL", "", "NATS server `URLs`, comma-separated; without it, NATS replication is off")
+	str(namespaces, "namespaces", "CONVERGE_NAMESPACES", "", "`namespaces` to replicate over NATS, comma-separated (required with -nats-url)")
+	str(&n.Creds, "nats-creds", "CONVERGE_NATS_CREDS", "", "NATS credentials `file` (user JWT and NKey seed)")
+	str(&n.NKeyFile, "nats-nkey", "CONVERGE_NATS_NKEY", "", "NATS NKey seed `file`")
+	str(&n.User, "nats-user", "CONVERGE_NATS_USER", "", "NATS `user`")
+	str(&n.Password, "nats-password", "CONVERGE_NATS_PASSWORD", "", "NATS `password` (prefer the environment variable)")
+	str(&n.Token, "nats-token", "CONVERGE_NATS_TOKEN", "", "NATS authentication `token` (prefer the environment variable)")
+	str(&n.TLSCAFile, "nats-tls-ca", "CONVERGE_NATS_TLS_CA", "", "`file` of CA certificates to verify the NATS server (enables TLS)")
+	str(&n.TLSCertFile, "nats-tls-cert", "CONVERGE_NATS_TLS_CERT", "", "client certificate `file` for NATS TLS (with -nats-tls-key)")
+	str(&n.TLSKeyFile, "nats-tls-key", "CONVERGE_NATS_TLS_KEY", "", "client key `file` for NATS TLS (with -nats-tls-cert)")
+	str(&n.InboxPrefix, "nats-inbox-prefix", "CONVERGE_NATS_INBOX_PREFIX", "", "inbox `prefix` for NATS replies (give each site its own and permit only that)")
+	str(&n.Prefix, "nats-prefix", "CONVERGE_NATS_PREFIX", "converge", "first subject `tokens` of the replication subjects")
+	str(&n.Name, "nats-name", "CONVERGE_NATS_NAME", "converge-serve", "connection `name` shown by the NATS server")
+	dur(&n.Heartbeat, "nats-heartbeat", "CONVERGE_NATS_HEARTBEAT", 5*time.Second, "interval of the hub's vector announcements on NATS: replicas that missed something fetch it")
+	dur(&n.SyncInterval, "sync-interval", "CONVERGE_SYNC_INTERVAL", 30*time.Second, "interval of the periodic anti-entropy sync over NATS")
+	dur(&h.CompactInterval, "compact-interval", "CONVERGE_COMPACT_INTERVAL", 10*time.Minute, "interval of log compaction: ops every known peer holds are folded into base states (0 turns it off)")
+	return envs
+}
+
+// parseServeConfig reads the configuration from the environment (through
+// lookupEnv) and then from args, which override it.
+func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (serveConfig, error) {
+	var cfg serveConfig
+	var namespaces string
+	fs := newFlagSet("serve", stderr)
+	envs := serveFlags(fs, &cfg, &namespaces)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, serveUsage)
 		fs.PrintDefaults()
@@ -157,44 +167,41 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stde
 	}
 	for ns := range strings.SplitSeq(namespaces, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
-			cfg.Namespaces = append(cfg.Namespaces, ns)
+			cfg.Hub.NATS.Namespaces = append(cfg.Hub.NATS.Namespaces, ns)
 		}
+	}
+	if cfg.Hub.CompactInterval == 0 {
+		cfg.Hub.CompactInterval = -1 // the flag's 0 turns compaction off
 	}
 	return cfg, cfg.validate()
 }
 
+// validate checks what the command adds to the hub's configuration (the
+// hub checks the rest when it starts).
 func (cfg *serveConfig) validate() error {
 	switch {
-	case cfg.Dir == "":
+	case cfg.Hub.Dir == "":
 		return errors.New("serve: -dir (CONVERGE_DIR) is required")
-	case cfg.Tokens == "" && cfg.NATSURL == "":
-		return errors.New("serve: nothing to serve: give -tokens (HTTP sync) and/or -nats-url (NATS replication)")
-	case cfg.NATSURL != "" && len(cfg.Namespaces) == 0:
+	case cfg.Hub.TokenFile == "" && cfg.JWTKey == "" && cfg.Hub.NATS.URL == "":
+		return errors.New("serve: nothing to serve: give -tokens or -jwt-key (HTTP sync) and/or -nats-url (NATS replication)")
+	case cfg.Hub.NATS.URL != "" && len(cfg.Hub.NATS.Namespaces) == 0:
 		return errors.New("serve: -nats-url needs -namespaces, the namespaces to replicate over NATS")
-	case cfg.NATSURL == "" && len(cfg.Namespaces) > 0:
+	case cfg.Hub.NATS.URL == "" && len(cfg.Hub.NATS.Namespaces) > 0:
 		return errors.New("serve: -namespaces are replicated over NATS: give -nats-url too")
-	case cfg.NATSPassword != "" && cfg.NATSUser == "":
+	case cfg.Hub.NATS.Password != "" && cfg.Hub.NATS.User == "":
 		return errors.New("serve: -nats-password needs -nats-user")
-	case (cfg.NATSTLSCert == "") != (cfg.NATSTLSKey == ""):
+	case (cfg.Hub.NATS.TLSCertFile == "") != (cfg.Hub.NATS.TLSKeyFile == ""):
 		return errors.New("serve: -nats-tls-cert and -nats-tls-key go together")
-	case cfg.MaxBody < 0:
+	case (cfg.Hub.TLSCertFile == "") != (cfg.Hub.TLSKeyFile == ""):
+		return errors.New("serve: -tls-cert and -tls-key go together")
+	case cfg.Hub.TLSClientCAFile != "" && cfg.Hub.TLSCertFile == "":
+		return errors.New("serve: -tls-client-ca needs -tls-cert and -tls-key")
+	case cfg.Hub.HTTP.MaxBody < 0:
 		return errors.New("serve: -max-body must not be negative")
-	case cfg.ShutdownTimeout <= 0:
+	case cfg.Hub.ShutdownTimeout <= 0:
 		return errors.New("serve: -shutdown-timeout must be positive")
-	}
-	methods := 0
-	for _, s := range []string{cfg.NATSCreds, cfg.NATSNKey, cfg.NATSUser, cfg.NATSToken} {
-		if s != "" {
-			methods++
-		}
-	}
-	if methods > 1 {
-		return errors.New("serve: give one NATS authentication: -nats-creds, -nats-nkey, -nats-user or -nats-token")
-	}
-	for _, ns := range cfg.Namespaces {
-		if len(ns) > crdt.MaxNameLen {
-			return fmt.Errorf("serve: namespace %q is longer than %d bytes", ns, crdt.MaxNameLen)
-		}
+	case (cfg.JWTIssuer != "" || cfg.JWTAudience != "") && cfg.JWTKey == "":
+		return errors.New("serve: -jwt-issuer and -jwt-audience need -jwt-key")
 	}
 	if _, err := parseDurability(cfg.Durability); err != nil {
 		return err
@@ -233,40 +240,20 @@ func (cfg *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("serve: -log-format must be text or json, not %q", cfg.LogFormat)
 }
 
-// natsOptions turns the NATS flags into connection options.
-func (cfg *serveConfig) natsOptions(logger *slog.Logger) ([]nats.Option, error) {
-	opts := []nats.Option{
-		nats.Name(cfg.NATSName),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("NATS connection lost; reconnecting", "err", err)
-			}
-		}),
-	}
-	switch {
-	case cfg.NATSCreds != "":
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
-	case cfg.NATSNKey != "":
-		o, err := nats.NkeyOptionFromSeed(cfg.NATSNKey)
+// hubConfig returns the hub's configuration: the flags' and what the
+// command reads for it (the durability, the JWT key, the logger).
+func (cfg *serveConfig) hubConfig(logger *slog.Logger) (hub.Config, error) {
+	hc := cfg.Hub
+	hc.Durability, _ = parseDurability(cfg.Durability) // validated
+	hc.Logger = logger
+	if cfg.JWTKey != "" {
+		key, err := httptransport.LoadJWTKey(cfg.JWTKey)
 		if err != nil {
-			return nil, fmt.Errorf("serve: -nats-nkey: %w", err)
+			return hc, fmt.Errorf("serve: %w", err)
 		}
-		opts = append(opts, o)
-	case cfg.NATSUser != "":
-		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
-	case cfg.NATSToken != "":
-		opts = append(opts, nats.Token(cfg.NATSToken))
+		hc.JWT = &httptransport.JWTOptions{Key: key, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: time.Minute}
 	}
-	if cfg.NATSTLSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
-	}
-	if cfg.NATSTLSCert != "" {
-		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
-	}
-	if cfg.NATSInbox != "" {
-		opts = append(opts, nats.CustomInboxPrefix(cfg.NATSInbox))
-	}
-	return opts, nil
+	return hc, nil
 }
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -278,38 +265,16 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, logger)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return serve(ctx, cfg, logger, hup)
 }
 
-// hub is a running `converge serve`.
-type hub struct {
-	cfg     serveConfig
-	log     *slog.Logger
-	db      *converge.DB
-	metrics *serveMetrics
-	syncSrv *httptransport.Server    // nil without -tokens
-	tr      *natstransport.Transport // nil without -nats-url
-	rep     *converge.Replicator     // over tr
-	bridge  map[string]*bridgeState  // namespaces replicated over NATS, when HTTP sync is on too
-	closing atomic.Bool              // shutting down: /healthz answers 503
-	ctx     context.Context          // the hub's background work; ends at shutdown
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-}
-
-// bridgeState is a namespace that HTTP clients write and the hub
-// replicates over NATS: after HTTP clients' ops are applied, the hub syncs
-// it over NATS at once (the NATS transport publishes live only the hub's
-// own ops, so without this the NATS replicas would learn of them from the
-// hub's next announcement).
-type bridgeState struct {
-	kick  chan struct{}
-	dirty atomic.Bool // HTTP clients' ops applied and not yet synced over NATS
-}
-
-// serve runs the hub until ctx ends, then shuts it down gracefully. It
-// returns nil after a clean shutdown.
-func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error) {
+// serve runs the hub until ctx ends, then shuts it down gracefully; a
+// value on reload (SIGHUP) reloads its tokens and certificate. It returns
+// nil after a clean shutdown.
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, reload <-chan os.Signal) (err error) {
 	ln := cfg.listener
 	defer func() {
 		if err != nil && ln != nil {
@@ -319,302 +284,34 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) (err error
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	durability, _ := parseDurability(cfg.Durability) // validated
-	var auth httptransport.Authorizer
-	if cfg.Tokens != "" {
-		tf, err := httptransport.LoadTokenFile(cfg.Tokens)
-		if err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-		auth = tf
-	}
-	var natsOpts []nats.Option
-	if cfg.NATSURL != "" {
-		if natsOpts, err = cfg.natsOptions(logger); err != nil {
-			return err
-		}
+	hc, err := cfg.hubConfig(logger)
+	if err != nil {
+		return err
 	}
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-
-	h := &hub{cfg: cfg, log: logger, metrics: newServeMetrics(), bridge: map[string]*bridgeState{}}
-	h.ctx, h.stop = context.WithCancel(context.Background())
-	defer h.stop()
-	dbOpts := converge.Options{Durability: durability, Logger: logger,
-		Compaction: converge.CompactionOptions{Interval: cfg.CompactInterval, Disabled: cfg.CompactInterval <= 0}}
-	if h.db, err = converge.Open(cfg.Dir, dbOpts); err != nil {
+	h, err := hub.New(hc)
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	logger = logger.With("replica", h.db.ReplicaID())
-	h.log = logger
-	// On a failed start, undo what was started, in reverse order.
-	started := false
-	defer func() {
-		if !started {
-			err = errors.Join(err, h.closeReplication(context.Background()), h.db.Close())
+	rctx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go func() {
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-reload:
+				if err := h.Reload(ctx); err != nil {
+					logger.Error("reload on SIGHUP; what was loaded before stays in force", "err", err)
+				}
+			}
 		}
 	}()
-
-	if cfg.NATSURL != "" {
-		h.tr, err = natstransport.Connect(cfg.NATSURL, natstransport.Options{
-			Store: h.db.SyncStore(), Prefix: cfg.NATSPrefix, Heartbeat: cfg.NATSHeartbeat, Logger: logger,
-			OnRoundTrip: h.natsRoundTrip,
-		}, natsOpts...)
-		if err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-		h.rep, err = h.db.OpenReplicator(h.tr, converge.ReplicatorOptions{
-			Namespaces: cfg.Namespaces, Interval: cfg.SyncInterval, Logger: logger,
-		})
-		if err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-
-	mux := http.NewServeMux()
-	if auth != nil {
-		h.syncSrv, err = newSyncServer(h.db.SyncStore(), auth, cfg.MaxBody, logger, h.applied)
-		if err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-		mux.Handle("/v1/", h.syncSrv)
-		if h.rep != nil {
-			for _, ns := range cfg.Namespaces {
-				h.bridge[ns] = &bridgeState{kick: make(chan struct{}, 1)}
-			}
-		}
-		for ns, b := range h.bridge {
-			h.wg.Go(func() { h.bridgeLoop(ns, b) })
-		}
-	}
-	mux.HandleFunc("GET /healthz", h.health)
-	mux.HandleFunc("GET /metrics", h.serveMetrics)
-
-	srv := &http.Server{
-		Handler:           h.instrument(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
-	if h.syncSrv != nil {
-		// Shutdown closes the listener, then runs this: the live streams
-		// end, so their connections go idle and Shutdown can finish.
-		srv.RegisterOnShutdown(h.syncSrv.Close)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	started = true
-	logger.Info("serving", "listen", ln.Addr().String(), "dir", cfg.Dir, "http_sync", h.syncSrv != nil,
-		"nats", redactURLs(cfg.NATSURL), "namespaces", cfg.Namespaces, "durability", cfg.Durability)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "cause", context.Cause(ctx))
-	case err := <-served:
-		runErr = fmt.Errorf("serve: %w", err)
-		logger.Error("HTTP server failed; shutting down", "err", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	return errors.Join(runErr, h.shutdown(sctx, srv))
-}
-
-// shutdown stops the hub: no new connections, the requests in progress
-// finish, the live streams end, the last HTTP writes are synced over NATS,
-// the replicator and the NATS connection close, then the store.
-func (h *hub) shutdown(ctx context.Context, srv *http.Server) error {
-	h.closing.Store(true)
-	var errs []error
-	if err := srv.Shutdown(ctx); err != nil {
-		h.log.Warn("requests still running at the shutdown timeout; closing their connections", "err", err)
-		errs = append(errs, fmt.Errorf("serve: shutdown: %w", err), srv.Close())
-	}
-	if h.syncSrv != nil {
-		h.syncSrv.Close() // Shutdown ran it; this waits for the stream handlers
-	}
-	h.stop()
-	h.wg.Wait()
-	// What HTTP clients wrote last may not have reached NATS yet: one more
-	// sync, bounded by the shutdown's deadline. It is in the store anyway,
-	// and anti-entropy carries it when the hub is back.
-	for _, ns := range slices.Sorted(maps.Keys(h.bridge)) {
-		if h.bridge[ns].dirty.Load() {
-			if _, err := h.rep.SyncNow(ctx, ns); err != nil {
-				h.log.Warn("last sync over NATS failed; the ops are in the store and sync when the hub is back", "namespace", ns, "err", err)
-			}
-		}
-	}
-	errs = append(errs, h.closeReplication(ctx))
-	if err := h.db.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("serve: close store: %w", err))
-	}
-	err := errors.Join(errs...)
-	if err == nil {
-		h.log.Info("stopped")
-	}
-	return err
-}
-
-// closeReplication closes the replicator and the NATS transport, if open.
-// It runs once: at shutdown, or when the start fails.
-func (h *hub) closeReplication(ctx context.Context) error {
-	var errs []error
-	if h.rep != nil {
-		if err := h.rep.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("serve: %w", err))
-		}
-	}
-	if h.tr != nil {
-		if err := h.tr.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("serve: close NATS: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// newSyncServer is the HTTP sync server of `converge serve`: it serves
-// store itself, never a wrapper, so every ability of the store is served
-// (snapshots for clients below the compaction horizon, the record of
-// which peer holds what, the commits that wake the live streams), and
-// onApply hears what clients pushed. The conformance suite runs through it
-// (serve_test.go).
-func newSyncServer(store transport.Store, auth httptransport.Authorizer, maxBody int64, logger *slog.Logger,
-	onApply func(ns string, a transport.Applied)) (*httptransport.Server, error) {
-	return httptransport.NewServer(httptransport.ServerOptions{
-		Store:   store,
-		OnApply: onApply,
-		Auth:    auth,
-		MaxBody: maxBody,
-		Logger:  logger,
-	})
-}
-
-// natsRoundTrip is told of every anti-entropy round trip over NATS.
-func (h *hub) natsRoundTrip(_ string, took time.Duration, err error) {
-	if err == nil {
-		h.metrics.natsRoundTrip.observe(took)
-	}
-}
-
-// applied is the HTTP server's OnApply: it is called after the ops an
-// HTTP client pushed in a round trip went to the store.
-func (h *hub) applied(ns string, a transport.Applied) {
-	if a.Applied == 0 {
-		return
-	}
-	h.metrics.httpApplied(ns, a.Applied)
-	if b, ok := h.bridge[ns]; ok {
-		b.dirty.Store(true)
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// bridgeLoop syncs ns over NATS after HTTP clients' ops are applied. A
-// failed sync is retried with backoff until one succeeds: the replicator's
-// own syncs start only on the hub's own commits and periodically.
-func (h *hub) bridgeLoop(ns string, b *bridgeState) {
-	var retry <-chan time.Time
-	backoff := bridgeMinBackoff
-	for {
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-b.kick:
-		case <-retry:
-		}
-		retry = nil
-		b.dirty.Store(false)
-		res, err := h.rep.SyncNow(h.ctx, ns)
-		h.metrics.bridgeSync(err)
-		if h.ctx.Err() != nil {
-			b.dirty.Store(true)
-			return
-		}
-		if err != nil {
-			b.dirty.Store(true)
-			h.log.Debug("bridge sync over NATS failed; retrying", "namespace", ns, "err", err, "wait", backoff)
-			retry = time.After(backoff)
-			backoff = min(2*backoff, bridgeMaxBackoff)
-			continue
-		}
-		backoff = bridgeMinBackoff
-		h.log.Debug("bridged HTTP writes to NATS", "namespace", ns, "sent", res.Sent, "received", res.Received)
-	}
-}
-
-// The bounds of the bridge's retry backoff.
-const (
-	bridgeMinBackoff = 100 * time.Millisecond
-	bridgeMaxBackoff = 10 * time.Second
-)
-
-// health answers /healthz: 200 when the store and the transports answer,
-// 503 otherwise or while shutting down, with a JSON body saying which.
-func (h *hub) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	checks := map[string]string{}
-	ok := true
-	check := func(name string, err error) {
-		if err != nil {
-			checks[name] = err.Error()
-			ok = false
-		} else {
-			checks[name] = "ok"
-		}
-	}
-	_, err := h.db.Namespaces(ctx)
-	check("store", err)
-	if h.syncSrv != nil {
-		var err error
-		if h.closing.Load() {
-			err = errors.New("closing")
-		}
-		check("http", err)
-	}
-	if h.rep != nil {
-		check("nats", h.rep.Health(ctx).Peer)
-	}
-	status := "ok"
-	switch {
-	case h.closing.Load():
-		status, ok = "shutting down", false
-	case !ok:
-		status = "unhealthy"
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	if !ok {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	// A failed write is the prober's loss.
-	_ = json.NewEncoder(w).Encode(struct {
-		Status  string            `json:"status"`
-		Replica string            `json:"replica"`
-		Checks  map[string]string `json:"checks"`
-	}{status, h.db.ReplicaID(), checks})
-}
-
-// redactURLs drops user info from comma-separated URLs, for logs.
-func redactURLs(urls string) string {
-	var out []string
-	for u := range strings.SplitSeq(urls, ",") {
-		if at := strings.LastIndex(u, "@"); at >= 0 {
-			if i := strings.Index(u, "://"); i >= 0 && i < at {
-				u = u[:i+3] + "***" + u[at:]
-			}
-		}
-		out = append(out, u)
-	}
-	if urls == "" {
-		return ""
-	}
-	return strings.Join(out, ",")
+	served := ln
+	ln = nil // Serve closes it
+	return h.Serve(ctx, served)
 }

@@ -2,7 +2,6 @@ package httptransport
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -336,11 +335,7 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 	switch enc := strings.ToLower(hresp.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
-		}
-		if data, err = io.ReadAll(io.LimitReader(zr, transport.MaxMessageSize+1)); err != nil {
+		if data, err = gunzip(data, transport.MaxMessageSize+1); err != nil {
 			return 0, fmt.Errorf("%w: gzip response: %w", transport.ErrBadMessage, err)
 		}
 	default:

@@ -1,8 +1,6 @@
 package httptransport
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -127,7 +125,17 @@ type Server struct {
 		// use counts the streams and round trips in progress per token
 		// (by its SHA-256: the map keeps no secret); entries at zero go.
 		use map[[sha256.Size]byte]*tokenUse
+		// open are the live streams being served, for Revalidate.
+		open map[*liveEntry]struct{}
 	}
+}
+
+// liveEntry is a live stream being served: its token and namespace, and
+// how to end it.
+type liveEntry struct {
+	token string
+	ns    string
+	end   context.CancelFunc
 }
 
 // tokenUse is what one token has in progress.
@@ -178,6 +186,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s.mu.wake = map[string]chan struct{}{}
 	s.mu.use = map[[sha256.Size]byte]*tokenUse{}
+	s.mu.open = map[*liveEntry]struct{}{}
 	s.mux = s.routes()
 	s.stopCommits = opts.Store.OnCommit(s.committed)
 	return s, nil
@@ -440,12 +449,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	case "", "identity":
 		return raw, true
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
-			return nil, false
-		}
-		body, err := io.ReadAll(io.LimitReader(zr, s.maxBody+1))
+		body, err := gunzip(raw, s.maxBody+1)
 		if err != nil {
 			s.refuse(w, r, http.StatusBadRequest, "gzip body: "+err.Error())
 			return nil, false
@@ -633,23 +637,6 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-// gzipped compresses b, and reports whether that paid.
-func gzipped(b []byte) ([]byte, bool) {
-	var buf bytes.Buffer
-	buf.Grow(len(b) / 2)
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // the level is valid
-	if _, err := zw.Write(b); err != nil {
-		return nil, false
-	}
-	if err := zw.Close(); err != nil {
-		return nil, false
-	}
-	if buf.Len() >= len(b) {
-		return nil, false
-	}
-	return buf.Bytes(), true
-}
-
 // serveStream pushes pages of the ops of ns the client lacks, as they
 // come, until the client goes, the server closes or a write fails.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string, _ Grant) {
@@ -663,7 +650,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string, 
 		return
 	}
 	defer release()
-	st := &liveStream{s: s, w: w, ctx: r.Context(), ns: ns, have: have, log: s.log.With("ns", ns, "remote", r.RemoteAddr)}
+	ctx, unregister := s.register(r.Context(), bearerToken(r), ns)
+	defer unregister()
+	st := &liveStream{s: s, w: w, ctx: ctx, ns: ns, have: have, log: s.log.With("ns", ns, "remote", r.RemoteAddr)}
 	if !st.open(r) {
 		return
 	}
@@ -673,6 +662,64 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ns string, 
 	defer st.heartbeat.Stop()
 	for st.send() && st.await() && st.read() {
 	}
+}
+
+// register records a live stream of token and ns for Revalidate; the
+// stream runs in ctx, which Revalidate cancels if the token is revoked.
+// unregister forgets it.
+func (s *Server) register(parent context.Context, token, ns string) (ctx context.Context, unregister func()) {
+	ctx, cancel := context.WithCancel(parent)
+	o := &liveEntry{token: token, ns: ns, end: cancel}
+	s.mu.Lock()
+	s.mu.open[o] = struct{}{}
+	s.mu.Unlock()
+	return ctx, func() {
+		s.mu.Lock()
+		delete(s.mu.open, o)
+		s.mu.Unlock()
+		cancel()
+	}
+}
+
+// Revalidate asks the authorizer again about the token of every live
+// stream open, and ends the streams whose token it no longer knows
+// (ErrUnauthorized: revoked, expired) or whose namespace the token no
+// longer grants. Call it after the authorizer's tokens changed (a token
+// file reloaded): a revoked token's streams would otherwise go on until
+// the client leaves. A stream ended this way finishes like one the server
+// closes; the client's reconnect is then refused. Another authorizer
+// error leaves the stream open. It returns how many streams it ended.
+func (s *Server) Revalidate(ctx context.Context) int {
+	s.mu.Lock()
+	open := make([]*liveEntry, 0, len(s.mu.open))
+	for o := range s.mu.open {
+		open = append(open, o)
+	}
+	s.mu.Unlock()
+	type verdict struct {
+		grant Grant
+		err   error
+	}
+	seen := map[[sha256.Size]byte]verdict{} // one question per token
+	ended := 0
+	for _, o := range open {
+		key := sha256.Sum256([]byte(o.token))
+		v, ok := seen[key]
+		if !ok {
+			v.grant, v.err = s.auth.Authorize(ctx, o.token)
+			seen[key] = v
+		}
+		revoked := errors.Is(v.err, ErrUnauthorized) || v.err == nil && !v.grant.Allows(o.ns)
+		if v.err != nil && !revoked {
+			s.log.Warn("revalidating a stream's token", "ns", o.ns, "err", v.err)
+		}
+		if revoked {
+			s.log.Info("ending a live stream: its token is revoked or no longer grants the namespace", "ns", o.ns)
+			o.end()
+			ended++
+		}
+	}
+	return ended
 }
 
 // admitStream takes one of the token's stream slots
