@@ -191,31 +191,37 @@ type Log struct {
 	compactMu sync.Mutex
 }
 
+// withDefaults fills in the zero fields of o.
+func (o Options) withDefaults() Options {
+	if o.Clock == nil {
+		o.Clock = func() int64 { return time.Now().UnixMilli() }
+	}
+	if o.ConflictLogSize <= 0 {
+		o.ConflictLogSize = 1000
+	}
+	if o.QuarantineLimit <= 0 {
+		o.QuarantineLimit = 1000
+	}
+	if o.MaxOpSize <= 0 || o.MaxOpSize > crdt.MaxOpSize {
+		o.MaxOpSize = crdt.MaxOpSize
+	}
+	if o.FeedRetention == 0 {
+		o.FeedRetention = 10000
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
 // Open opens (creating if needed) the store in dir. On first open it
 // assigns the replica a new id; on every open it restores the HLC
 // high-water mark, so timestamps never go backwards across restarts.
 func Open(dir string, opts Options) (*Log, error) {
-	if opts.Clock == nil {
-		opts.Clock = func() int64 { return time.Now().UnixMilli() }
-	}
-	if opts.ConflictLogSize <= 0 {
-		opts.ConflictLogSize = 1000
-	}
-	if opts.QuarantineLimit <= 0 {
-		opts.QuarantineLimit = 1000
-	}
-	if opts.MaxOpSize <= 0 || opts.MaxOpSize > crdt.MaxOpSize {
-		opts.MaxOpSize = crdt.MaxOpSize
-	}
-	if opts.FeedRetention == 0 {
-		opts.FeedRetention = 10000
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = 64 << 20
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts = opts.withDefaults()
 	if opts.Durability > NoSync {
 		return nil, fmt.Errorf("oplog: open %s: unknown durability %d", dir, opts.Durability)
 	}
