@@ -62,6 +62,17 @@ var (
 	// ErrNotQuarantined: [Admin.DiscardQuarantined] was given an op that is
 	// not in the quarantine.
 	ErrNotQuarantined = errors.New("converge: op not in quarantine")
+	// ErrStale: a fresh read ([Collection.Fresh]) could not sync with the
+	// peer; it returns the local data with an error wrapping ErrStale and
+	// the sync's error.
+	ErrStale = errors.New("converge: not fresh: the sync with the peer failed")
+	// ErrPending: [DB.Reset] of a namespace that holds this replica's own
+	// ops no peer has acknowledged (ResetOptions.Force discards them).
+	ErrPending = errors.New("converge: ops pending: not acknowledged by a peer")
+	// ErrResyncing: a local write to a namespace that was reset, before
+	// this replica's own ops up to the seq it had reached have come back
+	// from a peer (writing would reuse their dots). Sync the namespace.
+	ErrResyncing = errors.New("converge: namespace reset: waiting for this replica's own ops to come back from a peer")
 )
 
 // storeSentinels pairs each sentinel of the layers below with the root

@@ -42,7 +42,9 @@ type syncTiming struct {
 //     busy or paused are dropped, as a time.Ticker drops them);
 //   - a retry after a failed background sync: after the n-th consecutive
 //     failure, a wait drawn uniformly from [0, min(MaxBackoff,
-//     MinBackoff·2ⁿ⁻¹)] (syncTiming.retryWait).
+//     MinBackoff·2ⁿ⁻¹)] (syncTiming.retryWait); [namespaceSync.Online]
+//     (the peer is reachable again) makes a sync due at once and starts
+//     the count over.
 //
 // A background sync that begins consumes every reason: it carries what
 // came before it. Nothing is due while paused or while a background sync
@@ -62,6 +64,10 @@ type namespaceSync struct {
 	kickedWhileRunning bool      // a kick came while a background sync ran
 	tickAt             time.Time // the next periodic sync
 	retryAt            time.Time // when the retry is due; zero: none
+	// streak counts the consecutive failed syncs the retry waits grow
+	// with: status.Failures, but reset by Online (the backoff starts
+	// over once the peer is known to be reachable again).
+	streak int
 
 	// peerVV is the peer's vector from the last sync that learned it:
 	// what the peer acknowledged, and what a sync pushes from.
@@ -96,6 +102,20 @@ func (s *namespaceSync) Kick(now time.Time) {
 	if s.kickAt.IsZero() {
 		s.kickAt = now.Add(s.timing.debounce) // later kicks join this one
 	}
+}
+
+// Online records that the peer is reachable again at now (a probe of it
+// succeeded after failing, its live path reconnected, or the app said the
+// device is online): the backoff starts over and a sync is due at once,
+// without the debounce (after the sync running, if one is).
+func (s *namespaceSync) Online(now time.Time) {
+	s.streak = 0
+	s.retryAt = time.Time{}
+	if s.running {
+		s.kickedWhileRunning = true
+		return
+	}
+	s.kickAt = now
 }
 
 // LiveApplied records that the live stream applied ops: the peer holds
@@ -213,12 +233,14 @@ func (s *namespaceSync) Done(now time.Time, background bool, out syncOutcome) {
 		s.setState(StateError)
 		s.status.LastError = out.err
 		s.status.Failures++
+		s.streak++
 		if background {
-			s.retryAt = now.Add(s.timing.retryWait(s.status.Failures))
+			s.retryAt = now.Add(s.timing.retryWait(s.streak))
 		}
 	default:
 		s.setState(StateIdle)
 		s.status.LastError, s.status.Failures, s.status.LastSync = nil, 0, now
+		s.streak = 0
 	}
 }
 

@@ -26,7 +26,7 @@ func testTiming(publishes bool, debounce time.Duration) *syncTiming {
 // script, each "<time since t0> <command> => <what it must answer>":
 //
 //	next                      => due | wait <time since t0> | idle (no wake-up before an event)
-//	kick | live | pause | resume
+//	kick | live | online | pause | resume
 //	begin bg|now              => push|exchange|refused <state>
 //	done bg|now ok|fail|cancelled
 //
@@ -73,6 +73,8 @@ func stepTranscript(t *testing.T, s *namespaceSync, t0, now time.Time, cmd []str
 		s.Kick(now)
 	case "live":
 		s.LiveApplied()
+	case "online":
+		s.Online(now)
 	case "pause":
 		s.Pause()
 	case "resume":
@@ -215,6 +217,27 @@ func TestNamespaceSyncTranscripts(t *testing.T) {
 			2.02s  begin bg     => exchange syncing
 			2.03s  done bg ok   => idle f=0
 			2.03s  next         => wait 30s`},
+		{name: "online: a sync at once, and the backoff starts over", debounce: 20 * time.Millisecond, script: `
+			20ms   begin bg     => exchange syncing
+			21ms   done bg fail => error f=1
+			521ms  begin bg
+			522ms  done bg fail => error f=2
+			1.522s begin bg
+			1.6s   done bg fail => error f=3
+			1.6s   next         => wait 3.6s
+			2s     online       => error f=3
+			2s     next         => due
+			2s     begin bg     => exchange syncing
+			2.1s   done bg fail => error f=4
+			# the streak counts from Online: the first retry's wait
+			2.1s   next         => wait 2.6s
+			2.6s   begin bg
+			2.7s   done bg ok   => idle f=0`},
+		{name: "online while a sync runs: another once it ends", debounce: 20 * time.Millisecond, script: `
+			20ms   begin bg     => exchange syncing
+			30ms   online       => syncing f=0
+			40ms   done bg fail => error f=1
+			40ms   next         => wait 60ms`},
 		{name: "after a success, a failed sync's retry exchanges vectors", debounce: 20 * time.Millisecond, script: `
 			20ms   begin bg     => exchange syncing
 			21ms   done bg ok   => idle f=0

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/convergedb/converge/crdt"
@@ -16,7 +20,9 @@ import (
 
 // ReplicatorOptions configure a [Replicator]. Zero fields get the defaults.
 type ReplicatorOptions struct {
-	// Namespaces to keep in sync. Required.
+	// Namespaces to keep in sync from the start. More can be added and
+	// removed while the replicator runs ([Replicator.AddNamespace],
+	// [Replicator.RemoveNamespace]): a user logs in or out.
 	Namespaces []string
 	// Interval between periodic syncs of a namespace. Zero means 30s.
 	Interval time.Duration
@@ -35,6 +41,15 @@ type ReplicatorOptions struct {
 	// MinBackoff·2ⁿ⁻¹)]. A live stream that ends is reopened after such
 	// waits too. Zero means 500ms and 1m.
 	MinBackoff, MaxBackoff time.Duration
+	// ProbeInterval is how often the replicator checks that the peer is
+	// reachable ([transport.Peer].Health) while syncs fail or a live
+	// stream waits to reconnect. When a check succeeds after one failed,
+	// the backoff starts over and every namespace syncs at once (as
+	// [Replicator.NotifyOnline]): sync resumes within about ProbeInterval
+	// of the peer coming back, however long the backoff had grown. A
+	// peer with no check of its own (errors.ErrUnsupported) is not
+	// probed. Zero means 1s; negative means no probing.
+	ProbeInterval time.Duration
 	// Limits bound the pages of one sync.
 	Limits transport.Limits
 	// Logger receives sync events. Nil means the DB's logger.
@@ -58,6 +73,11 @@ type ReplicatorOptions struct {
 // progress has finished; what that one applied is not counted.
 type SyncResult struct {
 	Namespace string
+	// RequestID is the id the sync's requests carried (the peer logs
+	// it: HTTP's X-Converge-Request-Id), as the replicator's logs of the
+	// sync do: the id of ctx ([transport.WithRequestID]) if it carries
+	// one, else "<replica id>-<n>", n counting this replicator's syncs.
+	RequestID string
 	Sent      int // ops the peer applied
 	Received  int // ops this replica applied
 	Conflicts int // conflicts detected in what was received
@@ -157,12 +177,20 @@ type Replicator struct {
 	logger  *slog.Logger
 	// failures logs runs of failed background syncs at a bounded rate.
 	failures *ratelog.Logger
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	// namespaces are the replicated namespaces' wake-ups and sync locks.
-	// The map is fixed once open.
-	namespaces map[string]*replicatedNamespace
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	// set holds the replicated namespaces' wake-ups, sync locks and
+	// contexts. RemoveNamespace takes one out; Close marks it closed, and
+	// nothing is added after that.
+	set struct {
+		sync.RWMutex
+		m      map[string]*replicatedNamespace
+		closed bool
+	}
+	// probeWake wakes the prober: a sync failed or a live stream ended.
+	probeWake chan struct{}
+	syncs     atomic.Uint64 // syncs begun, numbering their labels
 
 	mu struct {
 		sync.Mutex
@@ -174,6 +202,11 @@ type Replicator struct {
 		stopped   *sync.Cond // signalled when a live stream stops
 		// plans are the namespaces' decisions and statuses.
 		plans map[string]*namespaceSync
+		// online is closed (and replaced) when the peer is known to be
+		// reachable again: live streams waiting to reconnect stop waiting.
+		online chan struct{}
+		// reconnecting counts the live streams waiting to reconnect.
+		reconnecting int
 	}
 	// watchers are the status streams' wake-ups (Statuses).
 	watchers struct {
@@ -187,12 +220,17 @@ type Replicator struct {
 type replicatedNamespace struct {
 	wake chan struct{} // wakes the namespace's loop: its plan changed
 	sync sync.Mutex    // held by the sync running: one at a time
+	// ctx ends when the namespace is removed (or the replicator closes);
+	// its goroutines, counted by wg, end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // OpenReplicator starts replicating opts.Namespaces of db with peer.
 func (db *DB) OpenReplicator(peer transport.Peer, opts ReplicatorOptions) (*Replicator, error) {
-	if peer == nil || len(opts.Namespaces) == 0 {
-		return nil, fmt.Errorf("%w: a replicator needs a peer and namespaces", ErrInvalid)
+	if peer == nil {
+		return nil, fmt.Errorf("%w: a replicator needs a peer", ErrInvalid)
 	}
 	for _, ns := range opts.Namespaces {
 		if err := checkNamespace(ns); err != nil {
@@ -226,6 +264,9 @@ func (opts ReplicatorOptions) withDefaults(publishes bool, logger *slog.Logger) 
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = time.Minute
 	}
+	if opts.ProbeInterval == 0 {
+		opts.ProbeInterval = time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = logger
 	}
@@ -239,7 +280,8 @@ func newReplicator(db *DB, peer transport.Peer, opts ReplicatorOptions) *Replica
 	publishes := live != nil && live.PublishesCommits()
 	opts = opts.withDefaults(publishes, db.logger)
 	r := &Replicator{db: db, peer: peer, live: live, opts: opts, logger: opts.Logger.With("component", "replicator"),
-		namespaces: make(map[string]*replicatedNamespace)}
+		probeWake: make(chan struct{}, 1)}
+	r.set.m = make(map[string]*replicatedNamespace)
 	r.failures = ratelog.New(r.logger, opts.FailureLogInterval)
 	r.retries = backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff}, nil)
 	r.timing = &syncTiming{debounce: opts.Debounce, interval: opts.Interval, publishes: publishes,
@@ -250,12 +292,8 @@ func newReplicator(db *DB, peer transport.Peer, opts ReplicatorOptions) *Replica
 	r.mu.live, r.mu.pauseLive = context.WithCancel(r.ctx)
 	r.mu.stopped = sync.NewCond(&r.mu.Mutex)
 	r.mu.plans = make(map[string]*namespaceSync)
+	r.mu.online = make(chan struct{})
 	r.watchers.set = make(map[chan struct{}]struct{})
-	now := time.Now()
-	for _, ns := range opts.Namespaces {
-		r.namespaces[ns] = &replicatedNamespace{wake: make(chan struct{}, 1)}
-		r.mu.plans[ns] = newNamespaceSync(ns, r.timing, now)
-	}
 	return r
 }
 
@@ -264,15 +302,102 @@ func (r *Replicator) start() {
 	sub := r.db.Subscribe("") // before the loops start: no local commit is missed
 	r.wg.Go(func() { r.watchCommits(sub) })
 	if r.live != nil {
-		stop := r.live.OnReconnect(r.kickAll)
+		stop := r.live.OnReconnect(r.NotifyOnline)
 		context.AfterFunc(r.ctx, stop)
 	}
-	for _, ns := range r.opts.Namespaces {
-		r.wg.Go(func() { r.loop(ns) })
-		if r.live != nil {
-			r.wg.Go(func() { r.stream(r.live, ns) })
-		}
+	if r.opts.ProbeInterval > 0 {
+		r.wg.Go(r.probe)
 	}
+	for _, ns := range r.opts.Namespaces {
+		r.add(ns)
+	}
+}
+
+// AddNamespace starts replicating ns (a user logged in): it syncs at once
+// and then as the others do. Adding a namespace already replicated does
+// nothing. It returns ErrClosed once the replicator is closed.
+func (r *Replicator) AddNamespace(ns string) error {
+	if err := checkNamespace(ns); err != nil {
+		return err
+	}
+	if !r.add(ns) {
+		return fmt.Errorf("converge: add namespace %q: replicator closed: %w", ns, ErrClosed)
+	}
+	r.wakeWatchers()
+	return nil
+}
+
+// add starts replicating ns, unless it is already; false means closed.
+func (r *Replicator) add(ns string) bool {
+	r.set.Lock()
+	defer r.set.Unlock()
+	if r.set.closed {
+		return false
+	}
+	if _, ok := r.set.m[ns]; ok {
+		return true
+	}
+	rn := &replicatedNamespace{wake: make(chan struct{}, 1)}
+	rn.ctx, rn.cancel = context.WithCancel(r.ctx)
+	r.set.m[ns] = rn
+	r.mu.Lock()
+	plan := newNamespaceSync(ns, r.timing, time.Now())
+	if r.mu.paused {
+		plan.Pause()
+	}
+	r.mu.plans[ns] = plan
+	r.mu.Unlock()
+	r.wg.Add(1)
+	rn.wg.Go(func() { defer r.wg.Done(); r.loop(ns, rn) })
+	if r.live != nil {
+		r.wg.Add(1)
+		rn.wg.Go(func() { defer r.wg.Done(); r.stream(r.live, ns, rn) })
+	}
+	return true
+}
+
+// RemoveNamespace stops replicating ns (a user logged out): it cancels a
+// background sync of ns in progress and the live stream, and waits for
+// them, or until ctx ends (then it returns ctx's error and they finish on
+// their own). A SyncNow of ns in progress finishes; later ones fail. The
+// namespace's data stays in the DB ([DB.Reset] wipes it). Removing a
+// namespace not replicated does nothing.
+func (r *Replicator) RemoveNamespace(ctx context.Context, ns string) error {
+	r.set.Lock()
+	rn, ok := r.set.m[ns]
+	delete(r.set.m, ns)
+	r.set.Unlock()
+	if !ok {
+		return nil
+	}
+	rn.cancel()
+	r.mu.Lock()
+	delete(r.mu.plans, ns)
+	r.mu.Unlock()
+	r.wakeWatchers()
+	done := make(chan struct{})
+	go func() { rn.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("converge: remove namespace %q: %w", ns, ctx.Err())
+	}
+}
+
+// Namespaces returns the namespaces replicated now, sorted.
+func (r *Replicator) Namespaces() []string {
+	r.set.RLock()
+	defer r.set.RUnlock()
+	return slices.Sorted(maps.Keys(r.set.m))
+}
+
+// namespace returns what the goroutines share about ns, if replicated.
+func (r *Replicator) namespace(ns string) (*replicatedNamespace, bool) {
+	r.set.RLock()
+	defer r.set.RUnlock()
+	rn, ok := r.set.m[ns]
+	return rn, ok
 }
 
 // watchCommits kicks a namespace's sync after each local commit to it. (A
@@ -299,7 +424,7 @@ func (r *Replicator) kick(ns string) {
 
 // kickAll asks for a background sync of every namespace.
 func (r *Replicator) kickAll() {
-	for _, ns := range r.opts.Namespaces {
+	for _, ns := range r.Namespaces() {
 		r.kick(ns)
 	}
 }
@@ -309,12 +434,16 @@ func (r *Replicator) kickAll() {
 // status changed, the status streams. It does nothing for a namespace
 // not replicated.
 func (r *Replicator) step(ns string, event func(s *namespaceSync, now time.Time)) {
-	rn, ok := r.namespaces[ns]
+	rn, ok := r.namespace(ns)
 	if !ok {
 		return
 	}
 	r.mu.Lock()
-	s := r.mu.plans[ns]
+	s, ok := r.mu.plans[ns]
+	if !ok { // removed meanwhile
+		r.mu.Unlock()
+		return
+	}
 	before := s.status
 	event(s, time.Now())
 	changed := !sameStatus(before, s.status)
@@ -335,23 +464,28 @@ func signal(c chan struct{}) {
 }
 
 // loop runs the background syncs of ns: it waits until one is due, or
-// for an event that may change when, and runs it.
-func (r *Replicator) loop(ns string) {
-	for {
+// for an event that may change when, and runs it, until ns is removed.
+func (r *Replicator) loop(ns string, rn *replicatedNamespace) {
+	for rn.ctx.Err() == nil {
 		r.mu.Lock()
-		due, wake := r.mu.plans[ns].Next(time.Now())
+		plan, ok := r.mu.plans[ns]
+		var due bool
+		var wake time.Time
+		if ok {
+			due, wake = plan.Next(time.Now())
+		}
 		r.mu.Unlock()
 		if due {
-			r.backgroundSync(ns)
-		} else if !r.waitUntil(wake, r.namespaces[ns].wake) {
+			r.backgroundSync(ns, rn)
+		} else if !waitUntil(rn.ctx, wake, rn.wake) {
 			return
 		}
 	}
 }
 
 // waitUntil waits until the time wake (zero: no time), for a wake-up on
-// c, or until the replicator closes; false means closed.
-func (r *Replicator) waitUntil(wake time.Time, c <-chan struct{}) bool {
+// c, or until ctx ends; false means ctx ended.
+func waitUntil(ctx context.Context, wake time.Time, c <-chan struct{}) bool {
 	var timeout <-chan time.Time
 	if !wake.IsZero() {
 		t := time.NewTimer(time.Until(wake))
@@ -359,7 +493,7 @@ func (r *Replicator) waitUntil(wake time.Time, c <-chan struct{}) bool {
 		timeout = t.C
 	}
 	select {
-	case <-r.ctx.Done():
+	case <-ctx.Done():
 		return false
 	case <-c:
 	case <-timeout:
@@ -367,71 +501,113 @@ func (r *Replicator) waitUntil(wake time.Time, c <-chan struct{}) bool {
 	return true
 }
 
-// backgroundSync runs a background sync of ns. It runs in the live
-// context: Pause cancels a background sync in progress instead of waiting
-// for it.
-func (r *Replicator) backgroundSync(ns string) {
+// liveContext returns the context background syncs and live streams of
+// ns run in: it ends on Pause, on Close and when ns is removed. Call
+// stop when done with it.
+func (r *Replicator) liveContext(rn *replicatedNamespace) (ctx context.Context, stop func()) {
 	r.mu.Lock()
 	live := r.mu.live
 	r.mu.Unlock()
+	ctx, cancel := context.WithCancel(live)
+	unhook := context.AfterFunc(rn.ctx, cancel)
+	return ctx, func() { unhook(); cancel() }
+}
+
+// backgroundSync runs a background sync of ns. It runs in the live
+// context: Pause (or RemoveNamespace) cancels a background sync in
+// progress instead of waiting for it.
+func (r *Replicator) backgroundSync(ns string, rn *replicatedNamespace) {
+	live, stop := r.liveContext(rn)
+	defer stop()
 	res := r.syncNamespace(live, ns, true)
 	switch {
 	case res.Err == nil:
 		r.failures.Success(ns, "sync recovered", "namespace", ns)
 	case !errors.Is(res.Err, ErrPaused) && live.Err() == nil:
-		r.failures.Failure(ns, "sync failed", res.Err, "namespace", ns)
+		r.failures.Failure(ns, "sync failed", res.Err, "namespace", ns, "request_id", res.RequestID)
 	}
 }
 
-// stream applies the peer's live pushes to ns, reconnecting with backoff.
-func (r *Replicator) stream(s transport.Live, ns string) {
+// stream applies the peer's live pushes to ns, reconnecting with backoff,
+// until ns is removed.
+func (r *Replicator) stream(s transport.Live, ns string, rn *replicatedNamespace) {
 	failures := 0 // consecutive streams that ended without applying anything
 	for {
-		live, ok := r.startStream()
-		if !ok {
+		if !r.startStream(rn) {
 			return
 		}
+		live, stop := r.liveContext(rn)
 		err := s.Stream(live, ns, r.vectorOf(ns), func(ops [][]byte) error {
 			failures = 0
 			return r.applyLive(ns, ops)
 		})
+		paused := live.Err() != nil // paused, removed or closed
+		stop()
 		r.mu.Lock()
 		r.mu.streaming--
 		r.mu.stopped.Broadcast()
 		r.mu.Unlock()
-		if r.ctx.Err() != nil {
+		if rn.ctx.Err() != nil {
 			return
 		}
-		if live.Err() != nil {
-			continue // paused
+		if paused {
+			continue
 		}
 		failures++
 		r.logger.Debug("live stream ended", "namespace", ns, "err", err)
-		if !r.waitUntil(time.Now().Add(r.retries.Wait(failures-1)), nil) {
+		if r.awaitReconnect(rn, r.retries.Wait(failures-1)) {
+			failures = 0
+		}
+		if rn.ctx.Err() != nil {
 			return
 		}
 	}
 }
 
+// awaitReconnect waits d before a live stream of rn's namespace is
+// reopened, or until the peer is known to be reachable again (online:
+// true, the backoff starts over), or until the namespace is removed.
+func (r *Replicator) awaitReconnect(rn *replicatedNamespace, d time.Duration) (online bool) {
+	r.mu.Lock()
+	r.mu.reconnecting++
+	woken := r.mu.online
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.mu.reconnecting--
+		r.mu.Unlock()
+	}()
+	signal(r.probeWake)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-woken:
+		return true
+	case <-rn.ctx.Done():
+	}
+	return false
+}
+
 // startStream waits while the replicator is paused, then counts a live
-// stream starting and returns the context it runs in; false means closed.
-func (r *Replicator) startStream() (context.Context, bool) {
-	for r.ctx.Err() == nil {
+// stream starting; false means the namespace was removed (or the
+// replicator closed).
+func (r *Replicator) startStream(rn *replicatedNamespace) bool {
+	for rn.ctx.Err() == nil {
 		r.mu.Lock()
 		if !r.mu.paused {
 			r.mu.streaming++
-			live := r.mu.live
 			r.mu.Unlock()
-			return live, true
+			return true
 		}
 		resumed := r.mu.resumed
 		r.mu.Unlock()
 		select {
 		case <-resumed:
-		case <-r.ctx.Done():
+		case <-rn.ctx.Done():
 		}
 	}
-	return nil, false
+	return false
 }
 
 // vectorOf returns a func reading this replica's vector of ns, for the
@@ -465,28 +641,39 @@ func (r *Replicator) applyLive(ns string, ops [][]byte) error {
 // sync (not SyncNow) does nothing while paused: Pause may have come
 // between the loop's decision and the lock.
 func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bool) SyncResult {
-	rn := r.namespaces[ns]
+	rn, ok := r.namespace(ns)
+	if !ok {
+		return SyncResult{Namespace: ns, Err: notReplicated(ns)}
+	}
 	rn.sync.Lock()
 	defer rn.sync.Unlock()
 	var from crdt.VersionVector
-	ok := false
+	ok = false
 	r.step(ns, func(s *namespaceSync, now time.Time) { from, ok = s.Begin(now, background) })
 	if !ok {
+		if _, still := r.namespace(ns); !still {
+			return SyncResult{Namespace: ns, Err: notReplicated(ns)}
+		}
 		return SyncResult{Namespace: ns, Err: ErrPaused}
 	}
+	ctx, id := r.label(ctx, ns)
 	before := r.tally.get(ns)
 	res, err := transport.Sync(ctx, r.store, r.peer, ns, transport.Options{Limits: r.opts.Limits, PeerVector: from})
 	applied := r.tally.get(ns).minus(before)
 	r.notePeer(ns, res.Peer)
 	out := syncOutcome{peerVV: res.PeerVector, peer: res.Peer, err: err, cancelled: background && ctx.Err() != nil}
 	r.step(ns, func(s *namespaceSync, now time.Time) { s.Done(now, background, out) })
+	if err != nil && !out.cancelled {
+		signal(r.probeWake)
+	}
 	if !out.cancelled {
 		r.db.syncs.done(ns, err) // for DB.Synced and the watches
 	}
 	if err == nil {
-		r.logger.Debug("synced", "namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds)
+		r.logger.Debug("synced", append([]any{"namespace", ns, "sent", res.Sent, "received", res.Received, "rounds", res.Rounds},
+			transport.LogAttrs(ctx)...)...)
 	}
-	return SyncResult{Namespace: ns, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
+	return SyncResult{Namespace: ns, RequestID: id, Sent: res.Sent, Received: applied.Applied, Conflicts: applied.Conflicts,
 		Refused: applied.Refused, Resolved: applied.Resolved, Rounds: res.Rounds,
 		Snapshots: res.Snapshots, SnapshotRecords: res.SnapshotRecords, Duration: res.Duration, Err: storeErr(err)}
 }
@@ -495,8 +682,8 @@ func (r *Replicator) syncNamespace(ctx context.Context, ns string, background bo
 // [SyncResult] for what its counts cover). It returns ErrPaused while the
 // replicator is paused, and ErrClosed once it (or its DB) is closed.
 func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error) {
-	if _, ok := r.namespaces[ns]; !ok {
-		return SyncResult{}, fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
+	if _, ok := r.namespace(ns); !ok {
+		return SyncResult{}, notReplicated(ns)
 	}
 	if r.ctx.Err() != nil {
 		err := errorf("converge: sync %q: replicator closed: %w", ns, ErrClosed)
@@ -507,6 +694,24 @@ func (r *Replicator) SyncNow(ctx context.Context, ns string) (SyncResult, error)
 	}
 	res := r.syncNamespace(ctx, ns, false)
 	return res, res.Err
+}
+
+// label returns ctx labelled for a sync of ns ("sync/ns#n" under ctx's
+// label chain) with a request id (ctx's, if it carries one), and the id.
+func (r *Replicator) label(ctx context.Context, ns string) (context.Context, string) {
+	n := r.syncs.Add(1)
+	id := transport.RequestID(ctx)
+	if id == "" {
+		id = r.db.ReplicaID() + "-" + strconv.FormatUint(n, 10)
+		ctx = transport.WithRequestID(ctx, id)
+	}
+	return transport.WithLabel(ctx, "sync/"+ns+"#"+strconv.FormatUint(n, 10)), id
+}
+
+// notReplicated is the error of a call naming a namespace the replicator
+// does not replicate.
+func notReplicated(ns string) error {
+	return fmt.Errorf("%w: namespace %q is not replicated", ErrInvalid, ns)
 }
 
 func (r *Replicator) isPaused() bool {
@@ -534,7 +739,10 @@ func (r *Replicator) Pause() {
 	}
 	r.mu.Unlock()
 	r.wakeWatchers() // the states say paused
-	for _, rn := range r.namespaces {
+	r.set.RLock()
+	set := slices.Collect(maps.Values(r.set.m))
+	r.set.RUnlock()
+	for _, rn := range set {
 		// A sync in progress finishes first: taking its lock waits for it.
 		rn.sync.Lock()
 		//lint:ignore SA2001 the critical section is the wait itself
@@ -551,7 +759,7 @@ func (r *Replicator) Resume() {
 		close(r.mu.resumed)
 	}
 	r.mu.Unlock()
-	for _, ns := range r.opts.Namespaces {
+	for _, ns := range r.Namespaces() {
 		r.step(ns, func(s *namespaceSync, now time.Time) { s.Resume(now) })
 	}
 }
@@ -561,7 +769,7 @@ func (r *Replicator) Resume() {
 // when it has none.
 func (r *Replicator) Health(ctx context.Context) Health {
 	var h Health
-	if _, err := r.db.log.Vector(ctx, r.opts.Namespaces[0]); err != nil {
+	if _, err := r.db.log.Namespaces(ctx); err != nil {
 		h.Store = storeErr(err)
 	}
 	if err := r.peer.Health(ctx); !errors.Is(err, errors.ErrUnsupported) {
@@ -570,7 +778,7 @@ func (r *Replicator) Health(ctx context.Context) Health {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, ns := range r.opts.Namespaces {
+	for _, ns := range slices.Sorted(maps.Keys(r.mu.plans)) {
 		if err := r.mu.plans[ns].status.LastError; err != nil {
 			h.Peer = err
 		}
@@ -583,7 +791,7 @@ func (r *Replicator) Health(ctx context.Context) Health {
 // a replicator twice, or after its DB (which closed it), does nothing.
 func (r *Replicator) Close(ctx context.Context) error {
 	r.db.disown(r)
-	r.cancel()
+	r.shut()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	select {
@@ -597,6 +805,15 @@ func (r *Replicator) Close(ctx context.Context) error {
 // stop stops the replicator and waits for its goroutines: the DB calls it
 // as it closes.
 func (r *Replicator) stop() {
-	r.cancel()
+	r.shut()
 	r.wg.Wait()
+}
+
+// shut marks the replicator closed (no namespace is added after) and
+// cancels its goroutines.
+func (r *Replicator) shut() {
+	r.set.Lock()
+	r.set.closed = true
+	r.set.Unlock()
+	r.cancel()
 }

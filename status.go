@@ -2,6 +2,7 @@ package converge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -118,10 +119,13 @@ func (r *Replicator) Statuses(ctx context.Context) iter.Seq[Status] {
 			delete(r.watchers.set, w)
 			r.watchers.Unlock()
 		}()
-		last := make(map[string]Status, len(r.opts.Namespaces))
+		last := make(map[string]Status)
 		for {
-			for _, ns := range r.opts.Namespaces {
+			for _, ns := range r.Namespaces() {
 				s, err := r.Status(ctx, ns)
+				if errors.Is(err, ErrInvalid) {
+					continue // removed meanwhile
+				}
 				if err != nil {
 					return
 				}
@@ -174,7 +178,7 @@ func (r *Replicator) wakeWatchers() {
 // changed (a commit, the quarantine, what a peer holds). It runs with the
 // store's lock held and never blocks.
 func (r *Replicator) namespaceChanged(ns string) {
-	if _, ok := r.namespaces[ns]; ok {
+	if _, ok := r.namespace(ns); ok {
 		r.wakeWatchers()
 	}
 }

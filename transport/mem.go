@@ -61,10 +61,15 @@ func (p *MemPeer) Snapshot(ctx context.Context, req *SnapshotRequest) (*Snapshot
 // caps its pages at the limits given to [NewMemPeer]).
 func (p *MemPeer) PageLimits() Limits { return Limits{} }
 
-// Health implements [Peer]: it has no check of its own, so it returns
-// errors.ErrUnsupported and a replicator judges it by its last sync.
+// Health implements [Peer]: ErrUnreachable while the peer is down
+// ([MemPeer.SetDown]), else nil.
 func (p *MemPeer) Health(context.Context) error {
-	return fmt.Errorf("transport: in-memory peer: health check: %w", errors.ErrUnsupported)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.down {
+		return fmt.Errorf("transport: in-memory peer: health check: %w", ErrUnreachable)
+	}
+	return nil
 }
 
 // Live implements [Peer]: nil, round trips only.

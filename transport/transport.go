@@ -44,6 +44,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/convergedb/converge/crdt"
@@ -159,7 +160,9 @@ type Options struct {
 //
 // Sync is the driver of a [Session]: the session decides, Sync carries
 // out each of its actions against store and peer ([Action.Do]) and
-// measures the duration.
+// measures the duration. The contexts of its round trips and snapshot
+// fetches carry labels under ctx's ("round 2", "snapshot page 1":
+// [WithLabel]) and ctx's request id, for the transports' logs.
 func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) (Result, error) {
 	now := opts.Now
 	if now == nil {
@@ -167,13 +170,22 @@ func Sync(ctx context.Context, store Store, peer Peer, ns string, opts Options) 
 	}
 	start := now()
 	s := NewSession(ns, store.Self(), peer.PageLimits(), opts)
+	var rounds, pages int
 	for {
 		a := s.Next()
-		if a.Kind == SessionDone {
+		actx := ctx
+		switch a.Kind {
+		case SessionDone:
 			a.Result.Duration = now().Sub(start)
 			return a.Result, a.Err
+		case SendRequest:
+			rounds++
+			actx = WithLabel(ctx, "round "+strconv.Itoa(rounds))
+		case FetchSnapshotPage:
+			pages++
+			actx = WithLabel(ctx, "snapshot page "+strconv.Itoa(pages))
 		}
-		s.Step(a.Do(ctx, store, peer))
+		s.Step(a.Do(actx, store, peer))
 	}
 }
 

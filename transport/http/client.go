@@ -54,6 +54,11 @@ type ClientOptions struct {
 	// the server's Retry-After if longer (at most MaxRetryAfter). Zero means
 	// DefaultMinBackoff (100ms) and DefaultMaxBackoff (10s).
 	MinBackoff, MaxBackoff time.Duration
+	// RetryStatuses are the HTTP statuses a round trip retries (Brick's
+	// reattempt codes); network errors are always retried. Nil means 429
+	// and every 5xx but 501 (a server that cannot serve snapshots will
+	// not learn to); an empty non-nil slice retries no status.
+	RetryStatuses []int
 	// Rand is the jitter source; the client locks around it. Nil means
 	// one seeded from the time.
 	Rand *rand.Rand
@@ -102,10 +107,23 @@ func (e *StatusError) Is(target error) bool {
 	return false
 }
 
-// temporary reports whether the status is worth retrying: 5xx but 501
-// (a server that cannot serve snapshots will not learn to), and 429.
-func (e *StatusError) temporary() bool {
-	return e.Code >= 500 && e.Code != http.StatusNotImplemented || e.Code == http.StatusTooManyRequests
+// defaultRetryStatus reports whether a status is worth retrying by
+// default: 5xx but 501 (a server that cannot serve snapshots will not
+// learn to), and 429.
+func defaultRetryStatus(code int) bool {
+	return code >= 500 && code != http.StatusNotImplemented || code == http.StatusTooManyRequests
+}
+
+// retryStatus returns the test of ClientOptions.RetryStatuses.
+func retryStatus(codes []int) func(int) bool {
+	if codes == nil {
+		return defaultRetryStatus
+	}
+	set := make(map[int]bool, len(codes))
+	for _, c := range codes {
+		set[c] = true
+	}
+	return func(code int) bool { return set[code] }
 }
 
 // Client is the client side of the HTTP transport: a [transport.Peer]
@@ -117,7 +135,8 @@ type Client struct {
 	token      string
 	hc         *http.Client
 	maxRetries int
-	retryWaits *backoff.Jitter // the waits between retries
+	retryable  func(status int) bool // ClientOptions.RetryStatuses
+	retryWaits *backoff.Jitter       // the waits between retries
 	log        *slog.Logger
 
 	requests, retries, sent, received atomic.Int64
@@ -157,6 +176,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		token:      opts.Token,
 		hc:         opts.HTTPClient,
 		maxRetries: opts.MaxRetries,
+		retryable:  retryStatus(opts.RetryStatuses),
 		retryWaits: backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff}, opts.Rand),
 		log:        opts.Logger.With("component", "httptransport.client", "peer", u.Host),
 	}, nil
@@ -193,7 +213,8 @@ func (c *Client) Stats() ClientStats {
 func (c *Client) backoff(n int) time.Duration { return c.retryWaits.Wait(n) }
 
 // RoundTrip implements transport.Peer: it POSTs req to /v1/sync/{ns}.
-// Network errors, 5xx (but 501) and 429 are retried up to MaxRetries times with
+// Network errors and the statuses of ClientOptions.RetryStatuses (by
+// default 5xx but 501, and 429) are retried up to MaxRetries times with
 // backoff; other statuses are returned at once as a *StatusError (see its
 // sentinels), as are malformed responses (transport.ErrBadMessage) and the
 // end of ctx.
@@ -214,11 +235,28 @@ func (c *Client) RoundTrip(ctx context.Context, req *transport.Request) (*transp
 // the replicator's transport.Limits within it.
 func (c *Client) PageLimits() transport.Limits { return transport.Limits{} }
 
-// Health implements [transport.Peer]: the client has no check of its own
-// (the server's /v1/health says nothing of the token), so it returns
-// errors.ErrUnsupported and the replicator judges it by its last sync.
-func (c *Client) Health(context.Context) error {
-	return fmt.Errorf("httptransport: health check: %w", errors.ErrUnsupported)
+// Health implements [transport.Peer]: it GETs /v1/health, once, and
+// returns nil if the server answers 200: the server can be reached now.
+// It says nothing of the token (the route needs none); the replicator
+// probes with it to resume syncing as soon as the server is back
+// (converge.ReplicatorOptions.ProbeInterval).
+func (c *Client) Health(ctx context.Context) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/health", nil)
+	if err != nil {
+		return fmt.Errorf("httptransport: health check: %w", err)
+	}
+	c.requests.Add(1)
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("httptransport: health check: %w", err)
+	}
+	defer hresp.Body.Close() // drained below, or abandoned: nothing to report
+	if hresp.StatusCode != http.StatusOK {
+		return fmt.Errorf("httptransport: health check: %w", readStatusError(hresp))
+	}
+	n, _ := io.Copy(io.Discard, io.LimitReader(hresp.Body, maxErrorBody)) // drained for reuse of the connection
+	c.received.Add(n)
+	return nil
 }
 
 // Live implements [transport.Peer]: the live stream of [Client.Stream].
@@ -264,6 +302,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 	for attempt := 0; ; attempt++ {
 		retryAfter, err := c.try(ctx, u, body, encoding, decode)
 		if err == nil {
+			c.log.Debug(route, append([]any{"ns", ns, "attempts", attempt + 1}, transport.LogAttrs(ctx)...)...)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -271,7 +310,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 		}
 		var temp bool
 		if se, ok := errors.AsType[*StatusError](err); ok {
-			temp = se.temporary()
+			temp = c.retryable(se.Code)
 		} else {
 			_, temp = errors.AsType[*netError](err)
 		}
@@ -283,7 +322,7 @@ func (c *Client) post(ctx context.Context, route, ns string, body []byte, decode
 		}
 		wait := c.retryWaits.WaitAtLeast(attempt, min(retryAfter, MaxRetryAfter))
 		c.retries.Add(1)
-		c.log.Warn("retrying "+route, "ns", ns, "attempt", attempt+1, "wait", wait, "err", err)
+		c.log.Warn("retrying "+route, append([]any{"ns", ns, "attempt", attempt + 1, "wait", wait, "err", err}, transport.LogAttrs(ctx)...)...)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -310,6 +349,7 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 	}
 	hreq.Header.Set("Content-Type", contentTypeMsg)
 	hreq.Header.Set("Accept", contentTypeMsg)
+	setRequestID(hreq)
 	hreq.Header.Set("Accept-Encoding", "gzip")
 	if encoding != "" {
 		hreq.Header.Set("Content-Encoding", encoding)
@@ -342,6 +382,13 @@ func (c *Client) try(ctx context.Context, u string, body []byte, encoding string
 		return 0, fmt.Errorf("%w: response content encoding %q", transport.ErrBadMessage, enc)
 	}
 	return 0, decode(data)
+}
+
+// setRequestID sends the request id of r's context, if any.
+func setRequestID(r *http.Request) {
+	if id := transport.RequestID(r.Context()); id != "" {
+		r.Header.Set(RequestIDHeader, id)
+	}
 }
 
 func (c *Client) authorize(r *http.Request) {
@@ -397,6 +444,7 @@ func (c *Client) Stream(ctx context.Context, ns string, have func() crdt.Version
 		return fmt.Errorf("httptransport: stream %q: %w", ns, err)
 	}
 	hreq.Header.Set("Accept", contentTypeStream)
+	setRequestID(hreq)
 	c.authorize(hreq)
 	c.requests.Add(1)
 	hresp, err := c.hc.Do(hreq)

@@ -273,3 +273,54 @@ func TestCatchUpInPages(t *testing.T) {
 	}
 	transporttest.CheckConverged(t, "ns", srvRep, late)
 }
+
+// TestRetryStatuses: ClientOptions.RetryStatuses chooses the statuses a
+// round trip retries; nil keeps the default, empty retries none.
+func TestRetryStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		statuses []int
+		code     int
+		served   int32 // requests served: 1 without a retry, 3 with two
+	}{
+		{"default retries 503", nil, http.StatusServiceUnavailable, 3},
+		{"default does not retry 501", nil, http.StatusNotImplemented, 1},
+		{"default does not retry 408", nil, http.StatusRequestTimeout, 1},
+		{"408 chosen", []int{http.StatusRequestTimeout}, http.StatusRequestTimeout, 3},
+		{"503 not chosen", []int{http.StatusRequestTimeout}, http.StatusServiceUnavailable, 1},
+		{"none", []int{}, http.StatusTooManyRequests, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, seen := flaky(http.NotFoundHandler(), 1000, tc.code, "")
+			ts := httptest.NewServer(h)
+			t.Cleanup(ts.Close)
+			c := newClient(t, ts.URL, "tok", func(o *ClientOptions) { o.MaxRetries = 2; o.RetryStatuses = tc.statuses })
+			_, err := c.RoundTrip(t.Context(), &transport.Request{Namespace: "ns", Vector: crdt.VersionVector{}})
+			if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != tc.code || seen.Load() != tc.served {
+				t.Errorf("%v after %d requests, want a %d after %d", err, seen.Load(), tc.code, tc.served)
+			}
+		})
+	}
+}
+
+// TestHealthChecksTheServer: Health is nil while the server answers its
+// health route, and an error once nothing listens.
+func TestHealthChecksTheServer(t *testing.T) {
+	srv, err := NewServer(ServerOptions{Store: transporttest.OpenReplica(t).DB.SyncStore(), Auth: testAuth, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	c := newClient(t, ts.URL, "")
+	if err := c.Health(t.Context()); err != nil {
+		t.Errorf("Health of a running server: %v", err)
+	}
+	srv.Close() // closing: 503
+	if err := c.Health(t.Context()); err == nil {
+		t.Error("Health of a closing server: nil")
+	}
+	ts.Close()
+	if err := c.Health(t.Context()); err == nil {
+		t.Error("Health with nothing listening: nil")
+	}
+}

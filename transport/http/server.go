@@ -351,6 +351,9 @@ type nsHandler func(w http.ResponseWriter, r *http.Request, ns string, grant Gra
 // then serves.
 func (s *Server) namespaced(serve nsHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get(RequestIDHeader); transport.ValidRequestID(id) {
+			r = r.WithContext(transport.WithRequestID(r.Context(), id))
+		}
 		ns := r.PathValue("ns")
 		if len(ns) > crdt.MaxNameLen {
 			s.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("namespace of %d bytes, limit %d", len(ns), crdt.MaxNameLen))
@@ -386,12 +389,13 @@ func (s *Server) holdingSlot(serve nsHandler) nsHandler {
 
 // refuse answers an error status with a text body saying why.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	log := s.log.With(transport.LogAttrs(r.Context())...)
 	if code >= 500 && code != http.StatusServiceUnavailable {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", msg)
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", msg)
 	} else if code == http.StatusTooManyRequests {
-		s.log.Info("request over a limit", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
+		log.Info("request over a limit", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
 	} else {
-		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
+		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "reason", msg, "remote", r.RemoteAddr)
 	}
 	http.Error(w, msg, code)
 }
@@ -515,6 +519,8 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request, ns string, gr
 			s.onApply(ns, resp.Applied)
 		}
 	}
+	s.log.Debug("sync served", append([]any{"ns", ns, "pushed", pushed, "applied", resp.Applied.Applied, "sent", len(resp.Ops)},
+		transport.LogAttrs(r.Context())...)...)
 	s.reply(w, r, transport.AppendResponse(nil, resp))
 }
 

@@ -19,6 +19,12 @@ const (
 	contentTypeStream = "application/vnd.converge.stream"
 )
 
+// RequestIDHeader carries the request id of a round trip, a snapshot
+// page or a stream ([transport.WithRequestID] on the client's context):
+// the server logs it with what it served, so a hub's log line can be
+// found from a client's.
+const RequestIDHeader = "X-Converge-Request-Id"
+
 // maxVectorOrigins bounds a decoded vector, as the transport decoders do.
 const maxVectorOrigins = 1 << 16
 

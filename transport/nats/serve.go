@@ -143,6 +143,9 @@ func (t *Transport) answer(ns string, m *nats.Msg) {
 		}
 		t.c.served.Add(1)
 		t.c.bytesOut.Add(int64(len(data)))
+		if id := m.Header.Get(hdrRequestID); transport.ValidRequestID(id) {
+			t.log.Debug("sync served", "ns", ns, "request_id", id, "applied", resp.Applied.Applied, "sent", len(resp.Ops))
+		}
 		return
 	}
 }

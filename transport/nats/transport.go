@@ -50,6 +50,9 @@ const (
 	hdrFrom   = "Converge-From"   // the sending transport's id
 	hdrOrigin = "Converge-Origin" // the publishing replica's id (live batches)
 	hdrError  = "Converge-Error"  // a responder's refusal
+	// hdrRequestID carries a request's id (transport.WithRequestID on
+	// the requester's context); the responder logs it.
+	hdrRequestID = "Converge-Request-Id"
 )
 
 // Options configure a [Transport]. Zero fields get the defaults.
@@ -525,6 +528,9 @@ func (t *Transport) request(ctx context.Context, subject string, data []byte, de
 	defer cancel()
 	m := nats.NewMsg(subject)
 	m.Header.Set(hdrFrom, t.id)
+	if id := transport.RequestID(ctx); id != "" {
+		m.Header.Set(hdrRequestID, id)
+	}
 	m.Data = data
 	t.c.requests.Add(1)
 	t.c.bytesOut.Add(int64(len(data)))
