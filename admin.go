@@ -86,7 +86,19 @@ func (a *Admin) OnChange(fn func(ns string)) (stop func()) {
 // out after the copy was taken; peers send back the ops it lacks.
 func (a *Admin) Backup(ctx context.Context, dest string) error {
 	if err := a.db.log.Checkpoint(ctx, dest); err != nil {
-		return storeErr(fmt.Errorf("converge: backup: %w", err))
+		return fmt.Errorf("backup: %w", storeErr(err))
 	}
 	return nil
 }
+
+// DiskFault returns the store's disk fault: an error matching
+// ErrDiskFault once a write could not complete (writes are refused until
+// the DB is reopened; reads work), or while writes stall because Pebble's
+// background writes fail; nil when the disk looks healthy.
+func (a *Admin) DiskFault() error { return storeErr(a.db.log.DiskFault()) }
+
+// IdentityChange reports why this Open gave the replica a new id (its
+// store may lack ops it had handed out: a restored backup, a crash in
+// GroupCommit or NoSync mode, a damaged WAL), with the ranges of its old
+// id's ops it may lack; nil if it kept its id.
+func (a *Admin) IdentityChange() *oplog.IdentityChange { return a.db.log.IdentityChange() }

@@ -74,7 +74,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("Open restored: %v", err)
 	}
 	defer r.Close()
-	c := r.Admin().Log().IdentityChange()
+	c := r.Admin().IdentityChange()
 	if c == nil || r.ReplicaID() == old || c.Old.String() != old {
 		t.Fatalf("restored replica kept its id %s (change %+v)", r.ReplicaID(), c)
 	}

@@ -38,14 +38,14 @@ func ResolveWith[T any](f func(field string, local, remote T) T) ConflictPolicy 
 	if err != nil || f == nil {
 		return LastWriteWins
 	}
-	return ConflictPolicy{kind: policyCustom, resolve: func(c Conflict, st *crdt.Record, local, remote []byte) ([]byte, bool) {
+	return ConflictPolicy{kind: policyCustom, resolve: func(db *DB, c Conflict, st *crdt.Record, local, remote []byte) ([]byte, bool) {
 		i, ok := s.byName[c.Field]
 		if !ok {
 			return nil, false
 		}
 		s := *s
 		s.coll = c.Collection
-		base, err := decodeState[T](&s, c.Namespace, c.Key, st)
+		base, err := decodeState[T](db, &s, c.Namespace, c.Key, st)
 		if err != nil {
 			return nil, false
 		}
@@ -77,7 +77,7 @@ func withField[T any](v T, sf schemaField, b []byte) (T, bool) {
 
 // decodeState turns record state st of id in namespace ns into a T, as
 // [Collection.Get] returns it.
-func decodeState[T any](s *schema, ns, id string, st *crdt.Record) (T, error) {
-	c := Collection[T]{name: s.coll, schema: s}
+func decodeState[T any](db *DB, s *schema, ns, id string, st *crdt.Record) (T, error) {
+	c := Collection[T]{db: db, name: s.coll, schema: s}
 	return c.decode(ns, id, st)
 }

@@ -25,7 +25,10 @@ const (
 	// GroupCommit: a write returns after an fsync it shares with
 	// concurrent writes.
 	GroupCommit = oplog.GroupCommit
-	// NoSync: a crash may lose the latest writes (never part of one).
+	// NoSync: a crash may lose the latest writes (never part of one): a
+	// process kill those in the 32 KiB in-process WAL buffer, a machine
+	// crash what the OS had not written back (Options.SyncInterval bounds
+	// that by time).
 	NoSync = oplog.NoSync
 )
 
@@ -33,6 +36,13 @@ const (
 type Options struct {
 	// Durability of writes. Zero means SyncEveryCommit.
 	Durability Durability
+	// SyncInterval, with NoSync, fsyncs the store's WAL this often while
+	// writes happen, bounding what a machine crash loses by time (not a
+	// process kill: see oplog.Options.SyncInterval). Zero means never.
+	SyncInterval time.Duration
+	// StallTimeout bounds a write's wait for a failing disk; then it fails
+	// with ErrDiskFault (see oplog.Options.StallTimeout). Zero means 30s.
+	StallTimeout time.Duration
 	// MaxClockDrift bounds how far ahead of our clock a remote op's HLC
 	// may be. Zero means one minute.
 	MaxClockDrift time.Duration
@@ -111,6 +121,8 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.notify = newNotifier(4 * opts.ChangeBuffer)
 	l, err := oplog.Open(dir, oplog.Options{
 		Durability:      opts.Durability,
+		SyncInterval:    opts.SyncInterval,
+		StallTimeout:    opts.StallTimeout,
 		MaxClockDrift:   opts.MaxClockDrift,
 		Clock:           opts.Clock,
 		ConflictLogSize: opts.ConflictLogSize,

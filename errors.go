@@ -56,6 +56,10 @@ var (
 	// ErrPaused is returned by [Replicator.SyncNow] while the replicator
 	// is paused.
 	ErrPaused = errors.New("converge: replication paused")
+	// ErrDiskFault: a write could not complete because the disk failed or
+	// stalled; the DB refuses writes until it is reopened (reads work).
+	// The write may or may not have been applied.
+	ErrDiskFault = errors.New("converge: disk fault")
 	// ErrUnknownPeer: [Admin.ForgetPeer] was given a replica this one does
 	// not know.
 	ErrUnknownPeer = errors.New("converge: unknown peer")
@@ -89,6 +93,7 @@ var storeSentinels = []struct{ below, root error }{
 	{oplog.ErrUnknownPeer, ErrUnknownPeer},
 	{oplog.ErrNotQuarantined, ErrNotQuarantined},
 	{oplog.ErrNamespace, ErrInvalid},
+	{oplog.ErrDiskFault, ErrDiskFault},
 }
 
 // rootError is an error in the root's words: an error of the store (or

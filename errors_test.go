@@ -31,6 +31,7 @@ var rootSentinels = map[string]error{
 	"ErrQuery":          converge.ErrQuery,
 	"ErrField":          converge.ErrField,
 	"ErrStale":          converge.ErrStale,
+	"ErrDiskFault":      converge.ErrDiskFault,
 	"ErrPending":        converge.ErrPending,
 	"ErrResyncing":      converge.ErrResyncing,
 	"ErrPaused":         converge.ErrPaused,

@@ -1,6 +1,8 @@
 package converge
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -233,4 +235,52 @@ func (e *RecordErrors) orNil() error {
 		return nil
 	}
 	return e
+}
+
+// MigrateStored writes every record of namespace ns as the collection's
+// migrations read it, as its next Put would (renamed and converted fields
+// under their new names and types, dropped registers unset), so that
+// filters, orderings and indexes, which see stored values, see the
+// migrated ones. It writes one transaction per record that needs it and
+// returns how many it wrote. The records it cannot read are reported by
+// a *RecordErrors; it writes the others.
+func (c *Collection[T]) MigrateStored(ctx context.Context, ns string) (int, error) {
+	var ids []string
+	for e, err := range c.db.log.Records(ctx, ns, c.name) {
+		if err != nil {
+			return 0, fmt.Errorf("converge: migrate %s/%s: %w", ns, c.name, err)
+		}
+		if e.State.Exists() {
+			ids = append(ids, e.Key)
+		}
+	}
+	written := 0
+	bad := &RecordErrors{Namespace: ns, Collection: c.name}
+	for _, id := range ids {
+		var wrote bool
+		err := c.db.Update(ctx, ns, func(tx *Tx) error {
+			ct := c.Tx(tx)
+			v, err := ct.Get(id)
+			if err != nil {
+				return err
+			}
+			meta := reflect.ValueOf(&v).Elem().FieldByIndex(c.schema.meta)
+			before := meta.Interface().(Meta).Version
+			if _, err := ct.Put(&v); err != nil {
+				return err
+			}
+			wrote = meta.Interface().(Meta).Version != before
+			return nil
+		})
+		switch {
+		case errors.Is(err, ErrSchema):
+			bad.add(id, err)
+		case errors.Is(err, ErrNotFound): // deleted meanwhile
+		case err != nil:
+			return written, err
+		case wrote:
+			written++
+		}
+	}
+	return written, bad.orNil()
 }

@@ -246,3 +246,59 @@ func TestMigrationReplicasOnTwoVersionsConverge(t *testing.T) {
 		}
 	})
 }
+
+// A watch reports the records it cannot read with the others, and goes
+// on: a later change that makes them readable shows them.
+func TestWatchGoesOnPastUnreadableRecords(t *testing.T) {
+	ctx := t.Context()
+	db := open(t, converge.Options{})
+	v1, v2 := itemsV1(t, db), itemsV2(t, db)
+	mustPut(t, v1, "ns", &ItemV1{ID: "a", Priority: "1"})
+	mustPut(t, v1, "ns", &ItemV1{ID: "b", Priority: "high"})
+	step := 0
+	for w, err := range v2.Watch(ctx, "ns", converge.Query{}) {
+		items := w.Value
+		step++
+		switch step {
+		case 1:
+			if _, ok := errors.AsType[*converge.RecordErrors](err); !ok || len(items) != 1 {
+				t.Fatalf("first result: %d items, %v; want a and RecordErrors for b", len(items), err)
+			}
+			if err := v1.Update(ctx, "ns", "b", converge.Set("priority", "2")); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if err == nil && len(items) == 2 && items[1].Priority == 2 {
+				return
+			}
+			if step > 5 {
+				t.Fatalf("result %d: %d items, %v", step, len(items), err)
+			}
+		}
+	}
+}
+
+// MigrateStored writes the migrated values, so queries and indexes see
+// them; records it cannot read are reported, the others written.
+func TestMigrateStored(t *testing.T) {
+	ctx := t.Context()
+	db := open(t, converge.Options{})
+	v1, v2 := itemsV1(t, db), itemsV2(t, db)
+	for _, it := range []ItemV1{{ID: "a", Name: "apple", Priority: "1", Legacy: "x"}, {ID: "b", Priority: "high"}, {ID: "c", Name: "cherry", Priority: "3"}} {
+		mustPut(t, v1, "ns", &it)
+	}
+	if got, err := v2.Count(ctx, "ns", converge.Where(converge.Eq("title", "apple"))); err != nil || got != 0 {
+		t.Fatalf("before: %d records titled apple, %v; want 0 (stored under name)", got, err)
+	}
+	n, err := v2.MigrateStored(ctx, "ns")
+	if re, ok := errors.AsType[*converge.RecordErrors](err); !ok || !slices.Equal(re.IDs, []string{"b"}) || n != 2 {
+		t.Fatalf("MigrateStored: %d, %v; want 2 written and b reported", n, err)
+	}
+	got, err := v2.Find(ctx, "ns", converge.Where(converge.Gte("priority", 1)).OrderByDesc("priority"))
+	if err != nil || len(got) != 2 || got[0].Title != "cherry" || got[1].Title != "apple" {
+		t.Fatalf("after: %+v, %v; want cherry then apple", got, err)
+	}
+	if n, err := v2.MigrateStored(ctx, "ns"); n != 0 || !errors.Is(err, converge.ErrSchema) {
+		t.Errorf("again: %d written, %v; want 0 and b reported", n, err)
+	}
+}

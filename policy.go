@@ -30,7 +30,7 @@ type ConflictPolicy struct {
 	kind policyKind
 	// resolve is a custom policy's resolver: st is the record's state as
 	// this replica holds it (the winner's value current).
-	resolve func(c Conflict, st *crdt.Record, local, remote []byte) ([]byte, bool)
+	resolve func(db *DB, c Conflict, st *crdt.Record, local, remote []byte) ([]byte, bool)
 }
 
 type policyKind uint8
@@ -62,7 +62,7 @@ func Resolve(f func(c Conflict, local, remote []byte) ([]byte, bool)) ConflictPo
 	if f == nil {
 		return LastWriteWins
 	}
-	return ConflictPolicy{kind: policyCustom, resolve: func(c Conflict, _ *crdt.Record, local, remote []byte) ([]byte, bool) {
+	return ConflictPolicy{kind: policyCustom, resolve: func(_ *DB, c Conflict, _ *crdt.Record, local, remote []byte) ([]byte, bool) {
 		return f(c, local, remote)
 	}}
 }
@@ -117,8 +117,8 @@ func (p ConflictPolicy) candidate(self crdt.ReplicaID, c Conflict) (r resolution
 // decideCustom computes the value of a custom policy's resolution r from
 // the record's state st; ok is false if the resolver declines, or picks
 // the winner's value.
-func (r *resolution) decideCustom(st *crdt.Record) (ok bool) {
-	v, ok := r.policy.resolve(r.c, st, bytes.Clone(r.local), bytes.Clone(r.remote))
+func (r *resolution) decideCustom(db *DB, st *crdt.Record) (ok bool) {
+	v, ok := r.policy.resolve(db, r.c, st, bytes.Clone(r.local), bytes.Clone(r.remote))
 	if !ok {
 		return false
 	}
@@ -155,7 +155,7 @@ func (db *DB) decide(ctx context.Context, ns string, conflicts []materialize.Con
 			if err != nil {
 				return nil, err
 			}
-			if !st.Exists() || !winnerCurrent(st, c) || !r.decideCustom(st) {
+			if !st.Exists() || !winnerCurrent(st, c) || !r.decideCustom(db, st) {
 				continue
 			}
 		}

@@ -177,9 +177,9 @@ type Replicator struct {
 	logger  *slog.Logger
 	// failures logs runs of failed background syncs at a bounded rate.
 	failures *ratelog.Logger
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 	// set holds the replicated namespaces' wake-ups, sync locks and
 	// contexts. RemoveNamespace takes one out; Close marks it closed, and
 	// nothing is added after that.
@@ -764,13 +764,16 @@ func (r *Replicator) Resume() {
 	}
 }
 
-// Health checks the store and the peer: the store by reading a vector, the
+// Health checks the store and the peer: the store by reading a vector and
+// by its disk fault, if any ([oplog.Log.DiskFault]), the
 // peer by its own check ([transport.Peer].Health), or by the last sync
 // when it has none.
 func (r *Replicator) Health(ctx context.Context) Health {
 	var h Health
 	if _, err := r.db.log.Namespaces(ctx); err != nil {
 		h.Store = storeErr(err)
+	} else if err := r.db.log.DiskFault(); err != nil {
+		h.Store = storeErr(err) // writes fail or stall (reads work)
 	}
 	if err := r.peer.Health(ctx); !errors.Is(err, errors.ErrUnsupported) {
 		h.Peer = err

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"log/slog"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/convergedb/converge"
@@ -214,4 +216,78 @@ func TestReplicatorFeedsSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	resultUntil(t, results, func(w watched[int]) bool { return w.Synced && w.SyncErr == nil && w.Value == 1 })
+}
+
+// TestWatchFollowsReplicator: a watch shows the background syncs of a
+// replicator: loading while the first sync fails (with its error), synced
+// once a retry succeeds, and a sync error again when the peer goes away,
+// without a new data change and without ending. On a fake clock.
+func TestWatchFollowsReplicator(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		quiet := converge.Options{Logger: slog.New(slog.DiscardHandler)}
+		app, hub := open(t, quiet), open(t, quiet)
+		tasks := coll[Task](t, app, "tasks")
+		peer := transport.NewMemPeer(hub.SyncStore(), transport.Limits{})
+		peer.SetDown(true)
+		r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"},
+			Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close(ctx)
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		results := watchAll(tasks.Watch(wctx, "ns", converge.Query{}))
+		if w := nextResult(t, results); w.Synced || w.SyncErr != nil {
+			t.Fatalf("first: %+v, want loading", w)
+		}
+		settle(20 * time.Millisecond) // the sync at open, debounced, fails
+		if w := nextResult(t, results); w.Synced || !errors.Is(w.SyncErr, transport.ErrUnreachable) {
+			t.Fatalf("after the first sync: %+v, want loading with the sync error", w)
+		}
+		peer.SetDown(false)
+		settle(time.Second) // the retry, within MinBackoff (500ms)
+		if w := nextResult(t, results); !w.Synced || w.SyncErr != nil {
+			t.Fatalf("after the retry: %+v, want synced", w)
+		}
+		peer.SetDown(true)
+		settle(time.Minute) // the periodic sync fails
+		if w := nextResult(t, results); !w.Synced || !errors.Is(w.SyncErr, transport.ErrUnreachable) {
+			t.Fatalf("after the peer went away: %+v, want synced with the sync error", w)
+		}
+		select {
+		case w := <-results:
+			t.Fatalf("an extra result %+v", w)
+		default:
+		}
+	})
+}
+
+// TestWatchCoalesce: with Coalesce, a burst of changes within the delay
+// yields one result, after the delay. On a fake clock.
+func TestWatchCoalesce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		c := coll[Issue](t, open(t, converge.Options{Logger: slog.New(slog.DiscardHandler)}), "issues")
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		results := watchAll(c.WatchCount(wctx, "ns", converge.Query{}, converge.Coalesce(time.Second)))
+		if w := nextResult(t, results); w.Value != 0 {
+			t.Fatalf("first: %+v", w)
+		}
+		for _, id := range []string{"a", "b", "c"} {
+			must(c.Put(ctx, "ns", &Issue{ID: id}))(t)
+			settle(100 * time.Millisecond)
+		}
+		select {
+		case w := <-results:
+			t.Fatalf("a result %+v before the delay passed", w)
+		default:
+		}
+		settle(time.Second)
+		if w := nextResult(t, results); w.Value != 3 {
+			t.Fatalf("after the burst: %+v, want one result of 3", w)
+		}
+	})
 }

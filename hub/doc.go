@@ -23,7 +23,8 @@
 //	if err != nil { ... }
 //	err = h.Serve(ctx, ln) // until ctx ends; then a graceful shutdown
 //
-// Or mount [Hub.Handler] in an http.Server of your own, run [Hub.Run]
+// Or mount [Hub.Handler] in an http.Server of your own (with
+// [Hub.CloseStreams] registered by RegisterOnShutdown), run [Hub.Run]
 // beside it, and call [Hub.Close] after the server's Shutdown.
 //
 // docs/OPERATIONS.md describes running, securing and monitoring a hub.

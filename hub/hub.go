@@ -213,8 +213,20 @@ func (h *Hub) routes() http.Handler {
 // Handler returns the hub's HTTP handler: POST /v1/sync/{ns},
 // POST /v1/snapshot/{ns}, GET /v1/stream/{ns}, GET /v1/health and the
 // admin endpoint (GET /v1/admin/namespaces, GET /v1/admin/ns/{ns}) with
-// HTTP sync on; GET /healthz and GET /metrics always.
+// HTTP sync on; GET /healthz and GET /metrics always. In an http.Server
+// of your own, register [Hub.CloseStreams] with RegisterOnShutdown: live
+// streams last until the hub ends them, and Shutdown waits for them.
 func (h *Hub) Handler() http.Handler { return h.handler }
+
+// CloseStreams ends the live streams and refuses new ones (503), as the
+// shutdown of a server begins; [Hub.Close] does it too. Pass it to
+// http.Server.RegisterOnShutdown.
+func (h *Hub) CloseStreams() {
+	h.closing.Store(true)
+	if h.syncSrv != nil {
+		h.syncSrv.Close()
+	}
+}
 
 // DB returns the hub's store. It is the hub's: do not close it.
 func (h *Hub) DB() *converge.DB { return h.db }

@@ -137,11 +137,9 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}
-	if h.syncSrv != nil {
-		// Shutdown closes the listener, then runs this: the live streams
-		// end, so their connections go idle and Shutdown can finish.
-		srv.RegisterOnShutdown(h.syncSrv.Close)
-	}
+	// Shutdown closes the listener, then runs this: the live streams
+	// end, so their connections go idle and Shutdown can finish.
+	srv.RegisterOnShutdown(h.CloseStreams)
 	served := make(chan error, 1)
 	go func() {
 		if h.tls != nil {

@@ -201,3 +201,50 @@ func TestHubNATSOverTLS(t *testing.T) {
 		t.Errorf("the NATS server has %d clients, want the hub's", n)
 	}
 }
+
+// Reload (SIGHUP) serves a renewed certificate to new connections,
+// without a restart; a certificate that does not load leaves the served
+// one in place.
+func TestHubReloadsCertificate(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "ca")
+	certFile, keyFile, _ := ca.issue(t, "hub-old", false)
+	h := startHub(t, Config{Dir: t.TempDir(), TokenFile: writeTokens(t, "tok team-1"), TLSCertFile: certFile, TLSKeyFile: keyFile})
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", h.url[len("https://"):], &tls.Config{RootCAs: ca.pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "hub-old" {
+		t.Fatalf("served %q, want hub-old", cn)
+	}
+	newCert, newKey, _ := ca.issue(t, "hub-new", false)
+	for _, f := range [][2]string{{newCert, certFile}, {newKey, keyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if cn := served(); cn != "hub-new" {
+		t.Errorf("after Reload served %q, want hub-new", cn)
+	}
+	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Reload(t.Context()); err == nil {
+		t.Error("Reload with a broken key = nil, want an error")
+	}
+	if cn := served(); cn != "hub-new" {
+		t.Errorf("after a failed Reload served %q, want hub-new still", cn)
+	}
+}

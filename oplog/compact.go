@@ -255,7 +255,8 @@ func (l *Log) compactRange(ctx context.Context, ns string, rg crdt.Range) (int, 
 		return 0, fmt.Errorf("%w: compact %q: log of %v ends at %d, below the vector's %d", ErrCorrupt, ns, rg.Origin, want-1, rg.To)
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	spent := false
+	defer closeUnlessSpent(b, &spent)
 	var buf []byte
 	for _, id := range order {
 		buf = bases[id].AppendBinary(buf[:0])
@@ -281,7 +282,8 @@ func (l *Log) compactRange(ctx context.Context, ns string, rg crdt.Range) (int, 
 	}
 	// No fsync: a lost batch leaves the ops in the log and the horizon
 	// where it was, which is as consistent as after it.
-	if err := b.Commit(pebble.NoSync); err != nil {
+	spent = true
+	if err := l.commitBatch(ctx, "compact", b, pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("oplog: compact %q: %w", ns, err)
 	}
 	h[rg.Origin] = rg.To
@@ -319,7 +321,7 @@ func (l *Log) trimFeed(ctx context.Context, ns string) (int, error) {
 	if !found {
 		return 0, nil
 	}
-	if err := l.db.DeleteRange(prefix, feedKey(ns, keep), pebble.NoSync); err != nil {
+	if err := l.bounded(ctx, "trim feed", func() error { return l.db.DeleteRange(prefix, feedKey(ns, keep), pebble.NoSync) }); err != nil {
 		return 0, fmt.Errorf("oplog: trim feed %q: %w", ns, err)
 	}
 	return int(keep - first), nil

@@ -70,7 +70,11 @@ func (g *groupSyncer) wait() error {
 	return r.err
 }
 
-func (g *groupSyncer) stop() {
+// stop ends the syncer; it waits for its goroutine unless the disk
+// failed (an fsync may never return).
+func (g *groupSyncer) stop(faulted bool) {
 	close(g.quit)
-	g.wg.Wait()
+	if !faulted {
+		g.wg.Wait()
+	}
 }

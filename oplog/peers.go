@@ -132,7 +132,8 @@ func (l *Log) Acknowledge(ctx context.Context, ns string, peer crdt.ReplicaID, v
 		merged = crdt.VersionVector{}
 	}
 	merged.Merge(vv)
-	if err := l.db.Set(peerKey(ns, peer), appendPeerVector(nil, merged), pebble.NoSync); err != nil {
+	enc := appendPeerVector(nil, merged)
+	if err := l.bounded(ctx, "acknowledge", func() error { return l.db.Set(peerKey(ns, peer), enc, pebble.NoSync) }); err != nil {
 		return fmt.Errorf("oplog: acknowledge %v: %w", peer, err)
 	}
 	ps.set(peer, merged, now)
@@ -213,14 +214,16 @@ func (l *Log) forgetLocked(ns string, ps *peerSet, peer crdt.ReplicaID) error {
 		return err
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	spent := false
+	defer closeUnlessSpent(b, &spent)
 	if err := b.Delete(peerKey(ns, peer), nil); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
 	if err := b.Delete(upstreamKey(ns, peer), nil); err != nil {
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	spent = true
+	if err := l.commitBatch(context.Background(), "forget peer", b, pebble.Sync); err != nil { // bounded by StallTimeout
 		return fmt.Errorf("oplog: forget %v: %w", peer, err)
 	}
 	ps.remove(peer)
@@ -331,7 +334,7 @@ func (l *Log) NoteUpstream(ctx context.Context, ns string, peer crdt.ReplicaID) 
 	if _, ok := ups[peer]; ok {
 		return nil
 	}
-	if err := l.db.Set(upstreamKey(ns, peer), nil, pebble.NoSync); err != nil {
+	if err := l.bounded(ctx, "note upstream", func() error { return l.db.Set(upstreamKey(ns, peer), nil, pebble.NoSync) }); err != nil {
 		return fmt.Errorf("oplog: note upstream %v: %w", peer, err)
 	}
 	ups[peer] = struct{}{}

@@ -308,7 +308,7 @@ func (l *Log) DiscardQuarantined(ctx context.Context, ns string, d crdt.Dot) err
 	if _, held := set[d]; !held {
 		return fmt.Errorf("%w: %v in %q", ErrNotQuarantined, d, ns)
 	}
-	if err := l.db.Delete(quarantineKey(ns, d), pebble.Sync); err != nil {
+	if err := l.bounded(ctx, "discard", func() error { return l.db.Delete(quarantineKey(ns, d), pebble.Sync) }); err != nil {
 		return fmt.Errorf("oplog: discard %v: %w", d, err)
 	}
 	delete(set, d)

@@ -399,7 +399,8 @@ func (l *Log) Rebuild(ctx context.Context, ns string) error {
 		return err
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	spent := false
+	defer closeUnlessSpent(b, &spent)
 	prefix := nsKey(tagState, ns)
 	if err := keepApplied(l, ns, states); err != nil {
 		return err
@@ -414,7 +415,8 @@ func (l *Log) Rebuild(ctx context.Context, ns string) error {
 			return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	spent = true
+	if err := l.commitBatch(ctx, "rebuild", b, pebble.Sync); err != nil {
 		return fmt.Errorf("oplog: rebuild %q: %w", ns, err)
 	}
 	l.logger.Info("rebuilt state from log", "namespace", ns, "records", len(states))

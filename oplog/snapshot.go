@@ -227,7 +227,8 @@ func (l *Log) FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVect
 		return err
 	}
 	b := l.db.NewBatch()
-	defer b.Close()
+	spent := false
+	defer closeUnlessSpent(b, &spent)
 	raised := crdt.VersionVector{}
 	var u [8]byte
 	for _, o := range vv.Origins() {
@@ -266,7 +267,8 @@ func (l *Log) FinishSnapshot(ctx context.Context, ns string, vv crdt.VersionVect
 			return fmt.Errorf("oplog: finish snapshot: %w", err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	spent = true
+	if err := l.commitBatch(ctx, "finish snapshot", b, pebble.Sync); err != nil {
 		return fmt.Errorf("oplog: finish snapshot %q: %w", ns, err)
 	}
 	for o, top := range raised {

@@ -123,6 +123,7 @@ func (l *Log) Write(ctx context.Context, ns string, fn func(tx *Tx) error) (*Com
 		return nil, err
 	}
 	b := l.newBatch(ns, true)
+	b.ctx = ctx
 	defer b.close()
 	b.tx = Tx{l: l, ns: ns, next: vv[l.replica] + 1, batch: b, ctx: ctx}
 	tx := &b.tx
@@ -223,6 +224,7 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 		return nil, err
 	}
 	b := l.newBatch(ns, false)
+	b.ctx = ctx
 	defer b.close()
 	if err := b.prefetch(sorted); err != nil {
 		return nil, err
@@ -246,7 +248,8 @@ func (l *Log) Ingest(ctx context.Context, ns string, ops []crdt.Op) (*IngestResu
 		if quarantined {
 			// Only quarantine entries: advisory, so no fsync (a lost entry
 			// is written again when a sync offers the op again).
-			if err := b.pb.Commit(pebble.NoSync); err != nil {
+			b.spent = true
+			if err := l.commitBatch(ctx, "ingest: quarantine", b.pb, pebble.NoSync); err != nil {
 				return nil, fmt.Errorf("oplog: ingest: quarantine: %w", err)
 			}
 			l.noteQuarantineLocked(b)
@@ -337,6 +340,10 @@ type batch struct {
 	tx      Tx         // a local write's transaction
 	// quarantine entries the batch adds and removes
 	quarantined, released []crdt.Dot
+	// ctx bounds the commit's wait for a stalled disk; spent says the
+	// commit took pb over (see Log.commitBatch).
+	ctx   context.Context
+	spent bool
 }
 
 type stateID struct{ coll, key string }
@@ -354,6 +361,7 @@ const maxPooledStates = 256
 func (l *Log) newBatch(ns string, local bool) *batch {
 	b := batchPool.Get().(*batch)
 	b.l, b.ns, b.pb = l, ns, l.db.NewBatch()
+	b.ctx, b.spent = context.Background(), false
 	cb := &commitBuf{c: Commit{Namespace: ns, Local: local}}
 	cb.c.Ops, cb.c.Changes = cb.op[:0], cb.change[:0]
 	b.commit = &cb.c
@@ -371,7 +379,9 @@ type commitBuf struct {
 // close releases the Pebble batch and returns b to the pool; b must not be
 // used afterwards (the Commit it made stays valid: it is not reused).
 func (b *batch) close() {
-	_ = b.pb.Close() // a failed Close of an uncommitted batch loses nothing
+	if !b.spent { // else the commit took the Pebble batch over
+		_ = b.pb.Close() // a failed Close of an uncommitted batch loses nothing
+	}
 	if len(b.states) > maxPooledStates {
 		b.states, b.written = make(map[stateID]*crdt.Record), make(map[stateID]struct{})
 	} else {
@@ -382,7 +392,7 @@ func (b *batch) close() {
 	b.dirty = b.dirty[:0]
 	b.heads = b.heads[:0]
 	b.quarantined, b.released = b.quarantined[:0], b.released[:0]
-	b.l, b.pb, b.commit, b.tx = nil, nil, nil, Tx{}
+	b.l, b.pb, b.commit, b.tx, b.ctx = nil, nil, nil, Tx{}, nil
 	if cap(b.scratch) > 1<<16 {
 		b.scratch = nil
 	}
@@ -552,9 +562,10 @@ func (l *Log) commitLocked(b *batch) error {
 	if l.opts.Durability != SyncEveryCommit {
 		wo = pebble.NoSync
 	}
-	if err := b.pb.Commit(wo); err != nil {
+	if err := l.commitLocal(b, wo); err != nil {
 		return fmt.Errorf("oplog: commit %s: %w", ns, err)
 	}
+	l.commits.Add(1)
 	// Committed: advance the cache before anything else can fail.
 	for _, h := range b.heads {
 		vv[h.Origin] = h.Seq
@@ -568,7 +579,7 @@ func (l *Log) commitLocked(b *batch) error {
 	if l.opts.Durability == GroupCommit {
 		// Wait for the shared fsync without blocking other writers.
 		l.mu.Unlock()
-		err := l.syncer.wait()
+		err := l.bounded(b.ctx, "group sync", l.syncer.wait)
 		l.mu.Lock()
 		if err != nil {
 			return fmt.Errorf("oplog: commit %s: group sync: %w: %w", ns, ErrUnsynced, err)

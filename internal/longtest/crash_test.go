@@ -1242,7 +1242,7 @@ func (m *crashModel) check(t *testing.T, dir string, it int) {
 		m.replicas = map[string]bool{}
 	}
 	m.replicas[db.ReplicaID()] = true
-	if c := db.Admin().Log().IdentityChange(); c != nil {
+	if c := db.Admin().IdentityChange(); c != nil {
 		m.replicas[c.Old.String()] = true
 		m.identities++
 	}
