@@ -29,10 +29,14 @@ var rootSentinels = map[string]error{
 	"ErrFeedTrimmed":    converge.ErrFeedTrimmed,
 	"ErrLagged":         converge.ErrLagged,
 	"ErrQuery":          converge.ErrQuery,
+	"ErrField":          converge.ErrField,
+	"ErrStale":          converge.ErrStale,
+	"ErrDiskFault":      converge.ErrDiskFault,
+	"ErrPending":        converge.ErrPending,
+	"ErrResyncing":      converge.ErrResyncing,
 	"ErrPaused":         converge.ErrPaused,
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,
-	"ErrField":          converge.ErrField,
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable
