@@ -3,6 +3,7 @@ package converge
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/convergedb/converge/oplog"
 )
@@ -56,6 +57,26 @@ func (a *Admin) Verify(ctx context.Context, ns string) (Verification, error) {
 		return v, storeErr(fmt.Errorf("converge: verify %q: %w", ns, err))
 	}
 	return v, nil
+}
+
+// OnChange calls fn with the namespace after every change to what the
+// replica holds of it or knows about it: a commit (local or remote, visible
+// or not), a snapshot installed, a peer's holdings recorded or forgotten,
+// quarantine entries added or removed. Tools that wait for replicas to
+// agree (proptest.WaitConverged) re-check on it. fn runs on the changing
+// goroutine with a lock held: it must return at once and must not call
+// the DB. The returned func unregisters it.
+func (a *Admin) OnChange(fn func(ns string)) (stop func()) {
+	db := a.db
+	h := &commitHook{fn: fn}
+	db.subs.Lock()
+	db.subs.changeHooks = append(db.subs.changeHooks, h)
+	db.subs.Unlock()
+	return func() {
+		db.subs.Lock()
+		defer db.subs.Unlock()
+		db.subs.changeHooks = slices.DeleteFunc(db.subs.changeHooks, func(x *commitHook) bool { return x == h })
+	}
 }
 
 // Backup writes a consistent copy of the replica's store to dest, a

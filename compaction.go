@@ -11,6 +11,7 @@ import (
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/oplog"
+	"golang.org/x/time/rate"
 )
 
 // CompactionOptions configure log compaction. The zero value compacts
@@ -205,27 +206,36 @@ func (db *DB) compactionDue(ctx context.Context) ([]string, error) {
 	return slices.Sorted(maps.Keys(set)), nil
 }
 
-// pacer spaces out work to a rate in units a second.
+// pacer spaces out work to a rate in units a second, with a token bucket
+// (golang.org/x/time/rate). A batch is charged when the next one asks: a
+// batch is admitted once the work before it has had its time at the rate,
+// so time spent working counts toward the wait. The bucket holds at most
+// one batch of credit (its burst is the largest batch charged), and starts
+// empty.
 type pacer struct {
-	rate  float64
-	next  time.Time
+	lim   *rate.Limiter
+	owed  int // the units of the batch admitted last, not yet charged
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
-func newPacer(rate int) *pacer {
-	return &pacer{rate: float64(rate), now: time.Now, sleep: sleepCtx}
+func newPacer(r int) *pacer {
+	return &pacer{lim: rate.NewLimiter(rate.Limit(r), 0), now: time.Now, sleep: sleepCtx}
 }
 
-// wait blocks until n more units fit the rate: the work already admitted
-// takes 1/rate a unit, and n is admitted once that time has passed.
+// wait blocks until n more units may start: until the units admitted
+// before them fit the rate.
 func (p *pacer) wait(ctx context.Context, n int) error {
-	now := p.now()
-	if p.next.Before(now) {
-		p.next = now
+	owed := p.owed
+	p.owed = n
+	if owed <= 0 {
+		return nil
 	}
-	delay := p.next.Sub(now)
-	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	now := p.now()
+	if owed > p.lim.Burst() {
+		p.lim.SetBurstAt(now, owed)
+	}
+	delay := p.lim.ReserveN(now, owed).DelayFrom(now)
 	if delay <= 0 {
 		return nil
 	}

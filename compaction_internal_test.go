@@ -13,11 +13,13 @@ import (
 func TestPacer(t *testing.T) {
 	now := time.Unix(0, 0)
 	var slept []time.Duration
-	p := &pacer{rate: 1000, now: func() time.Time { return now }, sleep: func(_ context.Context, d time.Duration) error {
+	p := newPacer(1000)
+	p.now = func() time.Time { return now }
+	p.sleep = func(_ context.Context, d time.Duration) error {
 		slept = append(slept, d)
 		now = now.Add(d)
 		return nil
-	}}
+	}
 	for _, n := range []int{100, 300, 100} {
 		if err := p.wait(t.Context(), n); err != nil {
 			t.Fatal(err)

@@ -101,6 +101,7 @@ type DB struct {
 		sync.Mutex
 		closed      bool
 		commitHooks []*commitHook
+		changeHooks []*commitHook // Admin.OnChange
 		replicators map[*Replicator]struct{}
 	}
 }

@@ -49,6 +49,10 @@ var (
 	// field, a value that cannot be compared with the field, a malformed
 	// cursor.
 	ErrQuery = errors.New("converge: bad query")
+	// ErrField is wrapped by the errors of a field name a collection does
+	// not have, in a query, an update, an index or a relation (see
+	// [FieldError]).
+	ErrField = errors.New("converge: unknown field")
 	// ErrPaused is returned by [Replicator.SyncNow] while the replicator
 	// is paused.
 	ErrPaused = errors.New("converge: replication paused")
@@ -62,10 +66,6 @@ var (
 	// ErrNotQuarantined: [Admin.DiscardQuarantined] was given an op that is
 	// not in the quarantine.
 	ErrNotQuarantined = errors.New("converge: op not in quarantine")
-	// ErrField is wrapped by the errors of a field name a collection does
-	// not have, in a query, an update, an index or a relation (see
-	// [FieldError]).
-	ErrField = errors.New("converge: unknown field")
 	// ErrStale: a fresh read ([Collection.Fresh]) could not sync with the
 	// peer; it returns the local data with an error wrapping ErrStale and
 	// the sync's error.

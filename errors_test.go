@@ -29,14 +29,22 @@ var rootSentinels = map[string]error{
 	"ErrFeedTrimmed":    converge.ErrFeedTrimmed,
 	"ErrLagged":         converge.ErrLagged,
 	"ErrQuery":          converge.ErrQuery,
+	"ErrField":          converge.ErrField,
+	"ErrStale":          converge.ErrStale,
+	"ErrDiskFault":      converge.ErrDiskFault,
+	"ErrPending":        converge.ErrPending,
+	"ErrResyncing":      converge.ErrResyncing,
 	"ErrPaused":         converge.ErrPaused,
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,
+<<<<<<< HEAD
 	"ErrField":          converge.ErrField,
 	"ErrStale":          converge.ErrStale,
 	"ErrPending":        converge.ErrPending,
 	"ErrResyncing":      converge.ErrResyncing,
 	"ErrDiskFault":      converge.ErrDiskFault,
+=======
+>>>>>>> main
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/convergedb/converge"
+	"github.com/convergedb/converge/proptest"
 	httptransport "github.com/convergedb/converge/transport/http"
 )
 
@@ -113,41 +114,14 @@ func startClientTB(t testing.TB, url string) *client {
 	return &client{db: db, tasks: tasks, rep: rep}
 }
 
-// converged waits until every DB has the same state hash, checking after
-// each change any of them commits.
+// waitConverged waits until every DB holds the same ops and state
+// (proptest.WaitConverged).
 func waitConverged(t *testing.T, dbs ...*converge.DB) {
 	t.Helper()
-	same := func() bool {
-		h0, _ := dbs[0].Admin().StateHash(t.Context(), "ns")
-		for _, db := range dbs[1:] {
-			if h, _ := db.Admin().StateHash(t.Context(), "ns"); h != h0 {
-				return false
-			}
-		}
-		return true
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second) // a failure bound
 	defer cancel()
-	wake := make(chan struct{}, 1)
-	for _, db := range dbs {
-		go func() {
-			for _, err := range db.Changes(ctx, "ns") {
-				if err != nil {
-					return
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
-	}
-	for !same() {
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			t.Fatalf("replicas did not converge")
-		}
+	if err := proptest.WaitConverged(ctx, "ns", dbs...); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -260,6 +260,25 @@ func (c *Collection[T]) compileIn(ctx context.Context, ns string, q Query, curso
 	return c.schema.compile(q, cursor, func(l *lateFilter) (Filter, error) { return l.resolve(ctx, ns) })
 }
 
+// runScan runs qq in ns over every record of the collection, for a query
+// no index serves.
+func (c *Collection[T]) runScan(ctx context.Context, ns string, qq *query.Query) ([]query.Item, string, error) {
+	var items []query.Item
+	for e, err := range c.db.log.Records(ctx, ns, c.name) {
+		if err != nil {
+			return nil, "", storeErr(err)
+		}
+		if e.State.Exists() {
+			items = append(items, query.Item{ID: e.Key, Rec: e.State})
+		}
+	}
+	page, next, err := qq.Run(items)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrQuery, err)
+	}
+	return page, next, nil
+}
+
 // runCompiled executes the compiled query qq (with cursor) in ns and
 // returns the page of items and the next cursor.
 func (c *Collection[T]) runCompiled(ctx context.Context, ns string, qq *query.Query, cursor string) ([]query.Item, string, error) {
@@ -268,20 +287,7 @@ func (c *Collection[T]) runCompiled(ctx context.Context, ns string, qq *query.Qu
 	}
 	plan := qq.Plan(c.indexes())
 	if plan.Index == "" {
-		var items []query.Item
-		for e, err := range c.db.log.Records(ctx, ns, c.name) {
-			if err != nil {
-				return nil, "", storeErr(err)
-			}
-			if e.State.Exists() {
-				items = append(items, query.Item{ID: e.Key, Rec: e.State})
-			}
-		}
-		page, next, err := qq.Run(items)
-		if err != nil {
-			return nil, "", fmt.Errorf("%w: %w", ErrQuery, err)
-		}
-		return page, next, nil
+		return c.runScan(ctx, ns, qq)
 	}
 	idx := materialize.Index{Name: plan.Index}
 	for _, d := range c.db.log.Indexes(c.name) {

@@ -240,13 +240,16 @@ func (db *DB) disown(r *Replicator) {
 }
 
 // changed is the store's OnChange hook: it tells the replicators that
-// what their statuses of ns read changed. It runs with the store's lock
-// held.
+// what their statuses of ns read changed, and calls the Admin.OnChange
+// hooks. It runs with the store's lock held.
 func (db *DB) changed(ns string) {
 	db.markDirty(ns)
 	db.subs.Lock()
 	defer db.subs.Unlock()
 	for r := range db.subs.replicators {
 		r.namespaceChanged(ns)
+	}
+	for _, h := range db.subs.changeHooks {
+		h.fn(ns)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/internal/embednats"
+	"github.com/convergedb/converge/proptest"
 )
 
 // converge-partition: replicas, some of them cut off, writes on both
@@ -18,11 +19,6 @@ import (
 // until every replica (and the hub) hold the same ops and the same state
 // hash, once through the HTTP hub (here) and once through a NATS fleet of
 // leaf-node edges (partitionnats.go), each beside its raw baseline.
-
-// convergeCheckInterval is how often waitConverged re-checks the vectors
-// besides after every change: an op that changes nothing visible (a write
-// that loses to a later one) publishes no change.
-const convergeCheckInterval = 5 * time.Millisecond
 
 // converge-partition's metrics, one per network.
 const (
@@ -280,93 +276,10 @@ func partitionHeld(ctx context.Context, reps []*replica, minority int) error {
 }
 
 // waitConverged waits until every db holds the same ops (equal vectors)
-// and the same state hash, checking after each change any of them commits
-// and every convergeCheckInterval.
+// and the same state hash: proptest.WaitConverged, which re-checks after
+// every change any of them makes.
 func waitConverged(ctx context.Context, dbs []*converge.DB) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	changed := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	for _, db := range dbs {
-		sub := db.Subscribe(benchNS)
-		wg.Go(func() {
-			defer sub.Close()
-			for {
-				if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-					return
-				}
-				select {
-				case changed <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
-	tick := time.NewTicker(convergeCheckInterval)
-	defer tick.Stop()
-	for {
-		same, err := sameState(ctx, dbs)
-		if err != nil || same {
-			return err
-		}
-		select {
-		case <-changed:
-		case <-tick.C:
-		case <-ctx.Done():
-			vs := make([]string, len(dbs))
-			for i, db := range dbs {
-				v, _ := db.Admin().Vector(context.Background(), benchNS)
-				vs[i] = fmt.Sprint(v)
-			}
-			return fmt.Errorf("not converged: %w; vectors %s", ctx.Err(), strings.Join(vs, " | "))
-		}
-	}
-}
-
-// sameState reports whether the dbs have equal vectors and state hashes
-// (hashes are read only once the vectors are equal).
-func sameState(ctx context.Context, dbs []*converge.DB) (bool, error) {
-	v0, err := dbs[0].Admin().Vector(ctx, benchNS)
-	if err != nil {
-		return false, err
-	}
-	for _, db := range dbs[1:] {
-		v, err := db.Admin().Vector(ctx, benchNS)
-		if err != nil {
-			return false, err
-		}
-		if !sameVector(v0, v) {
-			return false, nil
-		}
-	}
-	h0, err := dbs[0].Admin().StateHash(ctx, benchNS)
-	if err != nil {
-		return false, err
-	}
-	for _, db := range dbs[1:] {
-		h, err := db.Admin().StateHash(ctx, benchNS)
-		if err != nil {
-			return false, err
-		}
-		if h != h0 {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-func sameVector(a, b map[string]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return proptest.WaitConverged(ctx, benchNS, dbs...)
 }
 
 // partitionOps is how the baselines number the ops written apart: replica

@@ -8,6 +8,7 @@ import (
 	"github.com/convergedb/converge/crdt/seq"
 	"github.com/convergedb/converge/hlc"
 	"github.com/convergedb/converge/internal/mp"
+	"github.com/convergedb/converge/internal/sortedmerge"
 )
 
 // Record is the merged state of one record. The zero Record is the state of
@@ -150,34 +151,9 @@ func (r *Record) join(o *Record) {
 		r.Fields = o.Fields // shared, never written into (see Merge)
 		return
 	}
-	out := make([]Field, 0, len(r.Fields)+len(o.Fields))
-	i, j := 0, 0
-	for i < len(r.Fields) || j < len(o.Fields) {
-		switch {
-		case j == len(o.Fields):
-			out = append(out, r.Fields[i])
-			i++
-		case i == len(r.Fields):
-			out = append(out, o.Fields[j])
-			j++
-		default:
-			switch c := compareFieldKey(&r.Fields[i], &o.Fields[j]); {
-			case c < 0:
-				out = append(out, r.Fields[i])
-				i++
-			case c > 0:
-				out = append(out, o.Fields[j])
-				j++
-			default:
-				f := r.Fields[i]
-				f.merge(&o.Fields[j])
-				out = append(out, f)
-				i++
-				j++
-			}
-		}
-	}
-	r.Fields = out
+	r.Fields = sortedmerge.Union(r.Fields, o.Fields,
+		func(x, y Field) int { return compareFieldKey(&x, &y) },
+		func(x, y Field) Field { x.merge(&y); return x })
 }
 
 // dropStale collects r's tombstones: it removes what is tagged with a causal
@@ -332,34 +308,12 @@ func (f *Field) merge(o *Field) {
 }
 
 func mergeElems(a, b []Elem) []Elem {
-	out := make([]Elem, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		var c int
-		switch {
-		case j == len(b):
-			c = -1
-		case i == len(a):
-			c = 1
-		default:
-			c = orderElems(a[i].Value, b[j].Value)
-		}
-		switch {
-		case c < 0:
-			out = append(out, a[i])
-			i++
-		case c > 0:
-			out = append(out, b[j])
-			j++
-		default:
-			removed := unionDots(a[i].Removed, b[j].Removed)
-			adds := unionTags(a[i].Adds, b[j].Adds, removed)
-			out = append(out, Elem{Value: a[i].Value, Adds: adds, Removed: removed})
-			i++
-			j++
-		}
-	}
-	return out
+	return sortedmerge.Union(a, b,
+		func(x, y Elem) int { return orderElems(x.Value, y.Value) },
+		func(x, y Elem) Elem {
+			removed := unionDots(x.Removed, y.Removed)
+			return Elem{Value: x.Value, Adds: unionTags(x.Adds, y.Adds, removed), Removed: removed}
+		})
 }
 
 func unionDots(a, b []Dot) []Dot {
@@ -369,32 +323,7 @@ func unionDots(a, b []Dot) []Dot {
 	if len(a) == 0 {
 		return b
 	}
-	out := make([]Dot, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b):
-			out = append(out, a[i])
-			i++
-		case i == len(a):
-			out = append(out, b[j])
-			j++
-		default:
-			switch c := a[i].Compare(b[j]); {
-			case c < 0:
-				out = append(out, a[i])
-				i++
-			case c > 0:
-				out = append(out, b[j])
-				j++
-			default:
-				out = append(out, a[i])
-				i++
-				j++
-			}
-		}
-	}
-	return out
+	return sortedmerge.Union(a, b, Dot.Compare, func(x, _ Dot) Dot { return x })
 }
 
 // unionTags returns the union of a and b, by dot, without the removed dots.
@@ -412,60 +341,24 @@ func unionTags(a, b []Tag, removed []Dot) []Tag {
 		}
 		out = append(out, t)
 	}
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b):
-			add(a[i])
-			i++
-		case i == len(a):
-			add(b[j])
-			j++
-		case a[i].Dot.Compare(b[j].Dot) <= 0:
-			add(a[i])
-			i++
-		default:
-			add(b[j])
-			j++
-		}
-	}
+	// Equal dots meet in add, whichever order they come in.
+	sortedmerge.Walk(a, b, func(x, y Tag) int { return x.Dot.Compare(y.Dot) },
+		add, add, func(x, y Tag) { add(x); add(y) })
 	return out
 }
 
 func mergeCounts(a, b []Tally) []Tally {
-	out := make([]Tally, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		var c int
-		switch {
-		case j == len(b):
-			c = -1
-		case i == len(a):
-			c = 1
-		default:
-			c = a[i].Origin.Compare(b[j].Origin)
-		}
-		switch {
-		case c < 0:
-			out = append(out, a[i])
-			i++
-		case c > 0:
-			out = append(out, b[j])
-			j++
-		default:
-			x, y := a[i], b[j]
+	return sortedmerge.Union(a, b,
+		func(x, y Tally) int { return x.Origin.Compare(y.Origin) },
+		func(x, y Tally) Tally {
 			switch {
 			case y.CL > x.CL:
 				x = y
 			case y.CL == x.CL:
 				x.P, x.N = max(x.P, y.P), max(x.N, y.N)
 			}
-			out = append(out, x)
-			i++
-			j++
-		}
-	}
-	return out
+			return x
+		})
 }
 
 // isNil reports whether v is empty or the msgpack nil: both mean unset.

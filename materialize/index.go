@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/internal/sortedmerge"
 )
 
 // Index is a secondary index of a collection: the fields whose values order
@@ -53,20 +54,9 @@ func IndexKeys(idx Index, r *crdt.Record) [][]byte {
 // IndexDiff returns the entries of idx to delete and to add when a
 // record's state goes from prev to next (either may be nil).
 func IndexDiff(idx Index, prev, next *crdt.Record) (del, add [][]byte) {
-	a, b := IndexKeys(idx, prev), IndexKeys(idx, next)
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || (i < len(a) && bytes.Compare(a[i], b[j]) < 0):
-			del = append(del, a[i])
-			i++
-		case i == len(a) || bytes.Compare(a[i], b[j]) > 0:
-			add = append(add, b[j])
-			j++
-		default:
-			i++
-			j++
-		}
-	}
+	sortedmerge.Walk(IndexKeys(idx, prev), IndexKeys(idx, next), bytes.Compare,
+		func(k []byte) { del = append(del, k) },
+		func(k []byte) { add = append(add, k) },
+		nil)
 	return del, add
 }

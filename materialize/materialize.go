@@ -14,9 +14,11 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/convergedb/converge/crdt"
 	"github.com/convergedb/converge/hlc"
+	"github.com/convergedb/converge/internal/sortedmerge"
 )
 
 // ChangeKind says how an op changed what readers of a record see.
@@ -210,24 +212,15 @@ func diff(prev, next *crdt.Record, op *crdt.Op) Change {
 		}
 		return c
 	}
-	a, b := prev.Visible(), next.Visible()
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || (i < len(a) && a[i].Name < b[j].Name):
-			c.Fields = append(c.Fields, a[i].Name)
-			i++
-		case i == len(a) || b[j].Name < a[i].Name:
-			c.Fields = append(c.Fields, b[j].Name)
-			j++
-		default:
-			if a[i].Kind != b[j].Kind || !bytes.Equal(a[i].Value, b[j].Value) {
-				c.Fields = append(c.Fields, a[i].Name)
+	changed := func(f crdt.FieldValue) { c.Fields = append(c.Fields, f.Name) }
+	sortedmerge.Walk(prev.Visible(), next.Visible(),
+		func(x, y crdt.FieldValue) int { return strings.Compare(x.Name, y.Name) },
+		changed, changed,
+		func(x, y crdt.FieldValue) {
+			if x.Kind != y.Kind || !bytes.Equal(x.Value, y.Value) {
+				changed(x)
 			}
-			i++
-			j++
-		}
-	}
+		})
 	if c.Kind == Unchanged && len(c.Fields) > 0 {
 		c.Kind = Updated
 	}

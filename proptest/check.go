@@ -16,19 +16,94 @@ import (
 // replica with its id, vector and hash, and marks those that differ from
 // the first.
 func CheckConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
+	diff, err := difference(ctx, ns, dbs)
+	if err != nil {
+		return err
+	}
+	if diff != "" {
+		return errors.New(diff)
+	}
+	return nil
+}
+
+// WaitConverged waits until every replica given holds the same ops of
+// namespace ns and the same state, as [CheckConverged] checks, or until
+// ctx ends: then it returns an error wrapping ctx's error and describing
+// how they differ. It re-checks after every change any of them makes to
+// ns (converge.Admin.OnChange), not on a timer. Give ctx a deadline.
+func WaitConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
+	wake := make(chan struct{}, 1)
+	for _, db := range dbs {
+		stop := db.Admin().OnChange(func(changed string) {
+			if changed != ns {
+				return
+			}
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		defer stop()
+	}
+	for {
+		// Registered before the check: a change after it wakes the wait.
+		// The vectors first: they are cheap to read, and while they
+		// differ the states are not compared.
+		diff, err := vectorDifference(ctx, ns, dbs)
+		if diff == "" && err == nil {
+			diff, err = difference(ctx, ns, dbs)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("proptest: wait for %q to converge: %w", ns, ctx.Err())
+			}
+			return err
+		}
+		if diff == "" {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("proptest: wait for %q to converge: %w: %s", ns, ctx.Err(), diff)
+		}
+	}
+}
+
+// vectorDifference describes how the replicas' version vectors of ns
+// differ, or is "" if they are equal.
+func vectorDifference(ctx context.Context, ns string, dbs []*converge.DB) (string, error) {
+	var first crdt.VersionVector
+	for i, db := range dbs {
+		vv, err := db.Admin().Log().Vector(ctx, ns)
+		if err != nil {
+			return "", fmt.Errorf("proptest: replica %d: %w", i, err)
+		}
+		if i == 0 {
+			first = vv
+		} else if !vv.Equal(first) {
+			return fmt.Sprintf("proptest: namespace %q: replica %d holds %v, replica 0 %v", ns, i, vv, first), nil
+		}
+	}
+	return "", nil
+}
+
+// difference describes how the replicas differ in ns, or is "" if they
+// agree.
+func difference(ctx context.Context, ns string, dbs []*converge.DB) (string, error) {
 	if len(dbs) < 2 {
-		return nil
+		return "", nil
 	}
 	vvs := make([]crdt.VersionVector, len(dbs))
 	hashes := make([]string, len(dbs))
 	for i, db := range dbs {
 		vv, err := db.Admin().Log().Vector(ctx, ns)
 		if err != nil {
-			return fmt.Errorf("proptest: replica %d: %w", i, err)
+			return "", fmt.Errorf("proptest: replica %d: %w", i, err)
 		}
 		h, err := db.Admin().StateHash(ctx, ns)
 		if err != nil {
-			return fmt.Errorf("proptest: replica %d: %w", i, err)
+			return "", fmt.Errorf("proptest: replica %d: %w", i, err)
 		}
 		vvs[i], hashes[i] = vv, h
 	}
@@ -39,7 +114,7 @@ func CheckConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
 		}
 	}
 	if len(diff) == 0 {
-		return nil
+		return "", nil
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "proptest: namespace %q: replicas %v differ from replica 0:", ns, diff)
@@ -57,5 +132,5 @@ func CheckConverged(ctx context.Context, ns string, dbs ...*converge.DB) error {
 		}
 		fmt.Fprintf(&b, "\n  replica %d %s: vector %v, state hash %s %s", i, db.ReplicaID(), vvs[i], hashes[i], mark)
 	}
-	return errors.New(b.String())
+	return b.String(), nil
 }

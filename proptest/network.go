@@ -381,16 +381,12 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 		}
 		scanFrom = have.Meet(h)
 	}
-	type msg struct {
-		op  crdt.Op
-		raw []byte
-	}
-	var out []msg
+	var out []deliveryMsg
 	for e, err := range n.dbs[from].Admin().Log().Missing(ctx, ns, scanFrom) {
 		if err != nil {
 			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, logErr{err})
 		}
-		m := msg{e.Op, e.Raw}
+		m := deliveryMsg{e.Op, e.Raw}
 		if have.Contains(e.Op.Dot) {
 			if rng.Float64() < p.Resend {
 				out = append(out, m)
@@ -411,6 +407,22 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 	}
 	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	d.Sent = len(out)
+	if err := deliverBatches(ctx, dst, ns, out, rng, p, &d); err != nil {
+		return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
+	}
+	return d, nil
+}
+
+// deliveryMsg is one op a Deliver sends: decoded, and as encoded.
+type deliveryMsg struct {
+	op  crdt.Op
+	raw []byte
+}
+
+// deliverBatches applies out to dst in batches of the policy's sizes,
+// counting into d, and checks after each batch that dst applied whole
+// transactions only.
+func deliverBatches(ctx context.Context, dst transport.Store, ns string, out []deliveryMsg, rng *rand.Rand, p DeliverPolicy, d *Delivery) error {
 	for len(out) > 0 {
 		size := len(out)
 		if p.MaxBatch > 0 {
@@ -425,28 +437,28 @@ func (n *Network) Deliver(ctx context.Context, from, to int, ns string, rng *ran
 		}
 		before, err := dst.Vector(ctx, ns)
 		if err != nil {
-			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
+			return err
 		}
 		a, err := dst.Apply(ctx, ns, raw)
 		d.Batches++
 		if err != nil {
-			return d, fmt.Errorf("proptest: deliver %d→%d: apply: %w", from, to, err)
+			return fmt.Errorf("apply: %w", err)
 		}
 		d.Applied += a.Applied
 		d.Duplicates += a.Duplicates
 		d.Refused += a.Refused
 		if sum := a.Applied + a.Duplicates + a.Refused; sum != len(raw) {
-			return d, fmt.Errorf("proptest: deliver %d→%d: %w: Apply of %d ops accounted for %d: %+v", from, to, ErrIngest, len(raw), sum, a)
+			return fmt.Errorf("%w: Apply of %d ops accounted for %d: %+v", ErrIngest, len(raw), sum, a)
 		}
 		after, err := dst.Vector(ctx, ns)
 		if err != nil {
-			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
+			return err
 		}
 		if err := checkIngest(before, after, ops); err != nil {
-			return d, fmt.Errorf("proptest: deliver %d→%d: %w", from, to, err)
+			return err
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // checkIngest checks a receiver's vector after it was given ops: for each

@@ -15,6 +15,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/hlc"
+	"github.com/convergedb/converge/proptest"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -34,9 +35,6 @@ const demoNS = "team-rocket"
 // demoBound bounds every wait of the demo: a failure bound, never a way
 // to synchronize.
 const demoBound = time.Minute
-
-// recheckEvery is how often waitSame re-checks without a change event.
-const recheckEvery = 50 * time.Millisecond
 
 var demoNames = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "ursula", "victor", "walter", "xavier", "yvonne", "zoe", "amir", "bea", "cyd"}
 
@@ -520,80 +518,35 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 }
 
 // waitSame waits until every DB holds the same ops and state in the demo's
-// namespace, re-checking after each change any of them commits. A commit
-// whose ops change nothing visible (a write that lost to a concurrent one,
-// an update of a deleted record) publishes no change, so it also re-checks
-// every recheckEvery: nothing announces such commits.
+// namespace (proptest.WaitConverged, which re-checks on every change any
+// of them makes).
 func waitSame(ctx context.Context, dbs []*converge.DB) error {
 	ctx, cancel := context.WithTimeout(ctx, demoBound)
 	defer cancel()
-	recheck := time.NewTicker(recheckEvery)
-	defer recheck.Stop()
-	wake := make(chan struct{}, 1)
-	for _, db := range dbs {
-		sub := db.Subscribe(demoNS) // before the first check: no change slips by
-		defer sub.Close()
-		go func() {
-			for {
-				if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-					return
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
+	if err := proptest.WaitConverged(ctx, demoNS, dbs...); err != nil {
+		return fmt.Errorf("replicas did not converge: %w", err)
 	}
-	for {
-		diff, err := difference(ctx, dbs)
-		if err != nil {
-			return err
-		}
-		if diff == "" {
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-recheck.C:
-		case <-ctx.Done():
-			return fmt.Errorf("replicas did not converge: %s: %w", diff, ctx.Err())
-		}
-	}
-}
-
-// difference describes how the DBs differ in the demo's namespace, or is "".
-func difference(ctx context.Context, dbs []*converge.DB) (string, error) {
-	var h0, v0 string
-	for i, db := range dbs {
-		h, err := db.Admin().StateHash(ctx, demoNS)
-		if err != nil {
-			return "", err
-		}
-		vv, err := db.Admin().Vector(ctx, demoNS)
-		if err != nil {
-			return "", err
-		}
-		v := fmt.Sprint(vv) // fmt prints maps sorted by key
-		if i == 0 {
-			h0, v0 = h, v
-		} else if h != h0 || v != v0 {
-			return fmt.Sprintf("one has %s, another %s", v0, v), nil
-		}
-	}
-	return "", nil
+	return nil
 }
 
 // waitStable waits until every DB knows that every replica it knows
 // holds every op it holds (its stable vector is its vector). A sync with
 // one peer tells a replica what that peer holds; over NATS, a replica
-// learns what the others hold from their vector announcements too, which
-// no change event announces: it re-checks every recheckEvery.
+// learns what the others hold from their vector announcements too. It
+// re-checks whenever what a DB knows changes (Admin.OnChange).
 func waitStable(ctx context.Context, dbs []*converge.DB) error {
 	ctx, cancel := context.WithTimeout(ctx, demoBound)
 	defer cancel()
-	recheck := time.NewTicker(recheckEvery)
-	defer recheck.Stop()
+	wake := make(chan struct{}, 1)
+	for _, db := range dbs {
+		stop := db.Admin().OnChange(func(string) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		defer stop()
+	}
 	for {
 		behind := ""
 		for _, db := range dbs {
@@ -614,7 +567,7 @@ func waitStable(ctx context.Context, dbs []*converge.DB) error {
 			return nil
 		}
 		select {
-		case <-recheck.C:
+		case <-wake:
 		case <-ctx.Done():
 			return fmt.Errorf("replicas never learned what the others hold: %s: %w", behind, ctx.Err())
 		}

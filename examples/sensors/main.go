@@ -31,7 +31,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +39,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/internal/embednats"
+	"github.com/convergedb/converge/proptest"
 	natstransport "github.com/convergedb/converge/transport/nats"
 )
 
@@ -71,9 +71,6 @@ const (
 	sensorsPerSite = 3
 	// bound bounds every wait: a failure bound, never a way to synchronize.
 	bound = time.Minute
-	// recheckEvery re-checks a condition that no change announced (a
-	// safety net: every op here changes something visible).
-	recheckEvery = 250 * time.Millisecond
 	// heartbeat is the NATS transports' vector announcement interval:
 	// after the heal, announcements show each side what it lacks.
 	heartbeat = 200 * time.Millisecond
@@ -270,7 +267,7 @@ func story(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 			return err
 		}
 	}
-	if err := waitFor(ctx, dbsOf(all), func() (string, error) { return converged(ctx, control, sites, sites) }); err != nil {
+	if err := waitConverged(ctx, control, sites, sites); err != nil {
 		return fmt.Errorf("before the cut: %w", err)
 	}
 	// One sync each, so the cut site's replicator knows the hub holds its
@@ -314,9 +311,7 @@ func story(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 			return err
 		}
 	}
-	if err := waitFor(ctx, dbsOf(all), func() (string, error) {
-		return converged(ctx, control, connected, append([]*replica{control}, connected...))
-	}); err != nil {
+	if err := waitConverged(ctx, control, connected, append([]*replica{control}, connected...)); err != nil {
 		return fmt.Errorf("during the cut: %w", err)
 	}
 	p("   While apart, the sides differ:")
@@ -355,7 +350,7 @@ func story(ctx context.Context, cfg config, stdout io.Writer) (err error) {
 	}
 	p("3. The link heals. The replicas' vector announcements show each side what it lacks and")
 	p("   they fetch it from each other; %s's replicator, retrying, syncs its queue.", cut.name)
-	if err := waitFor(ctx, dbsOf(all), func() (string, error) { return converged(ctx, control, sites, all) }); err != nil {
+	if err := waitConverged(ctx, control, sites, all); err != nil {
 		return fmt.Errorf("after the heal: %w", err)
 	}
 	if err := waitDrained(ctx, cut.rep); err != nil {
@@ -538,79 +533,28 @@ func checkSite(ctx context.Context, control, s *replica) (string, error) {
 	return fmt.Sprintf("%-11s %d sensors, %d readings, hottest %s at %.1f°C, state %s", s.ns, sensors, n, hottest, hot, short(h)), nil
 }
 
-// converged reports what differs, or "" when the control room holds the
-// same state as each of sites in its namespace, and the replicas in
-// alerting hold the same alerts.
-func converged(ctx context.Context, control *replica, sites, alerting []*replica) (string, error) {
-	for _, s := range sites {
-		if d, err := difference(ctx, s.ns, control, s); d != "" || err != nil {
-			return d, err
-		}
-	}
-	return difference(ctx, alertsNS, alerting...)
-}
-
-// difference describes how the replicas differ in ns (state hash and
-// version vector), or is "".
-func difference(ctx context.Context, ns string, reps ...*replica) (string, error) {
-	var h0, v0 string
-	for i, r := range reps {
-		h, err := r.db.Admin().StateHash(ctx, ns)
-		if err != nil {
-			return "", err
-		}
-		vv, err := r.db.Admin().Vector(ctx, ns)
-		if err != nil {
-			return "", err
-		}
-		v := fmt.Sprint(vv) // fmt prints maps sorted by key
-		if i == 0 {
-			h0, v0 = h, v
-		} else if h != h0 || v != v0 {
-			return fmt.Sprintf("%s: %s holds %s, %s holds %s", ns, nameOf(reps[0]), v0, nameOf(r), v), nil
-		}
-	}
-	return "", nil
-}
-
-// waitFor re-checks cond after every change any of dbs commits until it
-// reports nothing missing (""), fails, or bound passes.
-func waitFor(ctx context.Context, dbs []*converge.DB, cond func() (string, error)) error {
+// waitConverged waits until the control room holds the same state as
+// each of sites in its namespace, and the replicas in alerting hold the
+// same alerts, or bound passes: proptest.WaitConverged for each, which
+// re-checks on every change, then all of them once more together.
+func waitConverged(ctx context.Context, control *replica, sites, alerting []*replica) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel() // before wg.Wait: it ends the watchers
-	wake := make(chan struct{}, 1)
-	for _, db := range dbs {
-		sub := db.Subscribe("") // before the first check: no change slips by
-		wg.Go(func() {
-			defer sub.Close()
-			for {
-				if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-					return
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
-	recheck := time.NewTicker(recheckEvery)
-	defer recheck.Stop()
+	defer cancel()
 	for {
-		missing, err := cond()
-		if err != nil {
+		for _, s := range sites {
+			if err := proptest.WaitConverged(ctx, s.ns, control.db, s.db); err != nil {
+				return err
+			}
+		}
+		if err := proptest.WaitConverged(ctx, alertsNS, dbsOf(alerting)...); err != nil {
 			return err
 		}
-		if missing == "" {
-			return nil
+		agree := proptest.CheckConverged(ctx, alertsNS, dbsOf(alerting)...) == nil
+		for _, s := range sites {
+			agree = agree && proptest.CheckConverged(ctx, s.ns, control.db, s.db) == nil
 		}
-		select {
-		case <-wake:
-		case <-recheck.C:
-		case <-ctx.Done():
-			return fmt.Errorf("not converged: %s: %w", missing, context.Cause(ctx))
+		if agree {
+			return nil
 		}
 	}
 }

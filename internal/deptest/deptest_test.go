@@ -1,5 +1,6 @@
 // Package deptest checks that dependencies point inward: the pure core
-// (hlc, crdt, crdt/seq, materialize, query) reaches no storage, network or
+// (hlc, crdt, crdt/seq, materialize, query, and internal/sortedmerge,
+// which crdt and materialize use) reaches no storage, network or
 // edge package.
 package deptest
 
@@ -20,7 +21,7 @@ func TestPureCoreDependencies(t *testing.T) {
 	// Imported directly, these would give the core I/O, goroutine
 	// plumbing, logging or ambient randomness.
 	forbiddenImports := []string{"os", "net", "net/http", "log", "log/slog", "context", "math/rand", "math/rand/v2", "sync"}
-	for _, pkg := range []string{"hlc", "crdt", "crdt/seq", "materialize", "query"} {
+	for _, pkg := range []string{"hlc", "crdt", "crdt/seq", "materialize", "query", "internal/sortedmerge"} {
 		path := "github.com/convergedb/converge/" + pkg
 		out, err := exec.Command("go", "list", "-deps", path).Output()
 		if err != nil {

@@ -3,7 +3,6 @@ package natstransport_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/internal/embednats"
+	"github.com/convergedb/converge/proptest"
 	natstransport "github.com/convergedb/converge/transport/nats"
 )
 
@@ -152,68 +152,31 @@ func (r *replica) put(t testing.TB, ns string, it Item) {
 }
 
 // waitConverged waits until every replica holds the same ops and state in
-// ns, re-checking after each change any of them commits.
+// ns (proptest.WaitConverged).
 func waitConverged(t testing.TB, ns string, reps ...*replica) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
-	wake := make(chan struct{}, 1)
-	for _, r := range reps {
-		sub := r.db.Subscribe(ns) // before the first check: no change slips by
-		defer sub.Close()
-		go func() {
-			for {
-				if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-					return
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
-	}
-	for {
-		diff, err := difference(ns, reps...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff == "" {
-			return
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			t.Fatalf("replicas did not converge in %v: %s", failBound, diff)
-		}
+	if err := proptest.WaitConverged(ctx, ns, dbsOf(reps)...); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// difference describes how the replicas differ in ns, or is "".
+// difference describes how the replicas differ in ns, or is ""
+// (proptest.CheckConverged).
 func difference(ns string, reps ...*replica) (string, error) {
-	ctx := context.Background()
-	h0, err := reps[0].db.Admin().StateHash(ctx, ns)
-	if err != nil {
-		return "", err
-	}
-	v0, err := reps[0].db.Admin().Vector(ctx, ns)
-	if err != nil {
-		return "", err
-	}
-	for _, r := range reps[1:] {
-		h, err := r.db.Admin().StateHash(ctx, ns)
-		if err != nil {
-			return "", err
-		}
-		v, err := r.db.Admin().Vector(ctx, ns)
-		if err != nil {
-			return "", err
-		}
-		if h != h0 || fmt.Sprint(v) != fmt.Sprint(v0) {
-			return fmt.Sprintf("%s has %v, %s has %v", reps[0].name, v0, r.name, v), nil
-		}
+	if err := proptest.CheckConverged(context.Background(), ns, dbsOf(reps)...); err != nil {
+		return err.Error(), nil
 	}
 	return "", nil
+}
+
+func dbsOf(reps []*replica) []*converge.DB {
+	dbs := make([]*converge.DB, len(reps))
+	for i, r := range reps {
+		dbs[i] = r.db
+	}
+	return dbs
 }
 
 // waitUntil re-checks cond after each change r commits in ns.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/crdt"
+	"github.com/convergedb/converge/proptest"
 	"github.com/convergedb/converge/transport"
 )
 
@@ -60,28 +61,15 @@ func OpenReplica(t testing.TB) *Replica {
 }
 
 // CheckConverged fails the test unless the replicas hold the same ops and
-// the same state in ns.
+// the same state in ns (proptest.CheckConverged).
 func CheckConverged(t testing.TB, ns string, reps ...*Replica) {
 	t.Helper()
-	ctx := context.Background()
-	var h0 string
-	var v0 map[string]uint64
+	dbs := make([]*converge.DB, len(reps))
 	for i, r := range reps {
-		h, err := r.DB.Admin().StateHash(ctx, ns)
-		if err != nil {
-			t.Fatalf("state hash: %v", err)
-		}
-		v, err := r.DB.Admin().Vector(ctx, ns)
-		if err != nil {
-			t.Fatalf("vector: %v", err)
-		}
-		if i == 0 {
-			h0, v0 = h, v
-			continue
-		}
-		if h != h0 || fmt.Sprint(v) != fmt.Sprint(v0) {
-			t.Fatalf("replica %d differs from replica 0:\nvector %v\n   vs  %v\nhash %s vs %s", i, v, v0, h, h0)
-		}
+		dbs[i] = r.DB
+	}
+	if err := proptest.CheckConverged(context.Background(), ns, dbs...); err != nil {
+		t.Fatal(err)
 	}
 }
 

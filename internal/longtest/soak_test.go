@@ -1,4 +1,4 @@
-package converge_test
+package longtest_test
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/convergedb/converge"
 	"github.com/convergedb/converge/internal/embednats"
+	"github.com/convergedb/converge/proptest"
 	httptransport "github.com/convergedb/converge/transport/http"
 	natstransport "github.com/convergedb/converge/transport/nats"
 )
@@ -309,82 +310,17 @@ func (s *soakRun) dbs() []*converge.DB {
 	return dbs
 }
 
-// soakDifference describes how the DBs differ in state or vector, or is "".
-func soakDifference(dbs []*converge.DB) (string, error) {
-	ctx := context.Background()
-	var h0 string
-	var v0 map[string]uint64
-	for i, db := range dbs {
-		h, err := db.Admin().StateHash(ctx, soakNS)
-		if err != nil {
-			return "", err
-		}
-		v, err := db.Admin().Vector(ctx, soakNS)
-		if err != nil {
-			return "", err
-		}
-		if i == 0 {
-			h0, v0 = h, v
-			continue
-		}
-		if h != h0 || fmt.Sprint(v) != fmt.Sprint(v0) {
-			return fmt.Sprintf("db %d: %v, db 0: %v", i, v, v0), nil
-		}
-	}
-	return "", nil
-}
-
-// converge waits until every DB has the same state and vector, checking
-// again after each change any of them commits and each status change of
-// any replicator (a sync that applied ops without a visible change
-// publishes no change, but ends with a status change).
+// converge waits until every DB has the same state and vector
+// (proptest.WaitConverged) and returns how long that took.
 func (s *soakRun) converge() time.Duration {
 	t := s.t
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), soakBound)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	wake := make(chan struct{}, 1)
-	kick := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
+	defer cancel()
+	if err := proptest.WaitConverged(ctx, soakNS, s.dbs()...); err != nil {
+		t.Fatalf("not converged %v after the heal: %v", soakBound, err)
 	}
-	dbs := s.dbs()
-	for _, db := range dbs {
-		sub := db.Subscribe(soakNS) // before the first check: no change slips by
-		wg.Go(func() {
-			defer sub.Close()
-			for {
-				if _, err := sub.Next(ctx); err != nil && !errors.Is(err, converge.ErrLagged) {
-					return
-				}
-				kick()
-			}
-		})
-	}
-	for _, r := range s.reps {
-		wg.Go(func() {
-			for range r.rep.Statuses(ctx) {
-				kick()
-			}
-		})
-	}
-	for {
-		diff, err := soakDifference(dbs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff == "" {
-			return time.Since(start)
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			t.Fatalf("not converged %v after the heal: %s", soakBound, diff)
-		}
-	}
+	return time.Since(start)
 }
 
 // check verifies the converged replicas: every replica's own writes are

@@ -1,6 +1,6 @@
 //go:build unix
 
-package converge_test
+package longtest_test
 
 // Crash safety under SIGKILL. A test re-executes its own binary as a child
 // (TestCrashHelper, selected by CONVERGE_CRASH_CHILD) that writes to, or
