@@ -37,14 +37,6 @@ var rootSentinels = map[string]error{
 	"ErrPaused":         converge.ErrPaused,
 	"ErrUnknownPeer":    converge.ErrUnknownPeer,
 	"ErrNotQuarantined": converge.ErrNotQuarantined,
-<<<<<<< HEAD
-	"ErrField":          converge.ErrField,
-	"ErrStale":          converge.ErrStale,
-	"ErrPending":        converge.ErrPending,
-	"ErrResyncing":      converge.ErrResyncing,
-	"ErrDiskFault":      converge.ErrDiskFault,
-=======
->>>>>>> main
 }
 
 // TestSentinelErrorsReadConverge checks that every exported Err variable
