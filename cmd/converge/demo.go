@@ -101,6 +101,40 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return demo(ctx, cfg, stdout, stderr)
 }
 
+// demoRun is the state the steps of the demo share: the configuration,
+// the output, the clock, the network and the replicas, and what one step
+// measures for a later one.
+type demoRun struct {
+	ctx    context.Context
+	cfg    demoConfig
+	stdout io.Writer
+	dir    string
+	logger *slog.Logger
+	clock  *scriptClock
+	names  []string
+	dbOpts converge.Options
+
+	// Everything opened is closed: every replicator, then every transport,
+	// then every store, then the servers.
+	closeReps, closePeers, closeDBs, closeNet []func() error
+
+	network           demoNet
+	reps              []*demoReplica
+	who               map[string]string // replica id -> name
+	all               []*converge.DB    // the replicas, then the hub if any
+	hub               *converge.DB
+	width             int // of the longest name
+	alice, bob, carol *demoReplica
+	left, right       []*demoReplica
+	rightDBs          []*converge.DB // the hub, if any, is on the right side of the cut
+	before            []map[string]uint64
+	conflictsBefore   []uint64
+	feedBefore        []uint64
+	started           time.Time
+	hash              string
+	records           int
+}
+
 func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err error) {
 	dir := cfg.dir
 	if dir == "" {
@@ -113,119 +147,167 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 	} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("demo: -dir %s is not empty: the demo starts from empty stores", dir)
 	}
-	logger := slog.New(slog.DiscardHandler)
+	d := &demoRun{ctx: ctx, cfg: cfg, stdout: stdout, dir: dir, clock: &scriptClock{}}
+	d.logger = slog.New(slog.DiscardHandler)
 	if cfg.verbose {
-		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		d.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p := func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) }
-	clock := &scriptClock{}
-	clock.set(demoStart)
-	names := demoNames[:cfg.replicas]
-	dbOpts := converge.Options{Clock: clock.read, Logger: logger}
-
-	// Everything opened is closed: every replicator, then every transport,
-	// then every store, then the servers.
-	var closeReps, closePeers, closeDBs, closeNet []func() error
-	defer func() {
-		for _, closers := range [][]func() error{closeReps, closePeers, closeDBs, closeNet} {
-			for _, c := range slices.Backward(closers) {
-				err = errors.Join(err, c())
-			}
+	d.clock.set(demoStart)
+	d.names = demoNames[:cfg.replicas]
+	d.dbOpts = converge.Options{Clock: d.clock.read, Logger: d.logger}
+	defer func() { err = errors.Join(err, d.close()) }()
+	for _, step := range []func() error{
+		d.startNetwork,
+		d.openReplicas,
+		d.intro,
+		d.createTasks,
+		d.partition,
+		d.vote,
+		d.showApart,
+		d.heal,
+		d.showConverged,
+		d.showConflicts,
+		d.showVerbose,
+		d.checkVectors,
+		d.compactAndJoin,
+	} {
+		if err := step(); err != nil {
+			return err
 		}
-	}()
-	var network demoNet
-	if cfg.transport == "nats" {
-		network, err = startNATSNet(names, logger)
+	}
+	return nil
+}
+
+// p prints one line of the demo's story.
+func (d *demoRun) p(format string, args ...any) { fmt.Fprintf(d.stdout, format+"\n", args...) }
+
+// name is the demo's name of a replica id (the id itself if unknown).
+func (d *demoRun) name(id string) string {
+	if s, ok := d.who[id]; ok {
+		return s
+	}
+	return id
+}
+
+// close closes everything the demo opened, in order.
+func (d *demoRun) close() error {
+	var err error
+	for _, closers := range [][]func() error{d.closeReps, d.closePeers, d.closeDBs, d.closeNet} {
+		for _, c := range slices.Backward(closers) {
+			err = errors.Join(err, c())
+		}
+	}
+	return err
+}
+
+// startNetwork starts the NATS servers or the HTTP hub.
+func (d *demoRun) startNetwork() error {
+	var err error
+	if d.cfg.transport == "nats" {
+		d.network, err = startNATSNet(d.names, d.logger)
 	} else {
-		network, err = startHTTPNet(filepath.Join(dir, "hub"), dbOpts, logger)
+		d.network, err = startHTTPNet(filepath.Join(d.dir, "hub"), d.dbOpts, d.logger)
 	}
 	if err != nil {
 		return err
 	}
-	closeNet = append(closeNet, network.close)
+	d.closeNet = append(d.closeNet, d.network.close)
+	return nil
+}
 
-	reps := make([]*demoReplica, len(names))
-	who := map[string]string{} // replica id -> name
-	for i, name := range names {
-		db, err := converge.Open(filepath.Join(dir, name), dbOpts)
+// openReplicas opens every replica's store, collection and replicator.
+func (d *demoRun) openReplicas() error {
+	d.reps = make([]*demoReplica, len(d.names))
+	d.who = map[string]string{}
+	for i, name := range d.names {
+		r, err := d.openReplica(i, name)
 		if err != nil {
 			return err
 		}
-		closeDBs = append(closeDBs, db.Close)
-		tasks, err := converge.NewCollection[Task](db, "tasks")
-		if err != nil {
-			return err
-		}
-		peer, closePeer, err := network.connect(i, name, db)
-		if err != nil {
-			return err
-		}
-		closePeers = append(closePeers, closePeer)
-		rep, err := db.OpenReplicator(peer, converge.ReplicatorOptions{
-			Namespaces: []string{demoNS},
-			Interval:   2 * time.Second, // anti-entropy also heals what the live path missed
-			MinBackoff: 20 * time.Millisecond,
-			MaxBackoff: 250 * time.Millisecond,
-			Logger:     logger.With("replica", name),
-		})
-		if err != nil {
-			return err
-		}
-		closeReps = append(closeReps, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), demoBound)
-			defer cancel()
-			return rep.Close(ctx)
-		})
-		reps[i] = &demoReplica{name: name, db: db, tasks: tasks, rep: rep}
-		who[db.ReplicaID()] = name
+		d.reps[i] = r
+		d.who[r.db.ReplicaID()] = name
 	}
-	all := make([]*converge.DB, 0, len(reps)+1)
-	for _, r := range reps {
-		all = append(all, r.db)
+	d.all = make([]*converge.DB, 0, len(d.reps)+1)
+	for _, r := range d.reps {
+		d.all = append(d.all, r.db)
 	}
-	hub := network.hub()
-	if hub != nil {
-		who[hub.ReplicaID()] = "hub"
-		all = append(all, hub)
+	d.hub = d.network.hub()
+	if d.hub != nil {
+		d.who[d.hub.ReplicaID()] = "hub"
+		d.all = append(d.all, d.hub)
 	}
-	name := func(id string) string {
-		if s, ok := who[id]; ok {
-			return s
-		}
-		return id
+	for _, n := range d.who {
+		d.width = max(d.width, len(n))
 	}
-	width := 0 // of the longest name
-	for _, n := range who {
-		width = max(width, len(n))
-	}
+	d.alice, d.bob, d.carol = d.reps[0], d.reps[1], d.reps[len(d.reps)-1]
+	d.left, d.right = d.reps[:1], d.reps[1:]
+	d.rightDBs = d.all[1:]
+	return nil
+}
 
-	p("Converge demo: %d replicas (%s), each with its own Pebble store under %s.", len(reps), strings.Join(names, ", "), dir)
-	for _, line := range network.describe(names) {
-		p("%s", line)
+// openReplica opens replica i.
+func (d *demoRun) openReplica(i int, name string) (*demoReplica, error) {
+	db, err := converge.Open(filepath.Join(d.dir, name), d.dbOpts)
+	if err != nil {
+		return nil, err
 	}
-	p("Every replica reads one scripted clock, so every run tells the same story.")
-	p("")
+	d.closeDBs = append(d.closeDBs, db.Close)
+	tasks, err := converge.NewCollection[Task](db, "tasks")
+	if err != nil {
+		return nil, err
+	}
+	peer, closePeer, err := d.network.connect(i, name, db)
+	if err != nil {
+		return nil, err
+	}
+	d.closePeers = append(d.closePeers, closePeer)
+	rep, err := db.OpenReplicator(peer, converge.ReplicatorOptions{
+		Namespaces: []string{demoNS},
+		Interval:   2 * time.Second, // anti-entropy also heals what the live path missed
+		MinBackoff: 20 * time.Millisecond,
+		MaxBackoff: 250 * time.Millisecond,
+		Logger:     d.logger.With("replica", name),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.closeReps = append(d.closeReps, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), demoBound)
+		defer cancel()
+		return rep.Close(ctx)
+	})
+	return &demoReplica{name: name, db: db, tasks: tasks, rep: rep}, nil
+}
 
-	alice, bob, carol := reps[0], reps[1], reps[len(reps)-1]
-	left, right := reps[:1], reps[1:]
-	rightDBs := all[1:] // the hub, if any, is on the right side of the cut
+// intro prints the demo's setting.
+func (d *demoRun) intro() error {
+	d.p("Converge demo: %d replicas (%s), each with its own Pebble store under %s.", len(d.reps), strings.Join(d.names, ", "), d.dir)
+	for _, line := range d.network.describe(d.names) {
+		d.p("%s", line)
+	}
+	d.p("Every replica reads one scripted clock, so every run tells the same story.")
+	d.p("")
+	return nil
+}
 
-	// 1. Everyone starts from the same three tasks.
-	p("1. %s creates three tasks; they replicate live to everyone.", alice.name)
+// createTasks is step 1: everyone starts from the same three tasks.
+func (d *demoRun) createTasks() error {
+	ctx, alice := d.ctx, d.alice
+	d.p("1. %s creates three tasks; they replicate live to everyone.", alice.name)
 	for i, title := range []string{"write the README", "fix the flaky test", "plan the offsite"} {
-		clock.set(demoStart.Add(time.Duration(i+1) * time.Second))
+		d.clock.set(demoStart.Add(time.Duration(i+1) * time.Second))
 		id := fmt.Sprintf("task-%d", i+1)
 		if _, err := alice.tasks.Put(ctx, demoNS, &Task{ID: id, Title: title, Status: "todo", Tags: []string{"q4"}}); err != nil {
 			return err
 		}
-		p("   %s  %-*s creates %s %q", clock, width, alice.name, id, title)
+		d.p("   %s  %-*s creates %s %q", d.clock, d.width, alice.name, id, title)
 	}
-	if err := waitSame(ctx, all); err != nil {
+	if err := waitSame(ctx, d.all); err != nil {
 		return fmt.Errorf("before the partition: %w", err)
 	}
 	// One sync each, so every replicator knows its peer holds its ops: the
 	// pending counts below are then exactly the writes made while apart.
-	for _, r := range reps {
+	for _, r := range d.reps {
 		if _, err := r.rep.SyncNow(ctx, demoNS); err != nil {
 			return fmt.Errorf("%s: sync: %w", r.name, err)
 		}
@@ -234,19 +316,45 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 	if err != nil {
 		return err
 	}
-	p("   every replica holds %d tasks, state %s.", countTasks(ctx, bob), h[:12])
-	p("")
+	d.p("   every replica holds %d tasks, state %s.", countTasks(ctx, d.bob), h[:12])
+	d.p("")
+	return nil
+}
 
-	// 2. The partition.
-	clock.set(demoStart.Add(time.Minute))
-	network.cut()
-	p("2. %s {%s} | {%s}. Both sides keep working.", network.cutStory(alice.name), namesOf(left), namesOf(right))
-	steps := []struct {
-		r    *demoReplica
-		what string
-		at   time.Duration // after demoStart
-		do   func() error
-	}{
+// demoEdit is one scripted write made while the network is cut.
+type demoEdit struct {
+	r    *demoReplica
+	what string
+	at   time.Duration // after demoStart
+	do   func() error
+}
+
+// partition is step 2: the cut, and conflicting writes on both sides.
+func (d *demoRun) partition() error {
+	d.clock.set(demoStart.Add(time.Minute))
+	d.network.cut()
+	d.p("2. %s {%s} | {%s}. Both sides keep working.", d.network.cutStory(d.alice.name), namesOf(d.left), namesOf(d.right))
+	for _, s := range d.edits() {
+		d.clock.set(demoStart.Add(s.at))
+		if err := s.do(); err != nil {
+			return fmt.Errorf("%s %s: %w", s.r.name, s.what, err)
+		}
+		d.p("   %s  %-*s %s", d.clock, d.width, s.r.name, s.what)
+		if s.r != d.alice {
+			// The right side replicates live: wait until it agrees, so each
+			// write there sees the ones before it.
+			if err := waitSame(d.ctx, d.rightDBs); err != nil {
+				return fmt.Errorf("right side of the partition: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// edits is the script of the partition.
+func (d *demoRun) edits() []demoEdit {
+	ctx, alice, bob, carol := d.ctx, d.alice, d.bob, d.carol
+	return []demoEdit{
 		{alice, `renames task-1 to "write the README and the docs"`, 60 * time.Second, func() error {
 			return alice.tasks.Update(ctx, demoNS, "task-1", converge.Set("title", "write the README and the docs"))
 		}},
@@ -276,43 +384,40 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 			return err
 		}},
 	}
-	for _, s := range steps {
-		clock.set(demoStart.Add(s.at))
-		if err := s.do(); err != nil {
-			return fmt.Errorf("%s %s: %w", s.r.name, s.what, err)
-		}
-		p("   %s  %-*s %s", clock, width, s.r.name, s.what)
-		if s.r != alice {
-			// The right side replicates live: wait until it agrees, so each
-			// write there sees the ones before it.
-			if err := waitSame(ctx, rightDBs); err != nil {
-				return fmt.Errorf("right side of the partition: %w", err)
+}
+
+// vote casts -ops votes from each replica while apart.
+func (d *demoRun) vote() error {
+	if d.cfg.ops <= 0 {
+		return nil
+	}
+	d.clock.set(demoStart.Add(2 * time.Minute))
+	from := d.clock.String()
+	n := 0
+	for _, r := range d.reps {
+		for range d.cfg.ops {
+			d.clock.set(demoStart.Add(2*time.Minute + time.Duration(n)*time.Millisecond))
+			n++
+			if err := r.tasks.Update(d.ctx, demoNS, "task-3", converge.Increment("votes", 1)); err != nil {
+				return fmt.Errorf("%s votes: %w", r.name, err)
 			}
 		}
 	}
-	if cfg.ops > 0 {
-		clock.set(demoStart.Add(2 * time.Minute))
-		from := clock.String()
-		n := 0
-		for _, r := range reps {
-			for range cfg.ops {
-				clock.set(demoStart.Add(2*time.Minute + time.Duration(n)*time.Millisecond))
-				n++
-				if err := r.tasks.Update(ctx, demoNS, "task-3", converge.Increment("votes", 1)); err != nil {
-					return fmt.Errorf("%s votes: %w", r.name, err)
-				}
-			}
-		}
-		p("   %s  each replica votes +1 on task-3, %s (-ops %d): %d votes cast, one op each",
-			from, plural(cfg.ops, "time"), cfg.ops, n)
-		if err := waitSame(ctx, rightDBs); err != nil {
-			return fmt.Errorf("right side of the partition: %w", err)
-		}
+	d.p("   %s  each replica votes +1 on task-3, %s (-ops %d): %d votes cast, one op each",
+		from, plural(d.cfg.ops, "time"), d.cfg.ops, n)
+	if err := waitSame(d.ctx, d.rightDBs); err != nil {
+		return fmt.Errorf("right side of the partition: %w", err)
 	}
-	p("")
-	p("   While apart, the sides disagree (version vector: origin:ops held):")
-	sideWidth := max(len(alice.name), len(namesOf(right))) + 1
-	for _, r := range []*demoReplica{alice, bob} {
+	return nil
+}
+
+// showApart shows how the two sides disagree while apart.
+func (d *demoRun) showApart() error {
+	ctx := d.ctx
+	d.p("")
+	d.p("   While apart, the sides disagree (version vector: origin:ops held):")
+	sideWidth := max(len(d.alice.name), len(namesOf(d.right))) + 1
+	for _, r := range []*demoReplica{d.alice, d.bob} {
 		t, err := r.tasks.Get(ctx, demoNS, "task-1")
 		if err != nil {
 			return err
@@ -326,152 +431,190 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 			return err
 		}
 		side := r.name
-		if r == bob {
-			side = namesOf(right)
+		if r == d.bob {
+			side = namesOf(d.right)
 		}
-		p("   %-*s task-1 %-32q state %s  %s", sideWidth, side+":", t.Title, h[:12], fmtVector(vv, name, names))
+		d.p("   %-*s task-1 %-32q state %s  %s", sideWidth, side+":", t.Title, h[:12], fmtVector(vv, d.name, d.names))
 	}
-	st, err := alice.rep.Status(ctx, demoNS)
+	st, err := d.alice.rep.Status(ctx, demoNS)
 	if err != nil {
 		return err
 	}
-	p("   %s's replicator reports %d pending ops: her writes wait in her log, the offline queue.", alice.name, st.Pending)
-	p("")
+	d.p("   %s's replicator reports %d pending ops: her writes wait in her log, the offline queue.", d.alice.name, st.Pending)
+	d.p("")
+	return nil
+}
 
-	// 3. The heal.
-	before := make([]map[string]uint64, len(all))
-	conflictsBefore := make([]uint64, len(all))
-	feedBefore := make([]uint64, len(all))
-	for i, db := range all {
-		if before[i], err = db.Admin().Vector(ctx, demoNS); err != nil {
-			return err
-		}
-		if conflictsBefore[i], err = db.ConflictCount(ctx, demoNS); err != nil {
-			return err
-		}
-		if feedBefore[i], err = db.FeedHead(ctx, demoNS); err != nil {
-			return err
-		}
-	}
-	clock.set(demoStart.Add(3 * time.Minute))
-	started := time.Now()
-	if err := network.heal(); err != nil {
+// heal is step 3: the network heals and every replica reports what it
+// received.
+func (d *demoRun) heal() error {
+	if err := d.snapshotBefore(); err != nil {
 		return err
 	}
-	p("3. %s", network.healStory(alice.name))
-	if err := waitSame(ctx, all); err != nil {
+	d.clock.set(demoStart.Add(3 * time.Minute))
+	d.started = time.Now()
+	if err := d.network.heal(); err != nil {
+		return err
+	}
+	d.p("3. %s", d.network.healStory(d.alice.name))
+	if err := waitSame(d.ctx, d.all); err != nil {
 		return fmt.Errorf("after the heal: %w", err)
 	}
-	if err := waitPending(ctx, alice.rep, 0); err != nil {
-		return fmt.Errorf("%s's queue: %w", alice.name, err)
+	if err := waitPending(d.ctx, d.alice.rep, 0); err != nil {
+		return fmt.Errorf("%s's queue: %w", d.alice.name, err)
 	}
-	elapsed := time.Since(started)
-	for i, db := range all {
-		after, err := db.Admin().Vector(ctx, demoNS)
-		if err != nil {
+	elapsed := time.Since(d.started)
+	for i, db := range d.all {
+		if err := d.showReceived(i, db); err != nil {
 			return err
 		}
-		var got []string
-		total := uint64(0)
-		for _, n := range names {
-			for id, seq := range after {
-				if name(id) == n && seq > before[i][id] {
-					got = append(got, fmt.Sprintf("%s's %d", n, seq-before[i][id]))
-					total += seq - before[i][id]
-				}
+	}
+	d.p("   %s's queue drained: her replicator reports 0 pending ops.", d.alice.name)
+	if d.cfg.verbose {
+		d.p("   (healed and converged in %v)", elapsed.Round(time.Millisecond))
+	}
+	d.p("")
+	return nil
+}
+
+// snapshotBefore records each replica's vector, conflict count and feed
+// head before the heal.
+func (d *demoRun) snapshotBefore() error {
+	d.before = make([]map[string]uint64, len(d.all))
+	d.conflictsBefore = make([]uint64, len(d.all))
+	d.feedBefore = make([]uint64, len(d.all))
+	var err error
+	for i, db := range d.all {
+		if d.before[i], err = db.Admin().Vector(d.ctx, demoNS); err != nil {
+			return err
+		}
+		if d.conflictsBefore[i], err = db.ConflictCount(d.ctx, demoNS); err != nil {
+			return err
+		}
+		if d.feedBefore[i], err = db.FeedHead(d.ctx, demoNS); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// showReceived prints what replica i received in the heal.
+func (d *demoRun) showReceived(i int, db *converge.DB) error {
+	after, err := db.Admin().Vector(d.ctx, demoNS)
+	if err != nil {
+		return err
+	}
+	var got []string
+	total := uint64(0)
+	for _, n := range d.names {
+		for id, seq := range after {
+			if d.name(id) == n && seq > d.before[i][id] {
+				got = append(got, fmt.Sprintf("%s's %d", n, seq-d.before[i][id]))
+				total += seq - d.before[i][id]
 			}
 		}
-		c, err := db.ConflictCount(ctx, demoNS)
-		if err != nil {
-			return err
-		}
-		p("   %-*s received %s (%s), detected %s", width, name(db.ReplicaID()), plural(int(total), "op"), strings.Join(got, ", "), plural(int(c-conflictsBefore[i]), "conflict"))
 	}
-	p("   %s's queue drained: her replicator reports 0 pending ops.", alice.name)
-	if cfg.verbose {
-		p("   (healed and converged in %v)", elapsed.Round(time.Millisecond))
+	c, err := db.ConflictCount(d.ctx, demoNS)
+	if err != nil {
+		return err
 	}
-	p("")
+	d.p("   %-*s received %s (%s), detected %s", d.width, d.name(db.ReplicaID()), plural(int(total), "op"), strings.Join(got, ", "), plural(int(c-d.conflictsBefore[i]), "conflict"))
+	return nil
+}
 
-	// 4. The converged state.
-	p("4. The converged tasks, read from %s (every replica shows the same):", carol.name)
+// showConverged is step 4: the converged state.
+func (d *demoRun) showConverged() error {
+	ctx, alice, bob, carol := d.ctx, d.alice, d.bob, d.carol
+	d.p("4. The converged tasks, read from %s (every replica shows the same):", carol.name)
 	for t, err := range carol.tasks.All(ctx, demoNS) {
 		if err != nil {
 			return err
 		}
-		p("   %-7s %-32q status=%-5s assignee=%s tags=%v votes=%d", t.ID, t.Title, t.Status, orDash(t.Assignee), t.Tags, t.Votes)
+		d.p("   %-7s %-32q status=%-5s assignee=%s tags=%v votes=%d", t.ID, t.Title, t.Status, orDash(t.Assignee), t.Tags, t.Votes)
 	}
 	if _, err := carol.tasks.Get(ctx, demoNS, "task-2"); errors.Is(err, converge.ErrNotFound) {
-		p("   task-2  deleted: %s's delete wins over %s's concurrent update (a delete beats the updates it did not see).", bob.name, alice.name)
+		d.p("   task-2  deleted: %s's delete wins over %s's concurrent update (a delete beats the updates it did not see).", bob.name, alice.name)
 	}
-	p("   task-3 keeps q4: %s's add is concurrent with %s's remove, and an add wins over a remove it did not see.", carol.name, alice.name)
-	if cfg.ops > 0 {
-		p("   task-3's votes add up: %d cast while apart, %d counted (a counter merges increments, it does not overwrite).", cfg.ops*len(reps), cfg.ops*len(reps))
+	d.p("   task-3 keeps q4: %s's add is concurrent with %s's remove, and an add wins over a remove it did not see.", carol.name, alice.name)
+	if d.cfg.ops > 0 {
+		d.p("   task-3's votes add up: %d cast while apart, %d counted (a counter merges increments, it does not overwrite).", d.cfg.ops*len(d.reps), d.cfg.ops*len(d.reps))
 	}
-	p("")
+	d.p("")
+	return nil
+}
 
-	// 5. The conflicts and why each write won.
-	p("5. Conflicts: concurrent writes to one field. The merge keeps the write that is")
-	p("   last by (causal length, HLC, replica id), identically on every replica:")
-	conflicts, err := carol.db.Conflicts(ctx, demoNS)
+// showConflicts is step 5: the conflicts and why each write won.
+func (d *demoRun) showConflicts() error {
+	d.p("5. Conflicts: concurrent writes to one field. The merge keeps the write that is")
+	d.p("   last by (causal length, HLC, replica id), identically on every replica:")
+	conflicts, err := d.carol.db.Conflicts(d.ctx, demoNS)
 	if err != nil {
 		return err
 	}
 	if len(conflicts) == 0 {
-		p("   none")
+		d.p("   none")
 	}
 	sortConflicts(conflicts)
 	for _, c := range conflicts {
 		w, l := c.Winner.Version, c.Loser.Version
-		p("   %s/%s.%s", c.Collection, c.Key, c.Field)
-		p("      won:  %-*s %-32s CL %d, HLC %s, replica %v", width+2, name(w.Replica.String())+"'s", showValue(c.Winner.Value), w.CL, showHLC(w.HLC), w.Replica)
-		p("      lost: %-*s %-32s CL %d, HLC %s, replica %v", width+2, name(l.Replica.String())+"'s", showValue(c.Loser.Value), l.CL, showHLC(l.HLC), l.Replica)
-		p("      why:  %s", why(c, name))
+		d.p("   %s/%s.%s", c.Collection, c.Key, c.Field)
+		d.p("      won:  %-*s %-32s CL %d, HLC %s, replica %v", d.width+2, d.name(w.Replica.String())+"'s", showValue(c.Winner.Value), w.CL, showHLC(w.HLC), w.Replica)
+		d.p("      lost: %-*s %-32s CL %d, HLC %s, replica %v", d.width+2, d.name(l.Replica.String())+"'s", showValue(c.Loser.Value), l.CL, showHLC(l.HLC), l.Replica)
+		d.p("      why:  %s", why(c, d.name))
 	}
-	p("   The conflict feed: each replica logs a conflict when the second of its writes")
-	p("   arrives (DB.Conflicts); a report for review or a resolution policy, not part of the state:")
-	for _, db := range all {
-		cs, err := db.Conflicts(ctx, demoNS)
+	d.p("   The conflict feed: each replica logs a conflict when the second of its writes")
+	d.p("   arrives (DB.Conflicts); a report for review or a resolution policy, not part of the state:")
+	for _, db := range d.all {
+		cs, err := db.Conflicts(d.ctx, demoNS)
 		if err != nil {
 			return err
 		}
 		sortConflicts(cs)
 		var fields []string
 		for _, c := range cs {
-			fields = append(fields, fmt.Sprintf("%s.%s (%s over %s)", c.Key, c.Field, name(c.Winner.Version.Replica.String()), name(c.Loser.Version.Replica.String())))
+			fields = append(fields, fmt.Sprintf("%s.%s (%s over %s)", c.Key, c.Field, d.name(c.Winner.Version.Replica.String()), d.name(c.Loser.Version.Replica.String())))
 		}
 		if len(fields) == 0 {
 			fields = []string{"none"}
 		}
-		p("   %-*s %s", width+1, name(db.ReplicaID())+":", strings.Join(fields, ", "))
+		d.p("   %-*s %s", d.width+1, d.name(db.ReplicaID())+":", strings.Join(fields, ", "))
 	}
-	p("")
+	d.p("")
+	return nil
+}
 
-	if cfg.verbose {
-		p("   The change feed of each replica during the heal (DB.Feed, position: change):")
-		for i, db := range all {
-			p("   %s:", name(db.ReplicaID()))
-			if err := printFeed(ctx, db, feedBefore[i], name, p); err != nil {
-				return err
-			}
-		}
-		p("   Transport counters:")
-		for i, r := range reps {
-			p("   %-*s %s", width+1, r.name+":", network.stats(i))
-		}
-		p("")
+// showVerbose shows, with -v, each replica's change feed during the heal
+// and the transport counters.
+func (d *demoRun) showVerbose() error {
+	if !d.cfg.verbose {
+		return nil
 	}
+	d.p("   The change feed of each replica during the heal (DB.Feed, position: change):")
+	for i, db := range d.all {
+		d.p("   %s:", d.name(db.ReplicaID()))
+		if err := printFeed(d.ctx, db, d.feedBefore[i], d.name, d.p); err != nil {
+			return err
+		}
+	}
+	d.p("   Transport counters:")
+	for i, r := range d.reps {
+		d.p("   %-*s %s", d.width+1, r.name+":", d.network.stats(i))
+	}
+	d.p("")
+	return nil
+}
 
-	// 6. Version vectors, and the check.
-	p("6. Version vectors (origin:ops held), equal on every replica%s:", map[bool]string{true: " and the hub", false: ""}[hub != nil])
-	vv, err := carol.db.Admin().Vector(ctx, demoNS)
+// checkVectors is step 6: version vectors, and the check that every
+// replica holds the same state, verified against its log.
+func (d *demoRun) checkVectors() error {
+	ctx := d.ctx
+	d.p("6. Version vectors (origin:ops held), equal on every replica%s:", map[bool]string{true: " and the hub", false: ""}[d.hub != nil])
+	vv, err := d.carol.db.Admin().Vector(ctx, demoNS)
 	if err != nil {
 		return err
 	}
-	p("   %s", fmtVector(vv, name, names))
-
-	hash, records := "", 0
-	for _, r := range reps {
+	d.p("   %s", fmtVector(vv, d.name, d.names))
+	for _, r := range d.reps {
 		h, err := r.db.Admin().StateHash(ctx, demoNS)
 		if err != nil {
 			return err
@@ -483,37 +626,40 @@ func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (err er
 		if !v.OK() {
 			return fmt.Errorf("%s: stored state differs from the state rebuilt from its log", r.name)
 		}
-		if hash != "" && h != hash {
-			return fmt.Errorf("replicas did not converge: %s has state %s, another %s", r.name, h, hash)
+		if d.hash != "" && h != d.hash {
+			return fmt.Errorf("replicas did not converge: %s has state %s, another %s", r.name, h, d.hash)
 		}
-		hash = h
-		records = countTasks(ctx, r)
+		d.hash = h
+		d.records = countTasks(ctx, r)
 	}
-	p("")
+	d.p("")
+	return nil
+}
 
-	// 7. Compaction, and a late joiner.
-	joiner, err := demoCompaction(ctx, dir, dbOpts, network, reps, all, hash, name, width, p, &closeDBs, &closePeers)
+// compactAndJoin is step 7: compaction and a late joiner, then the last
+// line, which counts the replicas that hold the converged state now:
+// every one checked, the late joiner and the hub included.
+func (d *demoRun) compactAndJoin() error {
+	joiner, err := demoCompaction(d.ctx, d.dir, d.dbOpts, d.network, d.reps, d.all, d.hash, d.name, d.width, d.p, &d.closeDBs, &d.closePeers)
 	if err != nil {
 		return err
 	}
-	p("")
-	// The last line counts the replicas that hold the converged state now:
-	// every one checked, the late joiner and the hub included.
-	checked := append(slices.Clone(all), joiner)
+	d.p("")
+	checked := append(slices.Clone(d.all), joiner)
 	for _, db := range checked {
-		h, err := db.Admin().StateHash(ctx, demoNS)
+		h, err := db.Admin().StateHash(d.ctx, demoNS)
 		if err != nil {
 			return err
 		}
-		if h != hash {
-			return fmt.Errorf("%s has state %s, want %s", name(db.ReplicaID()), h, hash)
+		if h != d.hash {
+			return fmt.Errorf("%s has state %s, want %s", d.name(db.ReplicaID()), h, d.hash)
 		}
 	}
-	counted := fmt.Sprintf("%d replicas", len(reps)+1)
-	if hub != nil {
+	counted := fmt.Sprintf("%d replicas", len(d.reps)+1)
+	if d.hub != nil {
 		counted += " and the hub"
 	}
-	p("converged: %s, %d records, state %s", counted, records, hash)
+	d.p("converged: %s, %d records, state %s", counted, d.records, d.hash)
 	return nil
 }
 
