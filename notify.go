@@ -38,6 +38,12 @@ type notifier struct {
 	mu  sync.Mutex
 	ns  map[string]*nsListeners
 	all []*subscription // subscriptions to every namespace
+	// delivered is the seq up to which the dispatcher has delivered (or
+	// dropped) the commits, and stopped whether it ended; guarded by mu,
+	// broadcast on batch after each batch.
+	delivered uint64
+	stopped   bool
+	batch     sync.Cond
 }
 
 type queuedCommit struct {
@@ -72,6 +78,7 @@ type member struct{ coll, id string }
 
 func newNotifier(maxQueue int) *notifier {
 	n := &notifier{maxQueue: maxQueue, wake: make(chan struct{}, 1), done: make(chan struct{}), ns: make(map[string]*nsListeners)}
+	n.batch.L = &n.mu
 	go n.run()
 	return n
 }
@@ -117,7 +124,7 @@ func (n *notifier) run() {
 	defer close(n.done)
 	for range n.wake {
 		n.q.Lock()
-		commits, overflow, closed := n.q.commits, n.q.overflow, n.q.closed
+		commits, overflow, closed, upto := n.q.commits, n.q.overflow, n.q.closed, n.q.seq
 		n.q.commits, n.q.overflow, n.q.changes = nil, nil, 0
 		n.q.Unlock()
 		n.mu.Lock()
@@ -127,10 +134,23 @@ func (n *notifier) run() {
 		for _, qc := range commits {
 			n.deliver(qc)
 		}
+		n.delivered, n.stopped = upto, closed
+		n.batch.Broadcast()
 		n.mu.Unlock()
 		if closed {
 			return
 		}
+	}
+}
+
+// waitDelivered waits until the dispatcher has delivered every commit
+// published before the call (or has ended).
+func (n *notifier) waitDelivered() {
+	want := n.published()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for n.delivered < want && !n.stopped {
+		n.batch.Wait()
 	}
 }
 

@@ -16,17 +16,14 @@ type notifyRec struct {
 	Meta  Meta
 }
 
-// settle waits until the notifier delivered every commit made so far: a
-// subscription made first sees the last change, and the dispatcher holds
-// mu while it delivers a batch.
+// settle waits until the notifier delivered every commit made so far (sub,
+// a subscription made first, has seen the last change).
 func settle(t *testing.T, db *DB, sub *Subscription) {
 	t.Helper()
 	if _, err := sub.Next(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	//lint:ignore SA2001 the empty critical section waits for the batch being delivered
-	db.notify.mu.Lock()
-	db.notify.mu.Unlock()
+	db.notify.waitDelivered()
 }
 
 func woken(w *watcher) bool {

@@ -3,6 +3,7 @@ package converge
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"slices"
@@ -458,13 +459,22 @@ func (c *Collection[T]) indexDef(fields []string) (materialize.Index, error) {
 	return materialize.Index{Name: strings.Join(fields, ","), Fields: fields}, nil
 }
 
-// fingerprint identifies a result: the ids and states of its items.
+// fingerprint identifies a result: the ids and states of its items, with
+// their applied counts (Meta.Version), which the state's encoding leaves
+// out: an op that changes nothing else (one that loses to a newer write)
+// still changes the Version a result shows.
 func fingerprint(items []query.Item, next string) [32]byte {
 	h := sha256.New()
 	var buf []byte
 	for _, it := range items {
 		buf = crdt.EncodeString(it.ID)
 		h.Write(buf)
+		if it.Rec == nil {
+			h.Write([]byte{0})
+			continue
+		}
+		h.Write([]byte{1})
+		h.Write(binary.BigEndian.AppendUint64(nil, it.Rec.Applied))
 		h.Write(it.Rec.Encode())
 	}
 	h.Write([]byte(next))

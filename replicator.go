@@ -48,7 +48,9 @@ type ReplicatorOptions struct {
 	// [Replicator.NotifyOnline]): sync resumes within about ProbeInterval
 	// of the peer coming back, however long the backoff had grown. A
 	// peer with no check of its own (errors.ErrUnsupported) is not
-	// probed. Zero means 1s; negative means no probing.
+	// probed. A check is not a sync: a failed one changes neither the
+	// backoff nor Status.Failures, which count syncs only. Zero means 1s;
+	// negative means no probing.
 	ProbeInterval time.Duration
 	// Limits bound the pages of one sync.
 	Limits transport.Limits
