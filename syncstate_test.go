@@ -230,19 +230,22 @@ func TestWatchFollowsReplicator(t *testing.T) {
 		tasks := coll[Task](t, app, "tasks")
 		peer := transport.NewMemPeer(hub.SyncStore(), transport.Limits{})
 		peer.SetDown(true)
-		r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"},
-			Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close(ctx)
+		// The watch starts before the replicator: with no debounce (the
+		// default) the sync at open may fail before a later watch's first
+		// read.
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
 		results := watchAll(tasks.Watch(wctx, "ns", converge.Query{}))
 		if w := nextResult(t, results); w.Synced || w.SyncErr != nil {
 			t.Fatalf("first: %+v, want loading", w)
 		}
-		settle(20 * time.Millisecond) // the sync at open, debounced, fails
+		r, err := app.OpenReplicator(peer, converge.ReplicatorOptions{Namespaces: []string{"ns"},
+			Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close(ctx)
+		settle(20 * time.Millisecond) // the sync at open fails
 		if w := nextResult(t, results); w.Synced || !errors.Is(w.SyncErr, transport.ErrUnreachable) {
 			t.Fatalf("after the first sync: %+v, want loading with the sync error", w)
 		}
